@@ -1,0 +1,44 @@
+# `make test` and `make demo` bootstrap everything they need on a fresh machine (venv, pip, npm).
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP_STAMP := $(VENV)/.installed
+NPM_STAMP := node_modules/.installed
+
+.PHONY: deps test test-unit lint format bench emulator run demo clean
+
+$(PIP_STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+$(NPM_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+deps: $(PIP_STAMP) $(NPM_STAMP)
+
+## test: every test (unit, integration, e2e); starts Azurite itself and stops it afterwards
+test: deps
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: deps
+	$(PY) -m pytest -m unit $(PYTEST_ARGS)
+
+lint: deps
+	$(PY) -m ruff check .
+	$(PY) -m mypy .
+
+format: deps
+	$(PY) -m ruff check --fix .
+
+bench: deps
+	$(PY) -m bench.emulator_throughput
+
+emulator: deps
+	$(PY) -m localdev.stack --emulator-only
+
+clean:
+	rm -rf $(VENV) node_modules .local .test-runs .pytest_cache .mypy_cache .ruff_cache
