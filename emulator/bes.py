@@ -12,7 +12,6 @@ import asyncio
 import json
 import logging
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -20,10 +19,9 @@ from azure.core.exceptions import AzureError, ResourceNotFoundError
 
 from emulator import census_schema as schema
 from emulator.blobs import BlobFetchError, StorageAccount
-from emulator.context import (Emulator, check_api_version, emulator, json_body, json_response,
-                              lookup_endpoint_by_guid)
+from emulator.context import Emulator, check_api_version, emulator, json_body, json_response, lookup_endpoint_by_guid
 from emulator.errors import StudioError, bad_argument, not_found
-from emulator.learner import DataError, ModelError, format_metric, train_and_evaluate, EVALUATION_COLUMNS
+from emulator.learner import EVALUATION_COLUMNS, DataError, ModelError, format_metric, train_and_evaluate
 from emulator.state import EndpointState, JobState, ServiceState, now_iso
 from emulator.tables import DATASET_EXTENSIONS, read_table, write_table
 
@@ -33,7 +31,7 @@ BASE = "/workspaces/{ws}/services/{guid}/jobs"
 
 # What each kind of web service declares: inputs, outputs (with allowed extensions) and global parameters.
 INPUTS = {"training": ["input1"], "predictive": ["input1"]}
-OUTPUTS = {"training": {"output1": (".ilearner",), "output2": (".csv", ".tsv")},
+OUTPUTS: dict[str, dict[str, tuple[str, ...]]] = {"training": {"output1": (".ilearner",), "output2": (".csv", ".tsv")},
            "predictive": {"output1": (".csv", ".tsv")}}
 DEFAULT_OUTPUT_EXT = {"output1": {"training": ".ilearner", "predictive": ".csv"}, "output2": {"training": ".csv"}}
 PARAMETERS: dict[str, dict[str, tuple[type, float, float, str]]] = {
@@ -242,7 +240,7 @@ class JobRunner:
             job.status, job.details = "Failed", str(exc)
         except asyncio.CancelledError:
             return
-        except Exception as exc:  # noqa: BLE001 - a job never takes the server down
+        except Exception as exc:
             log.exception("job %s failed unexpectedly", job.id)
             job.status, job.details = "Failed", f"InternalError: {type(exc).__name__}"
         finally:
@@ -318,7 +316,7 @@ class JobRunner:
 
 
 def _train(data: bytes, name: str, seed: int, test_fraction: float) -> dict[str, tuple[bytes, str]]:
-    header, columns = read_table(data, name)
+    _header, columns = read_table(data, name)
     missing = [c for c in schema.COLUMNS if c not in columns]
     if missing:
         raise DataError(f"Error 0001: Column(s) {', '.join(repr(c) for c in missing)} not found in {name} "

@@ -9,13 +9,14 @@ one model URL), and the token's expiry is still checked locally on every use.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import BlobSasPermissions, generate_blob_sas
 from azure.storage.blob.aio import BlobServiceClient
 
@@ -108,10 +109,8 @@ class BlobStore:
 
         container, blob = split_relative(relative_location)
         service = self.client(connection_string)
-        try:
+        with contextlib.suppress(ResourceExistsError):
             await service.create_container(container)
-        except Exception:  # noqa: BLE001 - exists already (or will fail below with a clearer error)
-            pass
         await service.get_blob_client(container, blob).upload_blob(
             data, overwrite=True, content_settings=ContentSettings(content_type=content_type))
 

@@ -102,14 +102,14 @@ async def publish(request: web.Request) -> web.Response:
     except (UnicodeDecodeError, json.JSONDecodeError):
         return _eg_error(400, "BadRequest", "The request body is not valid JSON.")
     events = body if isinstance(body, list) else [body]
-    content_type = request.headers.get("Content-Type", "")
+    content_type = request.headers.get("Content-Type") or ""
     sent_cloud = "cloudevents" in content_type
     if (topic["schema"] == "CloudEventSchemaV1_0") != sent_cloud and content_type.startswith("application/"):
         # The wrong content type for the topic's schema is refused the way the real service refuses it.
-        problem = _schema_problem(topic["schema"], events) or (
+        mismatch = _schema_problem(topic["schema"], events) or (
             f"This resource is configured to receive event in '{topic['schema']}' schema; the request's "
             f"Content-Type '{content_type.split(';')[0]}' is for the other schema.")
-        return _eg_error(400, "BadRequest", problem)
+        return _eg_error(400, "BadRequest", mismatch)
     problem = _schema_problem(topic["schema"], events)
     if problem:
         return _eg_error(400, "BadRequest", problem)
@@ -273,7 +273,7 @@ class StorageEventSource:
                         log.info("subscription %s validated", sub.id)
                         return
                     log.info("subscription %s: validation answered HTTP %s", sub.id, resp.status)
-            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+            except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
                 log.debug("subscription %s: validation not answered (%s)", sub.id, type(exc).__name__)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
@@ -342,19 +342,18 @@ class StorageEventSource:
             status: int | str
             try:
                 assert self._session is not None
-                async with self._slots[sub.id]:
-                    async with self._session.post(sub.endpoint, json=[event], headers={
-                            "aeg-event-type": "Notification", "aeg-subscription-name": sub.id.upper(),
-                            "aeg-delivery-count": str(attempt - 1), "aeg-data-version": "",
-                            "aeg-metadata-version": "1"}) as resp:
-                        status = resp.status
-                        await resp.read()
+                async with self._slots[sub.id], self._session.post(sub.endpoint, json=[event], headers={
+                        "aeg-event-type": "Notification", "aeg-subscription-name": sub.id.upper(),
+                        "aeg-delivery-count": str(attempt - 1), "aeg-data-version": "",
+                        "aeg-metadata-version": "1"}) as resp:
+                    status = resp.status
+                    await resp.read()
                 if 200 <= status < 300:
                     sub.delivered += 1
                     return
                 if status in (400, 413):
                     break  # Event Grid does not retry these
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientError) as exc:
                 status = type(exc).__name__
             log.info("delivery of %s to subscription %s failed (attempt %d: %s)", event["subject"], sub.id,
                      attempt, status)

@@ -77,7 +77,12 @@ class Model:
         return [self.positive if p >= self.threshold else self.negative for p in proba]
 
 
-def parse_numeric(name: str, values: Sequence[str], fill: float) -> np.ndarray:
+def parse_numeric(name: str, values: Sequence[str], fill: float, header_lines: int | None = None) -> np.ndarray:
+    """Parse a numeric column; errors say "row N", or "line N" of the file when `header_lines` is given."""
+
+    def where(i: int) -> str:
+        return f"row {i + 1}" if header_lines is None else f"line {i + 1 + header_lines}"
+
     out = np.empty(len(values))
     for i, raw in enumerate(values):
         text = str(raw).strip()
@@ -87,14 +92,14 @@ def parse_numeric(name: str, values: Sequence[str], fill: float) -> np.ndarray:
         try:
             out[i] = float(text)
         except ValueError:
-            raise DataError(f"column '{name}', row {i + 1}: '{text[:40]}' is not a number") from None
+            raise DataError(f"column '{name}', {where(i)}: '{text[:40]}' is not a number") from None
         if not math.isfinite(out[i]):
-            raise DataError(f"column '{name}', row {i + 1}: '{text[:40]}' is not a finite number")
+            raise DataError(f"column '{name}', {where(i)}: '{text[:40]}' is not a finite number")
     return out
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(z, -35, 35)))
+    return np.asarray(1.0 / (1.0 + np.exp(-np.clip(z, -35, 35))))
 
 
 def fit(columns: Mapping[str, Sequence[str]], labels: Sequence[str], l2: float = 1.0,
@@ -232,6 +237,8 @@ def train_and_evaluate(columns: Mapping[str, list[str]], labels: list[str], test
                        seed: int = 0) -> tuple[Model, dict[str, float]]:
     """Split, fit on the first part, evaluate on the held-out part (what the training experiment does)."""
     n = len(labels)
+    for name in s.NUMERIC:  # check the whole file first, so an error names its line in the file
+        parse_numeric(name, columns[name], 0.0, header_lines=1)
     train, test = split_indices(n, test_fraction, seed)
     if len(test) == 0 or len(train) == 0:
         raise DataError(f"{n} rows are too few to split into training and evaluation sets")

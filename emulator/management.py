@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from emulator.blobs import BlobFetchError
-from emulator.context import Emulator, emulator, json_body, json_response, same_secret, bearer_token
+from emulator.context import Emulator, bearer_token, emulator, json_body, json_response, same_secret
 from emulator.errors import StudioError, bad_argument, not_found, unauthorized
 from emulator.learner import ModelError, check_document
 from emulator.state import EndpointState, Location, PendingModel, Resource, ServiceState, now_iso

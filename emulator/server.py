@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -126,7 +127,8 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def build_app(emu: Emulator, fault_rules: list[faults.FaultRule], source: eventgrid.StorageEventSource) -> web.Application:
+def build_app(emu: Emulator, fault_rules: list[faults.FaultRule],
+              source: eventgrid.StorageEventSource) -> web.Application:
     app = web.Application(middlewares=[error_middleware, rrs.throttle_middleware(), faults.fault_middleware],
                           client_max_size=64 * 1024 * 1024)
     app[EMULATOR] = emu
@@ -162,14 +164,14 @@ async def serve(opts: Options, ready: asyncio.Event | None = None, stop: asyncio
     await runner.setup()
     site = web.TCPSite(runner, opts.host, opts.port, backlog=1024, reuse_address=True)
     await site.start()
-    server = site._server  # noqa: SLF001 - aiohttp exposes the bound port only here
-    assert server is not None and server.sockets
-    port = server.sockets[0].getsockname()[1]
+    sockets = getattr(site._server, "sockets", None)  # aiohttp exposes the bound port only here
+    assert sockets
+    port = sockets[0].getsockname()[1]
     host = "127.0.0.1" if opts.host in ("0.0.0.0", "") else opts.host
     emu.base_url = f"http://{host}:{port}"
     store.start_saver()
     await source.start()
-    source._persist()  # noqa: SLF001 - record CLI subscriptions in the state
+    source._persist()
     app[bes.RUNNER].resume()
     if opts.manifest:
         write_manifest(opts.manifest, manifest(emu))
@@ -180,10 +182,8 @@ async def serve(opts: Options, ready: asyncio.Event | None = None, stop: asyncio
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):
-            pass
     try:
         await stop.wait()
     finally:

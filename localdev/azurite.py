@@ -66,7 +66,7 @@ class Azurite:
             proc = self.proc
             try:
                 for port in (self.blob_port, self.queue_port, self.table_port):
-                    wait_for_port(self.host, port, timeout, alive=lambda: proc.poll() is None)
+                    wait_for_port(self.host, port, timeout, alive=lambda p=proc: p.poll() is None)
                 return self
             except (RuntimeError, TimeoutError):
                 stop(proc)
