@@ -40,6 +40,8 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.add_argument("--subscribe", action="append", default=[], metavar="[CONTAINER=]URL",
                    help="deliver BlobCreated events (of one container) to this webhook (repeatable)")
     p.add_argument("--events-poll-seconds", type=float, default=0.5, help="storage polling interval (default 0.5)")
+    p.add_argument("--sas-cache-seconds", type=float, default=5.0,
+                   help="share downloads of the same SAS URL for this long (0 = download on every PATCH)")
     p.add_argument("--access-log", action="store_true", help="log every request")
     p.add_argument("--log-level", default="INFO")
 
@@ -63,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
                        result_sas_seconds=args.result_sas_seconds, max_concurrent_jobs=args.max_concurrent_jobs,
                        tier=args.tier, faults=[parse_fault_flag(f) for f in args.fault],
                        subscriptions=[subscription_from_flag(s) for s in args.subscribe],
-                       events_poll_seconds=args.events_poll_seconds, access_log=args.access_log)
+                       events_poll_seconds=args.events_poll_seconds, access_log=args.access_log,
+                       sas_cache_seconds=args.sas_cache_seconds)
     except ValueError as exc:
         parser.error(str(exc))
     asyncio.run(serve(opts))

@@ -156,6 +156,8 @@ class SasFetcher:
         expiry = sas_expiry(token)
         if expiry is not None and expiry <= datetime.now(UTC):
             raise BlobFetchError("expired", f"the SAS token expired at {expiry.isoformat()}")
+        if self._ttl <= 0:
+            return await self._download(url)
         now = time.monotonic()
         hit = self._cache.get(url)
         if hit is not None and now - hit[0] < self._ttl:

@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from emulator import bes, eventgrid, faults, management, rrs
+from emulator.blobs import SasFetcher
 from emulator.census import csv_text
 from emulator.census_schema import FEATURES, LABEL
 from emulator.context import EMULATOR, Config, Emulator
@@ -50,6 +51,7 @@ class Options:
     subscriptions: list[eventgrid.Subscription] = field(default_factory=list)
     events_poll_seconds: float = 0.5
     access_log: bool = False
+    sas_cache_seconds: float = 5.0
 
 
 def _initial_model() -> bytes:
@@ -147,7 +149,7 @@ async def serve(opts: Options, ready: asyncio.Event | None = None, stop: asyncio
                     job_seconds=opts.job_seconds, result_sas_seconds=opts.result_sas_seconds,
                     max_concurrent_jobs=opts.max_concurrent_jobs)
     store = Store(opts.data)
-    emu = Emulator(config=config, store=store)
+    emu = Emulator(config=config, store=store, fetcher=SasFetcher(ttl=opts.sas_cache_seconds))
     first_start = not store.load()
     started = time.monotonic()
     if first_start:
