@@ -1,0 +1,264 @@
+"""Typed app settings (environment variables / local.settings.json), validated once at first use.
+
+One target (a predictive web service and the endpoints a trained model goes to) is configured with flat
+`RETRAIN_*` settings; many (multi-tenant, several services) with one JSON setting, `RETRAIN_TARGETS`. A missing or
+malformed setting raises `SettingsError` naming the setting and what is wrong. The hosts the app may call are
+exactly the ones configured here (`allowed_hosts`).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ADULT_COLUMNS = ("age,workclass,fnlwgt,education,education-num,marital-status,occupation,relationship,race,sex,"
+                 "capital-gain,capital-loss,hours-per-week,native-country,income")
+ADULT_NUMERIC = "age,fnlwgt,education-num,capital-gain,capital-loss,hours-per-week"
+LOWER_IS_BETTER = {"Average Log Loss", "Log Loss", "Mean Absolute Error", "Root Mean Squared Error"}
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names it."""
+
+
+def _csv_list(value: object) -> list[str]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, list):
+        return [str(v).strip() for v in value]
+    raise ValueError("expected a comma-separated list")
+
+
+def _check_url(value: str, what: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{what} must be an http(s) URL, got {value!r}")
+    return value.rstrip("/")
+
+
+class Target(BaseModel):
+    """A predictive web service and the scoring endpoints its retrained model goes to."""
+
+    name: str = "default"
+    management_url: str  # https://management.azureml.net/workspaces/<ws>/webservices/<predictive service id>
+    management_key: SecretStr
+    resource_name: str
+    endpoints: list[str] = Field(default_factory=list)  # ["*"]: every non-default endpoint
+    tenant_routing: bool = True  # <data_prefix><tenant>/<file>.csv -> endpoint <tenant>
+    data_prefix: str = ""
+    bes_url: str | None = None  # overrides the app-wide training service
+    bes_key: SecretStr | None = None
+
+    @field_validator("management_url")
+    @classmethod
+    def _management_url(cls, value: str) -> str:
+        value = _check_url(value, "management_url")
+        path = urlsplit(value).path.strip("/").split("/")
+        if len(path) != 4 or path[0] != "workspaces" or path[2] != "webservices":
+            raise ValueError("management_url must end in /workspaces/<workspace id>/webservices/<web service id>")
+        return value
+
+    @field_validator("endpoints", mode="before")
+    @classmethod
+    def _endpoints(cls, value: object) -> list[str]:
+        return _csv_list(value)
+
+    @field_validator("bes_url")
+    @classmethod
+    def _bes(cls, value: str | None) -> str | None:
+        return normalise_bes_url(value) if value else None
+
+    @field_validator("data_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        value = value.strip("/")
+        return value + "/" if value else ""
+
+
+def normalise_bes_url(value: str) -> str:
+    """Accept an ApiLocation or a BES jobs URL (`.../jobs?api-version=2.0`); return the ApiLocation."""
+    value = _check_url(value.split("?")[0], "the BES URL")
+    return value[: -len("/jobs")] if value.endswith("/jobs") else value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=False, case_sensitive=False)
+
+    storage_connection_string: SecretStr | None = Field(None, validation_alias="AzureWebJobsStorage")
+    storage_account_name: str | None = Field(None, validation_alias="AzureWebJobsStorage__accountName")
+    storage_blob_uri: str | None = Field(None, validation_alias="AzureWebJobsStorage__blobServiceUri")
+    storage_table_uri: str | None = Field(None, validation_alias="AzureWebJobsStorage__tableServiceUri")
+    storage_client_id: str | None = Field(None, validation_alias="AzureWebJobsStorage__clientId")
+
+    data_container: str = Field("training-data", validation_alias="RETRAIN_DATA_CONTAINER")
+    models_container: str = Field("models", validation_alias="RETRAIN_MODELS_CONTAINER")
+    rejected_container: str = Field("rejected", validation_alias="RETRAIN_REJECTED_CONTAINER")
+    table_prefix: str = Field("retrain", validation_alias="RETRAIN_TABLE_PREFIX",
+                              pattern=r"^[A-Za-z][A-Za-z0-9]{0,40}$")
+
+    bes_url: str | None = Field(None, validation_alias="RETRAIN_BES_URL")
+    bes_key: SecretStr | None = Field(None, validation_alias="RETRAIN_BES_KEY")
+    bes_global_parameters: dict[str, str] = Field(default_factory=dict,
+                                                  validation_alias="RETRAIN_BES_GLOBAL_PARAMETERS")
+    model_output: str = Field("output1", validation_alias="RETRAIN_MODEL_OUTPUT")
+    evaluation_output: str = Field("output2", validation_alias="RETRAIN_EVALUATION_OUTPUT")
+
+    management_url: str | None = Field(None, validation_alias="RETRAIN_MANAGEMENT_URL")
+    management_key: SecretStr | None = Field(None, validation_alias="RETRAIN_MANAGEMENT_KEY")
+    resource_name: str | None = Field(None, validation_alias="RETRAIN_RESOURCE_NAME")
+    endpoints: Annotated[list[str], NoDecode] = Field(default_factory=list, validation_alias="RETRAIN_ENDPOINTS")
+    tenant_routing: bool = Field(True, validation_alias="RETRAIN_TENANT_ROUTING")
+    targets_json: Annotated[list[Target] | None, NoDecode] = Field(None, validation_alias="RETRAIN_TARGETS")
+
+    gate_metric: str = Field("AUC", validation_alias="RETRAIN_GATE_METRIC")
+    gate_minimum: float = Field(0.7, validation_alias="RETRAIN_GATE_MINIMUM")
+    gate_min_improvement: float = Field(0.0, validation_alias="RETRAIN_GATE_MIN_IMPROVEMENT")
+
+    label_column: str = Field("income", validation_alias="RETRAIN_LABEL_COLUMN")
+    required_columns: Annotated[list[str], NoDecode] = Field(default_factory=lambda: _csv_list(ADULT_COLUMNS),
+                                                             validation_alias="RETRAIN_REQUIRED_COLUMNS")
+    numeric_columns: Annotated[list[str], NoDecode] = Field(default_factory=lambda: _csv_list(ADULT_NUMERIC),
+                                                            validation_alias="RETRAIN_NUMERIC_COLUMNS")
+    min_rows: int = Field(100, ge=1, validation_alias="RETRAIN_MIN_ROWS")
+    max_data_bytes: int = Field(5 * 1024**3, ge=1, validation_alias="RETRAIN_MAX_DATA_BYTES")
+
+    sas_minutes: float = Field(60, gt=0, le=7 * 24 * 60, validation_alias="RETRAIN_SAS_MINUTES")
+    sas_refresh_margin_minutes: float = Field(5, ge=0, validation_alias="RETRAIN_SAS_REFRESH_MARGIN_MINUTES")
+    eventgrid_endpoint: str | None = Field(None, validation_alias="RETRAIN_EVENTGRID_ENDPOINT")
+    eventgrid_key: SecretStr | None = Field(None, validation_alias="RETRAIN_EVENTGRID_KEY")
+    event_source: str = Field("/retrain/functions", validation_alias="RETRAIN_EVENT_SOURCE")
+
+    patch_concurrency: int = Field(16, ge=1, le=256, validation_alias="RETRAIN_PATCH_CONCURRENCY")
+    http_max_attempts: int = Field(6, ge=1, le=20, validation_alias="RETRAIN_HTTP_MAX_ATTEMPTS")
+    http_backoff_seconds: float = Field(0.5, ge=0, validation_alias="RETRAIN_HTTP_BACKOFF_SECONDS")
+    http_max_backoff_seconds: float = Field(30, ge=0, validation_alias="RETRAIN_HTTP_MAX_BACKOFF_SECONDS")
+    connect_timeout_seconds: float = Field(5, gt=0, validation_alias="RETRAIN_CONNECT_TIMEOUT_SECONDS")
+    read_timeout_seconds: float = Field(60, gt=0, validation_alias="RETRAIN_READ_TIMEOUT_SECONDS")
+
+    job_poll_seconds: float = Field(2, gt=0, validation_alias="RETRAIN_JOB_POLL_SECONDS")
+    job_wait_seconds: float = Field(60, ge=0, validation_alias="RETRAIN_JOB_WAIT_SECONDS")
+    job_deadline_minutes: float = Field(120, gt=0, validation_alias="RETRAIN_JOB_DEADLINE_MINUTES")
+    verify_delay_seconds: float = Field(0, ge=0, validation_alias="RETRAIN_VERIFY_DELAY_SECONDS")
+    smoke_row: dict[str, Any] | None = Field(None, validation_alias="RETRAIN_SMOKE_ROW")
+    lease_seconds: float = Field(300, gt=0, validation_alias="RETRAIN_LEASE_SECONDS")
+    reconcile_schedule: str = Field("0 */5 * * * *", validation_alias="RETRAIN_RECONCILE_SCHEDULE")
+
+    @field_validator("endpoints", "required_columns", "numeric_columns", mode="before")
+    @classmethod
+    def _lists(cls, value: object) -> list[str]:
+        return _csv_list(value)
+
+    @field_validator("targets_json", mode="before")
+    @classmethod
+    def _targets(cls, value: object) -> object:
+        if isinstance(value, str):
+            if not value.strip():
+                return None
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not valid JSON ({exc.msg} at position {exc.pos})") from None
+        if value is not None and not isinstance(value, list):
+            raise ValueError("expected a JSON array of targets")
+        return value
+
+    @field_validator("bes_url", "eventgrid_endpoint", "storage_blob_uri", "storage_table_uri")
+    @classmethod
+    def _urls(cls, value: str | None) -> str | None:
+        return _check_url(value, "the URL") if value else None
+
+    @model_validator(mode="after")
+    def _complete(self) -> Settings:
+        if self.storage_connection_string is None and not (self.storage_account_name or self.storage_blob_uri):
+            raise ValueError("AzureWebJobsStorage: set a connection string, or AzureWebJobsStorage__accountName "
+                             "(or __blobServiceUri) for a managed identity")
+        if self.targets_json is None and self.management_url is None:
+            raise ValueError("RETRAIN_MANAGEMENT_URL (with RETRAIN_MANAGEMENT_KEY and RETRAIN_RESOURCE_NAME) or "
+                             "RETRAIN_TARGETS is required: where do trained models go?")
+        if self.targets_json is None:
+            for name, value in (("RETRAIN_MANAGEMENT_KEY", self.management_key),
+                                ("RETRAIN_RESOURCE_NAME", self.resource_name)):
+                if not value:
+                    raise ValueError(f"{name} is required with RETRAIN_MANAGEMENT_URL")
+        for target in self.targets:
+            if not (target.bes_url or self.bes_url):
+                raise ValueError(f"RETRAIN_BES_URL is required (target '{target.name}' names no bes_url)")
+            if not (target.bes_key or self.bes_key):
+                raise ValueError(f"RETRAIN_BES_KEY is required (target '{target.name}' names no bes_key)")
+        names = [t.name for t in self.targets]
+        if len(set(names)) != len(names):
+            raise ValueError("RETRAIN_TARGETS: target names must be unique")
+        if self.label_column not in self.required_columns:
+            self.required_columns.append(self.label_column)
+        return self
+
+    # ---- derived -----------------------------------------------------------------------------------------
+    @functools.cached_property
+    def targets(self) -> list[Target]:
+        if self.targets_json is not None:
+            return self.targets_json
+        assert self.management_url and self.management_key and self.resource_name
+        return [Target(name="default", management_url=self.management_url, management_key=self.management_key,
+                       resource_name=self.resource_name, endpoints=self.endpoints,
+                       tenant_routing=self.tenant_routing)]
+
+    def target(self, name: str) -> Target:
+        for target in self.targets:
+            if target.name == name:
+                return target
+        raise KeyError(name)
+
+    def bes_for(self, target: Target) -> tuple[str, SecretStr]:
+        url, key = target.bes_url or self.bes_url, target.bes_key or self.bes_key
+        assert url and key
+        return normalise_bes_url(url), key
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.gate_metric not in LOWER_IS_BETTER
+
+    @property
+    def allowed_hosts(self) -> set[str]:
+        """Every host the app may call (management, BES, RRS, Event Grid); nothing from a request body."""
+        urls = [t.management_url for t in self.targets] + [self.bes_for(t)[0] for t in self.targets]
+        if self.eventgrid_endpoint:
+            urls.append(self.eventgrid_endpoint)
+        return {urlsplit(u).netloc.lower() for u in urls}
+
+    def rrs_host_allowed(self, api_location: str) -> bool:
+        """Scoring URLs come from the management API; they must be on a configured host, or on the regional
+        `*.services.azureml.net` hosts of the real service."""
+        host = urlsplit(api_location).netloc.lower()
+        return host in self.allowed_hosts or host.endswith(".services.azureml.net")
+
+
+def _format_error(exc: ValidationError) -> str:
+    problems = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "settings"
+        message = err["msg"].removeprefix("Value error, ")
+        problems.append(f"{where}: {message}" if where != "settings" else message)
+    return "invalid app settings: " + "; ".join(problems)
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Validate settings from `environ` (default: the process environment)."""
+    try:
+        if environ is None:
+            return Settings()
+        return Settings.model_validate({k: v for k, v in environ.items()})
+    except ValidationError as exc:
+        raise SettingsError(_format_error(exc)) from None
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The app's settings, loaded once on first use."""
+    return load_settings()
