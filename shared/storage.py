@@ -1,0 +1,168 @@
+"""Blob storage for the app: clients from settings (connection string or managed identity), streaming reads,
+moving rejected files aside with a reason, and reading a run's evaluation CSV."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.storage.blob import BlobServiceClient, ContentSettings
+
+from shared.sas import SasMinter
+from shared.settings import Settings
+
+log = logging.getLogger("shared.storage")
+CHUNK_BYTES = 4 * 1024 * 1024
+_CHUNKING: dict[str, Any] = {"max_single_get_size": CHUNK_BYTES, "max_chunk_get_size": CHUNK_BYTES}
+
+
+def _connection_parts(connection_string: str) -> dict[str, str]:
+    parts = {}
+    for item in connection_string.split(";"):
+        key, sep, value = item.partition("=")
+        if sep:
+            parts[key.strip().lower()] = value.strip()
+    return parts
+
+
+@dataclass
+class BlobRef:
+    container: str
+    name: str
+
+    @property
+    def path(self) -> str:
+        return f"{self.container}/{self.name}"
+
+    @classmethod
+    def parse(cls, path: str) -> BlobRef:
+        container, sep, name = path.strip("/").partition("/")
+        if not sep or not container or not name:
+            raise ValueError(f"'{path}' is not <container>/<blob>")
+        return cls(container, name)
+
+
+class Storage:
+    """The app's storage account."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.connection_string: str | None = None
+        self.account_key: str | None = None
+        self.credential: Any = None
+        self._minter: SasMinter | None = None
+        if settings.storage_connection_string is not None:
+            self.connection_string = settings.storage_connection_string.get_secret_value()
+            if self.connection_string.strip().lower() == "usedevelopmentstorage=true":
+                self.account_key = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/"
+                                    "KBHBeksoGMGw==")
+            else:
+                self.account_key = _connection_parts(self.connection_string).get("accountkey")
+            self.blob = BlobServiceClient.from_connection_string(self.connection_string, **_CHUNKING)
+        else:
+            from azure.identity import DefaultAzureCredential
+
+            self.credential = DefaultAzureCredential(managed_identity_client_id=settings.storage_client_id)
+            url = settings.storage_blob_uri or f"https://{settings.storage_account_name}.blob.core.windows.net"
+            self.blob = BlobServiceClient(url, credential=self.credential, **_CHUNKING)
+
+    def ensure_containers(self) -> None:
+        s = self.settings
+        for name in (s.data_container, s.models_container, s.rejected_container):
+            with contextlib.suppress(ResourceExistsError):
+                self.blob.create_container(name)
+
+    def etag(self, ref: BlobRef) -> str:
+        return str(self.blob.get_blob_client(ref.container, ref.name).get_blob_properties().etag)
+
+    def properties(self, ref: BlobRef) -> Any:
+        return self.blob.get_blob_client(ref.container, ref.name).get_blob_properties()
+
+    def exists(self, ref: BlobRef) -> bool:
+        return bool(self.blob.get_blob_client(ref.container, ref.name).exists())
+
+    def chunks(self, ref: BlobRef, etag: str | None = None) -> Iterator[bytes]:
+        """Stream a blob in chunks of CHUNK_BYTES (bounded memory), pinned to `etag` when given."""
+        client = self.blob.get_blob_client(ref.container, ref.name)
+        kwargs: dict[str, Any] = {"max_concurrency": 1}
+        if etag:
+            from azure.core import MatchConditions
+
+            kwargs.update(etag=etag, match_condition=MatchConditions.IfNotModified)
+        yield from client.download_blob(**kwargs).chunks()
+
+    def read_bytes(self, ref: BlobRef, limit: int = 16 * 1024 * 1024) -> bytes:
+        data = self.blob.get_blob_client(ref.container, ref.name).download_blob(max_concurrency=1).readall()
+        if len(data) > limit:
+            raise ValueError(f"{ref.path} is larger than {limit} bytes")
+        return bytes(data)
+
+    def write_bytes(self, ref: BlobRef, data: bytes, content_type: str = "application/octet-stream") -> None:
+        self.blob.get_blob_client(ref.container, ref.name).upload_blob(
+            data, overwrite=True, content_settings=ContentSettings(content_type=content_type))
+
+    def reject(self, ref: BlobRef, reason: dict[str, Any]) -> BlobRef:
+        """Move a file to the rejected container (copy, then delete) with `<name>.reason.json` beside it.
+
+        Nothing is lost: the source is deleted only once the copy is complete, and only if it has not changed
+        since it was copied. Idempotent: when the source is already gone, it only (re)writes the reason.
+        """
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError
+
+        target = BlobRef(self.settings.rejected_container, f"{ref.container}/{ref.name}")
+        source = self.blob.get_blob_client(ref.container, ref.name)
+        dest = self.blob.get_blob_client(target.container, target.name)
+        with contextlib.suppress(ResourceExistsError):
+            self.blob.create_container(target.container)
+        body = dict(reason, source=ref.path, rejectedAt=datetime.now(UTC).isoformat())
+        self.write_bytes(BlobRef(target.container, target.name + ".reason.json"),
+                         json.dumps(body, indent=2).encode(), "application/json")
+        try:
+            props = source.get_blob_properties()
+        except ResourceNotFoundError:
+            return target  # moved already
+        copy = dest.start_copy_from_url(source.url + self.minter().read_token(ref.container, ref.name,
+                                                                             timedelta(hours=1)))
+        status = copy.get("copy_status")
+        deadline = time.monotonic() + 600
+        while status == "pending" and time.monotonic() < deadline:
+            time.sleep(0.2)
+            status = dest.get_blob_properties().copy.status
+        if status != "success":
+            raise OSError(f"copying {ref.path} to {target.path} did not complete ({status})")
+        try:
+            source.delete_blob(etag=props.etag, match_condition=MatchConditions.IfNotModified)
+        except ResourceModifiedError:
+            log.warning("%s changed while being rejected; the new version is kept in place", ref.path)
+        except ResourceNotFoundError:
+            pass
+        return target
+
+    def minter(self) -> SasMinter:
+        if self._minter is None:
+            self._minter = SasMinter(self.blob, self.account_key)
+        return self._minter
+
+    def read_evaluation(self, ref: BlobRef) -> dict[str, float]:
+        """The first row of an Evaluate Model CSV as metric -> value (non-numeric cells are skipped)."""
+        text = self.read_bytes(ref, limit=1024 * 1024).decode("utf-8-sig")
+        rows = list(csv.DictReader(io.StringIO(text)))
+        if not rows:
+            raise ValueError(f"{ref.path} has no evaluation row")
+        metrics = {}
+        for key, value in rows[0].items():
+            try:
+                metrics[key.strip()] = float(value)
+            except (TypeError, ValueError):
+                continue
+        return metrics
