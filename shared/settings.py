@@ -105,8 +105,8 @@ class Settings(BaseSettings):
 
     bes_url: str | None = Field(None, validation_alias="RETRAIN_BES_URL")
     bes_key: SecretStr | None = Field(None, validation_alias="RETRAIN_BES_KEY")
-    bes_global_parameters: dict[str, str] = Field(default_factory=dict,
-                                                  validation_alias="RETRAIN_BES_GLOBAL_PARAMETERS")
+    bes_global_parameters: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict,
+                                                                       validation_alias="RETRAIN_BES_GLOBAL_PARAMETERS")
     model_output: str = Field("output1", validation_alias="RETRAIN_MODEL_OUTPUT")
     evaluation_output: str = Field("output2", validation_alias="RETRAIN_EVALUATION_OUTPUT")
 
@@ -146,7 +146,7 @@ class Settings(BaseSettings):
     job_wait_seconds: float = Field(60, ge=0, validation_alias="RETRAIN_JOB_WAIT_SECONDS")
     job_deadline_minutes: float = Field(120, gt=0, validation_alias="RETRAIN_JOB_DEADLINE_MINUTES")
     verify_delay_seconds: float = Field(0, ge=0, validation_alias="RETRAIN_VERIFY_DELAY_SECONDS")
-    smoke_row: dict[str, Any] | None = Field(None, validation_alias="RETRAIN_SMOKE_ROW")
+    smoke_row: Annotated[dict[str, Any] | None, NoDecode] = Field(None, validation_alias="RETRAIN_SMOKE_ROW")
     lease_seconds: float = Field(300, gt=0, validation_alias="RETRAIN_LEASE_SECONDS")
     reconcile_schedule: str = Field("0 */5 * * * *", validation_alias="RETRAIN_RECONCILE_SCHEDULE")
 
@@ -154,6 +154,20 @@ class Settings(BaseSettings):
     @classmethod
     def _lists(cls, value: object) -> list[str]:
         return _csv_list(value)
+
+    @field_validator("bes_global_parameters", "smoke_row", mode="before")
+    @classmethod
+    def _json_object(cls, value: object) -> object:
+        if isinstance(value, str):
+            if not value.strip():
+                return None
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not valid JSON ({exc.msg} at position {exc.pos})") from None
+            if not isinstance(value, dict):
+                raise ValueError("expected a JSON object")
+        return value
 
     @field_validator("targets_json", mode="before")
     @classmethod
