@@ -489,8 +489,9 @@ class Pipeline:
         metric = dep.metric
         if operation == "promote" and run is not None and cur.data_time and run.data_time < cur.data_time:
             return "Superseded", f"the endpoint serves a model from newer data ({cur.data_time})"
-        if operation == "promote" and not force and metric is not None and cur.metric is not None:
-            need = self.settings.gate_min_improvement
+        need = self.settings.gate_min_improvement
+        if operation == "promote" and not force and need is not None and metric is not None and \
+                cur.metric is not None:
             better = metric >= cur.metric + need if self.settings.higher_is_better else metric <= cur.metric - need
             if not better:
                 reason = (f"{self.settings.gate_metric} {metric:.4f} does not improve on the serving model's "

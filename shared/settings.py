@@ -59,11 +59,7 @@ class Target(BaseModel):
     @field_validator("management_url")
     @classmethod
     def _management_url(cls, value: str) -> str:
-        value = _check_url(value, "management_url")
-        path = urlsplit(value).path.strip("/").split("/")
-        if len(path) != 4 or path[0] != "workspaces" or path[2] != "webservices":
-            raise ValueError("management_url must end in /workspaces/<workspace id>/webservices/<web service id>")
-        return value
+        return check_service_url(value)
 
     @field_validator("endpoints", mode="before")
     @classmethod
@@ -80,6 +76,14 @@ class Target(BaseModel):
     def _prefix(cls, value: str) -> str:
         value = value.strip("/")
         return value + "/" if value else ""
+
+
+def check_service_url(value: str) -> str:
+    value = _check_url(value, "the management URL")
+    path = urlsplit(value).path.strip("/").split("/")
+    if len(path) != 4 or path[0] != "workspaces" or path[2] != "webservices":
+        raise ValueError("the management URL must end in /workspaces/<workspace id>/webservices/<web service id>")
+    return value
 
 
 def normalise_bes_url(value: str) -> str:
@@ -119,7 +123,9 @@ class Settings(BaseSettings):
 
     gate_metric: str = Field("AUC", validation_alias="RETRAIN_GATE_METRIC")
     gate_minimum: float = Field(0.7, validation_alias="RETRAIN_GATE_MINIMUM")
-    gate_min_improvement: float = Field(0.0, validation_alias="RETRAIN_GATE_MIN_IMPROVEMENT")
+    # Off unless set: metrics from different data sets' held-out splits are only roughly comparable, and with it
+    # on, which of two racing models serves can depend on the order in which they finish.
+    gate_min_improvement: float | None = Field(None, validation_alias="RETRAIN_GATE_MIN_IMPROVEMENT")
 
     label_column: str = Field("income", validation_alias="RETRAIN_LABEL_COLUMN")
     required_columns: Annotated[list[str], NoDecode] = Field(default_factory=lambda: _csv_list(ADULT_COLUMNS),
@@ -182,6 +188,11 @@ class Settings(BaseSettings):
         if value is not None and not isinstance(value, list):
             raise ValueError("expected a JSON array of targets")
         return value
+
+    @field_validator("management_url")
+    @classmethod
+    def _service_url(cls, value: str | None) -> str | None:
+        return check_service_url(value) if value else None
 
     @field_validator("bes_url", "eventgrid_endpoint", "storage_blob_uri", "storage_table_uri")
     @classmethod

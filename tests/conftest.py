@@ -3,7 +3,9 @@ emulators started on demand. Tests are marked unit / integration / e2e by the fo
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -15,6 +17,52 @@ from localdev.azurite import PROJECT_ROOT, Azurite
 from localdev.emulator import EmulatorProcess
 
 RUNS_DIR = PROJECT_ROOT / ".test-runs"
+SUITE_LOG = RUNS_DIR / f"suite-{os.getpid()}.log"
+_known_secrets: set[str] = set()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Capture every log record of the whole suite (DEBUG and up) to one file, through the app's redaction."""
+    from shared import logs
+
+    logs.install()
+    RUNS_DIR.mkdir(exist_ok=True)
+    handler = logging.FileHandler(SUITE_LOG, mode="w", encoding="utf-8")
+    handler.setLevel(logging.DEBUG)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+
+
+def remember_secrets(manifest: dict) -> None:
+    """Keys from an emulator manifest; the suite's log must never contain them."""
+    for value in (manifest["workspace_token"], manifest["training_service"]["api_key"],
+                  manifest["eventgrid"]["topic_key"]):
+        _known_secrets.add(value)
+
+
+def leaked_secrets(text: str) -> list[str]:
+    found = [f"known secret {s[:4]}..." for s in _known_secrets if s in text]
+    from localdev.azurite import ACCOUNT_KEY
+
+    if ACCOUNT_KEY in text:
+        found.append("the storage account key")
+    for match in re.finditer(r"(?i)sig(=|%3D)([^&\s\"'<>]+)", text):
+        if match.group(2) not in ("REDACTED", "***"):
+            found.append(f"a SAS signature ({match.group(0)[:12]}...)")
+    return found
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    if not SUITE_LOG.exists():
+        return
+    leaks = leaked_secrets(SUITE_LOG.read_text(encoding="utf-8", errors="replace"))
+    if leaks:
+        print(f"\nSECRETS IN THE SUITE'S LOGS ({SUITE_LOG}):\n  " + "\n  ".join(sorted(set(leaks))[:20]))
+        session.exitstatus = 1
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -58,7 +106,9 @@ def start_emulator(storage_connection_string: str, run_dir: Path) -> Iterator[Ca
                               workdir=run_dir / f"emulator-{uuid.uuid4().hex[:8]}", args=list(args),
                               data_dir=data_dir)
         started.append(emu)
-        return emu.start()
+        emu.start()
+        remember_secrets(emu.manifest)
+        return emu
 
     try:
         yield start

@@ -240,3 +240,15 @@ def test_reconcile_cancels_a_stuck_job(start_emulator, harness):
     stored = h.services.ledger.get_run(run.id)
     assert stored.status == "Failed" and "deadline" in stored.error
     assert h.services.bes(h.settings.targets[0]).get(run.job_id).StatusCode == "Cancelled"
+
+
+def test_required_improvement_over_the_serving_model(harness):
+    h = harness(RETRAIN_ENDPOINTS="", RETRAIN_GATE_MIN_IMPROVEMENT="0.5")
+    tenant = h.new_endpoint("imp")
+    first = h.pipeline.accept_training_data(h.upload_data(f"{tenant}/1.csv", seed=5, drift=0.3))
+    assert [e.outcome for e in h.pipeline.on_model_blob(model_ref(h, first)).endpoints] == ["Deployed"]
+    time.sleep(1.1)
+    second = h.pipeline.accept_training_data(h.upload_data(f"{tenant}/2.csv", seed=6, drift=0.3))
+    result = h.pipeline.on_model_blob(model_ref(h, second))
+    assert [e.outcome for e in result.endpoints] == ["Rejected"] and "improve" in result.endpoints[0].reason
+    assert h.serving(tenant) == first.model_path

@@ -1,0 +1,129 @@
+"""SAS expiry helpers, log redaction, the BES status model, the error envelope, and the retry policy."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import requests
+
+from shared import logs
+from shared.classic.errors import StudioApiError, TransportError
+from shared.classic.http import HttpPolicy, StudioHttp
+from shared.classic.models import JobStatus
+from shared.sas import needs_refresh, redact_token, token_expiry
+
+TOKEN = "?sv=2026-10-06&st=2026-01-01T00%3A00%3A00Z&se=2030-01-01T00%3A00%3A00Z&sr=b&sp=r&sig=abc%2Bdef%3D"
+
+
+def test_token_expiry_and_refresh():
+    assert token_expiry(TOKEN) == datetime(2030, 1, 1, tzinfo=UTC)
+    assert not needs_refresh(TOKEN, timedelta(minutes=5), now=datetime(2029, 1, 1, tzinfo=UTC))
+    assert needs_refresh(TOKEN, timedelta(minutes=5), now=datetime(2029, 12, 31, 23, 58, tzinfo=UTC))
+    assert needs_refresh(None, timedelta(0)) and needs_refresh("?sv=1", timedelta(0))
+    assert "abc" not in redact_token(TOKEN) and "se=2030" in redact_token(TOKEN)
+
+
+def test_log_records_are_scrubbed(caplog):
+    logs.install()
+    logs.register_secret("super-secret-endpoint-key")
+    log = logging.getLogger("test.redaction")
+    with caplog.at_level(logging.INFO), logs.context(run="r1", invocation="i1"):
+        log.info("url %s key %s", "https://a/b" + TOKEN, "super-secret-endpoint-key")
+        log.info("conn AccountKey=abcdEFGH1234==; Authorization: Bearer eyJ0eXAi.abc")
+        try:
+            raise ValueError("https://x/y?sig=leaky")
+        except ValueError:
+            log.exception("boom")
+    text = caplog.text + "".join(r.exc_text or "" for r in caplog.records)
+    assert "abc%2Bdef" not in text and "super-secret-endpoint-key" not in text
+    assert "abcdEFGH1234" not in text and "eyJ0eXAi" not in text and "leaky" not in text
+    assert "[run=r1] [invocation=i1]" in caplog.records[0].getMessage()
+
+
+@pytest.mark.parametrize(("raw", "name"), [("Finished", "Finished"), (4, "Finished"), (0, "NotStarted"),
+                                           ("2", "Failed"), ("Canceled", "Cancelled")])
+def test_job_status_accepts_strings_and_legacy_integers(raw, name):
+    assert JobStatus.model_validate({"StatusCode": raw, "Results": None, "Details": None}).StatusCode == name
+
+
+def test_error_envelope_becomes_an_exception():
+    body = {"error": {"code": "BadArgument", "message": "Invalid argument provided.",
+                      "details": [{"code": "InvalidBlobExtension", "message": "bad ext"}]}}
+    exc = StudioApiError.from_response(400, body, None, "patch")
+    assert (exc.status, exc.code, exc.detail_code, exc.message, exc.transient) == \
+        (400, "BadArgument", "InvalidBlobExtension", "bad ext", False)
+    assert StudioApiError.from_response(503, "not json", 2.0, "x").transient
+
+
+class FakeResponse:
+    def __init__(self, status, body=None, headers=None):
+        self.status_code = status
+        self._body = body
+        self.headers = headers or {}
+        self.content = b"x"
+
+    def json(self):
+        if self._body is None:
+            raise ValueError
+        return self._body
+
+
+class FakeSession:
+    """Unit-level stand-in for requests.Session: answers from a script."""
+
+    def __init__(self, script):
+        self.script = list(script)
+        self.calls = 0
+
+    def request(self, *args, **kwargs):
+        self.calls += 1
+        item = self.script.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    def mount(self, *a):
+        pass
+
+
+def make_http(script, attempts=5):
+    sleeps = []
+    http = StudioHttp(HttpPolicy(max_attempts=attempts, backoff_seconds=0.01, max_backoff_seconds=5),
+                      sleep=sleeps.append)
+    http.session = FakeSession(script)
+    return http, sleeps
+
+
+def test_retries_honour_retry_after_then_succeed():
+    http, sleeps = make_http([FakeResponse(503, {"error": {"code": "ServiceUnavailable"}}, {"Retry-After": "2"}),
+                              FakeResponse(429, None, {"Retry-After": "1"}), FakeResponse(200, {})])
+    assert http.request("GET", "http://h/x", "op", "k").status_code == 200
+    assert http.session.calls == 3 and sleeps[0] >= 2 and sleeps[1] >= 1
+
+
+def test_permanent_errors_are_not_retried_and_budget_is_bounded():
+    http, _ = make_http([FakeResponse(400, {"error": {"code": "BadArgument"}})])
+    with pytest.raises(StudioApiError):
+        http.request("GET", "http://h/x", "op", "k")
+    assert http.session.calls == 1
+    http, sleeps = make_http([FakeResponse(500, None)] * 3, attempts=3)
+    with pytest.raises(StudioApiError):
+        http.request("GET", "http://h/x", "op", "k")
+    assert http.session.calls == 3 and len(sleeps) == 2
+
+
+def test_a_submit_is_not_retried_after_a_read_timeout():
+    http, _ = make_http([requests.exceptions.ReadTimeout("slow"), FakeResponse(200, "job")])
+    with pytest.raises(TransportError):
+        http.request("POST", "http://h/jobs", "submit", "k", idempotent=False)
+    assert http.session.calls == 1
+    http, _ = make_http([requests.exceptions.ReadTimeout("slow"), FakeResponse(200, {})])
+    assert http.request("GET", "http://h/x", "get", "k").status_code == 200
+
+
+def test_unconfigured_hosts_are_refused():
+    http = StudioHttp(allowed_hosts=lambda host: host == "good:1")
+    with pytest.raises(ValueError, match="not a configured"):
+        http.request("GET", "http://evil:2/x", "op", "k")

@@ -1,0 +1,62 @@
+"""Settings: defaults, flat and JSON targets, and errors that name the setting."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from shared.settings import SettingsError, load_settings
+
+BASE = {
+    "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+    "RETRAIN_BES_URL": "https://ussouthcentral.services.azureml.net/workspaces/w/services/s/jobs?api-version=2.0",
+    "RETRAIN_BES_KEY": "bes-key-123456",
+    "RETRAIN_MANAGEMENT_URL": "https://management.azureml.net/workspaces/w/webservices/svc",
+    "RETRAIN_MANAGEMENT_KEY": "mgmt-key-123456",
+    "RETRAIN_RESOURCE_NAME": "Census Model [trained model]",
+}
+
+
+def test_flat_settings_make_one_target_with_defaults():
+    s = load_settings(dict(BASE, RETRAIN_ENDPOINTS="a, b"))
+    (target,) = s.targets
+    assert target.endpoints == ["a", "b"] and target.tenant_routing
+    assert s.bes_for(target)[0] == "https://ussouthcentral.services.azureml.net/workspaces/w/services/s"
+    assert s.gate_metric == "AUC" and s.gate_minimum == 0.7 and s.sas_minutes == 60
+    assert s.allowed_hosts == {"management.azureml.net", "ussouthcentral.services.azureml.net"}
+    assert "mgmt-key" not in repr(s)
+
+
+def test_json_targets():
+    targets = [{"name": "census", "management_url": BASE["RETRAIN_MANAGEMENT_URL"], "management_key": "k1234567",
+                "resource_name": "R", "endpoints": ["x"], "data_prefix": "census"},
+               {"name": "other", "management_url": "https://management.azureml.net/workspaces/w/webservices/o",
+                "management_key": "k7654321", "resource_name": "R2", "bes_url": "https://h/workspaces/a/services/b",
+                "bes_key": "other-bes-key"}]
+    env = {k: v for k, v in BASE.items() if not k.startswith("RETRAIN_MANAGEMENT") and k != "RETRAIN_RESOURCE_NAME"}
+    s = load_settings(dict(env, RETRAIN_TARGETS=json.dumps(targets)))
+    assert [t.name for t in s.targets] == ["census", "other"]
+    assert s.target("census").data_prefix == "census/"
+    assert s.bes_for(s.target("other"))[0] == "https://h/workspaces/a/services/b"
+    assert "h" in s.allowed_hosts
+
+
+@pytest.mark.parametrize(("change", "needle"), [
+    ({"RETRAIN_GATE_MINIMUM": "high"}, "RETRAIN_GATE_MINIMUM"),
+    ({"RETRAIN_TARGETS": "[{"}, "RETRAIN_TARGETS: not valid JSON"),
+    ({"RETRAIN_MANAGEMENT_KEY": ""}, "RETRAIN_MANAGEMENT_KEY is required"),
+    ({"RETRAIN_BES_KEY": ""}, "RETRAIN_BES_KEY is required"),
+    ({"RETRAIN_MANAGEMENT_URL": "https://management.azureml.net/nope"}, "RETRAIN_MANAGEMENT_URL"),
+    ({"RETRAIN_BES_URL": "ftp://x"}, "RETRAIN_BES_URL"),
+    ({"AzureWebJobsStorage": ""}, "AzureWebJobsStorage"),
+    ({"RETRAIN_SMOKE_ROW": "[1]"}, "RETRAIN_SMOKE_ROW: expected a JSON object"),
+    ({"RETRAIN_PATCH_CONCURRENCY": "0"}, "RETRAIN_PATCH_CONCURRENCY"),
+])
+def test_bad_settings_name_the_setting(change, needle):
+    env = dict(BASE, **change)
+    env = {k: v for k, v in env.items() if v != "" or k in ("RETRAIN_MANAGEMENT_KEY", "RETRAIN_BES_KEY")}
+    with pytest.raises(SettingsError) as info:
+        load_settings(env)
+    assert needle in str(info.value)
+    assert "mgmt-key-123456" not in str(info.value) and "bes-key-123456" not in str(info.value)
