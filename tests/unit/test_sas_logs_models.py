@@ -89,10 +89,10 @@ class FakeSession:
 
 
 def make_http(script, attempts=5):
-    sleeps = []
+    sleeps: list[float] = []
     http = StudioHttp(HttpPolicy(max_attempts=attempts, backoff_seconds=0.01, max_backoff_seconds=5),
                       sleep=sleeps.append)
-    http.session = FakeSession(script)
+    http.session = FakeSession(script)  # type: ignore[assignment]
     return http, sleeps
 
 
