@@ -44,6 +44,7 @@ class Azurite:
     blob_port: int = 0
     queue_port: int = 0
     table_port: int = 0
+    extra_args: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -59,8 +60,9 @@ class Azurite:
                  "--blobHost", self.host, "--blobPort", str(self.blob_port),
                  "--queueHost", self.host, "--queuePort", str(self.queue_port),
                  "--tableHost", self.host, "--tablePort", str(self.table_port),
-                 "--location", str(self.data_dir), "--skipApiVersionCheck", "--disableTelemetry",
-                 "--silent", "--loose"],
+                 *([] if "--inMemoryPersistence" in self.extra_args else ["--location", str(self.data_dir)]),
+                 "--skipApiVersionCheck", "--disableTelemetry",
+                 "--silent", "--loose", *self.extra_args],
                 log_path=self.data_dir / "azurite.log",
             )
             proc = self.proc

@@ -23,10 +23,11 @@ from typing import Any, Literal
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import TableClient, TableServiceClient, UpdateMode
+from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
 from pydantic import BaseModel, Field
 
 from shared.settings import Settings
+from shared.storage import pooled_transport
 
 RunStatus = Literal["Accepted", "Rejected", "Submitted", "Running", "Finished", "Failed", "Cancelled"]
 ACTIVE_RUN_STATUSES: tuple[RunStatus, ...] = ("Accepted", "Submitted", "Running")
@@ -139,10 +140,10 @@ class Ledger:
     def __init__(self, settings: Settings, credential: Any = None) -> None:
         if settings.storage_connection_string is not None:
             self.service = TableServiceClient.from_connection_string(
-                settings.storage_connection_string.get_secret_value())
+                settings.storage_connection_string.get_secret_value(), transport=pooled_transport())
         else:
             url = settings.storage_table_uri or f"https://{settings.storage_account_name}.table.core.windows.net"
-            self.service = TableServiceClient(url, credential=credential)
+            self.service = TableServiceClient(url, credential=credential, transport=pooled_transport())
         self.runs: TableClient = self.service.get_table_client(f"{settings.table_prefix}Runs")
         self.deployments: TableClient = self.service.get_table_client(f"{settings.table_prefix}Deployments")
 
@@ -261,6 +262,65 @@ class Ledger:
                                               match_condition=MatchConditions.IfNotModified)
         cur.etag = meta.get("etag")
         return cur
+
+
+class LedgerDeployments:
+    """Deployment bookkeeping in two round trips per endpoint: the attempt row and the lease on `current` go
+    in one entity-group transaction (same partition), the outcome and the new pointer in another."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    def begin(self, dep: Deployment, owner: str, seconds: float) -> tuple[Deployment, bool, Current | None]:
+        """Insert the attempt and take the lease. Returns (attempt, created, current-with-lease or None).
+
+        A redelivered attempt that already finished comes back with created=False and no lease. A duplicate of
+        an attempt still Pending takes the lease alone (so it can finish what a crash left). Raises LeaseBusy.
+        """
+        led = self.ledger
+        partition = endpoint_key(dep.target, dep.endpoint)
+        cur = led.current(dep.target, dep.endpoint)
+        until = time.time() + seconds
+        if cur is not None and cur.lease_owner not in (None, owner) and cur.lease_until > time.time():
+            raise LeaseBusy(dep.endpoint)
+        lease = cur or Current(target=dep.target, endpoint=dep.endpoint)
+        lease.lease_owner, lease.lease_until = owner, until
+        lease_op: tuple[Any, ...]
+        if cur is None:
+            lease_op = ("create", _to_entity(lease, partition, "current"))
+        else:
+            lease_op = ("update", _to_entity(lease, partition, "current"),
+                        {"mode": UpdateMode.REPLACE, "etag": cur.etag,
+                         "match_condition": MatchConditions.IfNotModified})
+        try:
+            results = led.deployments.submit_transaction([lease_op, ("create", _to_entity(dep, partition, dep.id))])
+        except TableTransactionError:
+            # Either the attempt exists (a redelivery) or `current` changed under us (the lease is busy).
+            found = led.get_deployment(dep.target, dep.endpoint, dep.id)
+            if found is not None:
+                if found.outcome != "Pending":
+                    return found, False, None
+                return found, False, led.acquire(dep.target, dep.endpoint, owner, seconds)
+            raise LeaseBusy(dep.endpoint) from None
+        lease.etag = results[0].get("etag")
+        dep.etag = results[1].get("etag")
+        return dep, True, lease
+
+    def finish(self, dep: Deployment, cur: Current, owner: str) -> None:
+        """Record the outcome and write the pointer (dropping the lease) in one transaction."""
+        partition = endpoint_key(dep.target, dep.endpoint)
+        if cur.lease_owner == owner:
+            cur.lease_owner, cur.lease_until = None, 0.0
+        try:
+            self.ledger.deployments.submit_transaction([
+                ("update", _to_entity(cur, partition, "current"),
+                 {"mode": UpdateMode.REPLACE, "etag": cur.etag, "match_condition": MatchConditions.IfNotModified}),
+                ("upsert", _to_entity(dep, partition, dep.id), {"mode": UpdateMode.REPLACE}),
+            ])
+        except TableTransactionError:
+            # The lease expired and someone else took over: keep the record of what we did, not the pointer.
+            self.ledger.save_deployment(dep)
+            raise ResourceModifiedError("the lease was taken over") from None
 
 
 def new_operation_id() -> str:

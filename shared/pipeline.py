@@ -19,7 +19,7 @@ from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 
 from shared.classic.errors import StudioApiError, TransportError
 from shared.classic.models import AzureBlobDataReference, BatchJobRequest, Endpoint, JobStatus, ResourceLocation
-from shared.ledger import Current, Deployment, LeaseBusy, Run, new_operation_id, now_iso, run_id_for
+from shared.ledger import Current, Deployment, LeaseBusy, LedgerDeployments, Run, new_operation_id, now_iso, run_id_for
 from shared.logs import context
 from shared.sas import needs_refresh
 from shared.services import Services
@@ -452,35 +452,36 @@ class Pipeline:
             return EndpointResult(endpoint, "Refused", "the default endpoint is never patched")
         dep_id = dep_id or (f"run-{run.id}" if run is not None and operation == "promote" else new_operation_id())
         metric = run.metrics.get(self.settings.gate_metric) if run else None
-        dep, created = self.s.ledger.add_deployment(Deployment(
+        owner = uuid.uuid4().hex
+        draft = Deployment(
             id=dep_id, target=target.name, endpoint=endpoint, operation=operation,  # type: ignore[arg-type]
             run_id=run.id if run else None, model_base=source.base, model_path=source.relative,
-            data_time=run.data_time if run else now_iso(), metric=metric, trigger=trigger))
-        if not created and dep.outcome != "Pending":
+            data_time=run.data_time if run else now_iso(), metric=metric, trigger=trigger)
+        book = LedgerDeployments(self.s.ledger)
+        deadline = time.monotonic() + LEASE_WAIT_SECONDS
+        delay = 0.05
+        while True:
+            try:
+                dep, _, cur = book.begin(draft, owner, self.settings.lease_seconds)
+                break
+            except LeaseBusy:
+                if time.monotonic() > deadline:
+                    return EndpointResult(endpoint, "Pending", "another deployment holds the endpoint", dep_id)
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        if cur is None:  # a redelivery of an attempt that finished
             return EndpointResult(endpoint, dep.outcome, dep.reason, dep.id)
-        owner = uuid.uuid4().hex
-        try:
-            cur = self._acquire(target, endpoint, owner)
-        except LeaseBusy:
-            return EndpointResult(endpoint, "Pending", "another deployment holds the endpoint", dep.id)
-        if not created:  # a duplicate that waited for the lease: the first one may have finished meanwhile
-            again = self.s.ledger.get_deployment(target.name, endpoint, dep.id)
-            if again is not None and again.outcome != "Pending":
-                self.s.ledger.release(cur, owner)
-                return EndpointResult(endpoint, again.outcome, again.reason, again.id)
         try:
             outcome, reason = self._deploy_locked(target, endpoint, source, run, operation, force, dep, cur)
         except Exception as exc:
             outcome, reason = "Failed", f"unexpected error: {type(exc).__name__}"
             log.exception("deployment %s to %s failed", dep.id, endpoint)
-        finally:
-            try:
-                self.s.ledger.release(cur, owner)
-            except ResourceModifiedError:
-                log.warning("the lease on %s was taken over while deploying %s", endpoint, dep.id)
         dep.outcome, dep.reason = outcome, reason  # type: ignore[assignment]
         dep.duration_ms = int((time.monotonic() - started) * 1000)
-        self.s.ledger.save_deployment(dep)
+        try:
+            book.finish(dep, cur, owner)
+        except ResourceModifiedError:
+            log.warning("the lease on %s was taken over while deploying %s", endpoint, dep.id)
         return EndpointResult(endpoint, outcome, reason, dep.id)
 
     def _deploy_locked(self, target: Target, endpoint: str, source: ModelSource, run: Run | None, operation: str,

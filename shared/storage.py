@@ -25,6 +25,23 @@ CHUNK_BYTES = 4 * 1024 * 1024
 _CHUNKING: dict[str, Any] = {"max_single_get_size": CHUNK_BYTES, "max_chunk_get_size": CHUNK_BYTES}
 
 
+def pooled_transport(pool_size: int = 64) -> Any:
+    """An azure-core transport over one pooled requests session that skips per-call proxy lookups in the
+    environment (a measurable cost at hundreds of calls a second). Honours HTTPS_PROXY when one is set."""
+    import os
+
+    import requests
+    from azure.core.pipeline.transport import RequestsTransport
+    from requests.adapters import HTTPAdapter
+
+    session = requests.Session()
+    session.trust_env = bool(os.environ.get("HTTPS_PROXY") or os.environ.get("HTTP_PROXY"))
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return RequestsTransport(session=session, session_owner=False)
+
+
 def _connection_parts(connection_string: str) -> dict[str, str]:
     parts = {}
     for item in connection_string.split(";"):
@@ -67,13 +84,14 @@ class Storage:
                                     "KBHBeksoGMGw==")
             else:
                 self.account_key = _connection_parts(self.connection_string).get("accountkey")
-            self.blob = BlobServiceClient.from_connection_string(self.connection_string, **_CHUNKING)
+            self.blob = BlobServiceClient.from_connection_string(self.connection_string, transport=pooled_transport(),
+                                                                 **_CHUNKING)
         else:
             from azure.identity import DefaultAzureCredential
 
             self.credential = DefaultAzureCredential(managed_identity_client_id=settings.storage_client_id)
             url = settings.storage_blob_uri or f"https://{settings.storage_account_name}.blob.core.windows.net"
-            self.blob = BlobServiceClient(url, credential=self.credential, **_CHUNKING)
+            self.blob = BlobServiceClient(url, credential=self.credential, transport=pooled_transport(), **_CHUNKING)
 
     def ensure_containers(self) -> None:
         s = self.settings

@@ -9,6 +9,7 @@ a duplicate job. Secrets never reach exception messages or logs: only the operat
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
 from collections.abc import Callable
@@ -58,6 +59,8 @@ class StudioHttp:
         self._allowed = allowed_hosts
         self._sleep = sleep
         self.session = requests.Session()
+        # No proxy/netrc lookups in the environment on every call, unless a proxy is configured.
+        self.session.trust_env = bool(os.environ.get("HTTPS_PROXY") or os.environ.get("HTTP_PROXY"))
         adapter = HTTPAdapter(pool_connections=8, pool_maxsize=self.policy.pool_size, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)

@@ -1,0 +1,134 @@
+"""Benchmark: deploying one model to N endpoints, our fan-out beside a naive sequential loop and the ideal.
+
+Against the emulator with an injected latency on every Studio call the deployment makes (GET endpoint, PATCH,
+scoring). Ours is the library's real promotion path (ledger, lease, PATCH, verify GET, smoke request); the naive
+loop makes the same Studio calls one after another (and no ledger writes). Ideal = calls x latency / concurrency.
+
+    python -m bench.fanout [--sizes 10,100,1000] [--latency-ms 20] [--concurrency 16] [--naive-max 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+
+from emulator.census import csv_text
+from localdev.appsettings import settings_from_manifest
+from localdev.azurite import Azurite
+from localdev.emulator import EmulatorProcess
+from shared.ledger import Run
+from shared.pipeline import Pipeline
+from shared.services import Services
+from shared.settings import load_settings
+from shared.storage import BlobRef
+
+SMOKE = {"age": "39", "workclass": "State-gov", "fnlwgt": "77516", "education": "Bachelors", "education-num": "13",
+         "marital-status": "Never-married", "occupation": "Adm-clerical", "relationship": "Not-in-family",
+         "race": "White", "sex": "Male", "capital-gain": "0", "capital-loss": "0", "hours-per-week": "40",
+         "native-country": "United-States"}
+
+
+def create_endpoints(services: Services, n: int, prefix: str) -> list[str]:
+    mgmt = services.management(services.settings.targets[0])
+    names = [f"{prefix}{i}" for i in range(n)]
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda name: mgmt.create_endpoint(name, "bench"), names))
+    return names
+
+
+def naive(services: Services, endpoints: list[str], model_path: str) -> tuple[float, int]:
+    target = services.settings.targets[0]
+    mgmt = services.management(target)
+    start_calls = services.http.attempts
+    started = time.perf_counter()
+    location = services.minter.location(model_path, services.sas_lifetime)
+    for name in endpoints:
+        mgmt.get_endpoint(name)
+        mgmt.patch_model(name, target.resource_name, location)
+        ep = mgmt.get_endpoint(name)
+        services.scoring(ep.ApiLocation or "", ep.PrimaryKey or "").score([SMOKE])
+    return time.perf_counter() - started, services.http.attempts - start_calls
+
+
+def ours(pipeline: Pipeline, endpoints: list[str], model_path: str) -> tuple[float, int, dict[str, int]]:
+    services = pipeline.s
+    run = Run(id=f"bench-{uuid.uuid4().hex[:8]}", kind="manual", status="Finished", target="default",
+              endpoints=endpoints, model_path=model_path, smoke_row=SMOKE, trigger="bench")
+    services.ledger.create_run(run)
+    start_calls = services.http.attempts
+    started = time.perf_counter()
+    result = pipeline.promote(run, force=True)
+    elapsed = time.perf_counter() - started
+    outcomes: dict[str, int] = {}
+    for e in result.endpoints:
+        outcomes[e.outcome] = outcomes.get(e.outcome, 0) + 1
+    return elapsed, services.http.attempts - start_calls, outcomes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10,100,1000")
+    parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--naive-max", type=int, default=1000, help="skip the naive loop above this N")
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    work = Path(tempfile.mkdtemp(prefix="bench-fanout-"))
+    rows = []
+    with Azurite(work / "azurite") as azurite, EmulatorProcess(azurite.connection_string, work / "emu") as emu:
+        env = settings_from_manifest(emu.manifest, RETRAIN_ENDPOINTS="none",
+                                     RETRAIN_PATCH_CONCURRENCY=str(args.concurrency),
+                                     RETRAIN_TABLE_PREFIX=f"bench{uuid.uuid4().hex[:6]}",
+                                     RETRAIN_SMOKE_ROW=json.dumps(SMOKE), RETRAIN_EVENTGRID_ENDPOINT="",
+                                     RETRAIN_EVENTGRID_KEY="")
+        services = Services(load_settings(env))
+        services.ensure_storage()
+        pipeline = Pipeline(services)
+        print("training a model ...", file=sys.stderr, flush=True)
+        data = BlobRef("training-data", "bench-census.csv")
+        services.storage.write_bytes(data, csv_text(3000, seed=1, drift=0.7).encode())
+        run = pipeline.accept_training_data(data)
+        assert run is not None and run.job_id
+        bes = services.bes(services.settings.targets[0])
+        while bes.get(run.job_id).StatusCode != "Finished":
+            time.sleep(0.2)
+        model_path = str(run.model_path)
+        admin = emu.manifest["admin_url"]
+        for n in sizes:
+            print(f"N={n}: creating endpoints ...", file=sys.stderr, flush=True)
+            endpoints = create_endpoints(services, n, f"b{n}x")
+            requests.post(f"{admin}/faults", json=[
+                {"route": r, "latency_ms": args.latency_ms} for r in
+                ("management.get_endpoint", "management.patch_endpoint", "rrs.execute")], timeout=10)
+            print(f"N={n}: ours ...", file=sys.stderr, flush=True)
+            t_ours, calls, outcomes = ours(pipeline, endpoints, model_path)
+            ideal = calls * args.latency_ms / 1000 / args.concurrency
+            t_naive = None
+            if n <= args.naive_max:
+                print(f"N={n}: naive sequential loop ...", file=sys.stderr, flush=True)
+                t_naive, _ = naive(services, endpoints, model_path)
+            requests.delete(f"{admin}/faults", timeout=10)
+            rows.append((n, calls, t_ours, ideal, t_naive, outcomes))
+    print(f"\nFan-out of one model to N endpoints; {args.latency_ms:g} ms injected per Studio call; "
+          f"concurrency {args.concurrency}")
+    print("|     N | Studio calls | ours (s) | ideal (s) | ours/ideal | naive loop (s) | naive/ours | outcomes |")
+    print("|-------|--------------|----------|-----------|------------|----------------|------------|----------|")
+    for n, calls, t_ours, ideal, t_naive, outcomes in rows:
+        naive_s = f"{t_naive:14.2f}" if t_naive is not None else f"{'-':>14}"
+        ratio = f"{t_naive / t_ours:10.1f}x" if t_naive is not None else f"{'-':>11}"
+        print(f"| {n:5d} | {calls:12d} | {t_ours:8.2f} | {ideal:9.2f} | {t_ours / ideal:9.2f}x | {naive_s} | "
+              f"{ratio} | {outcomes} |")
+    print("\nGoal at N=1000: ours within 1.5x of ideal, and >= 10x faster than the naive loop.")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
