@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP_STAMP := $(VENV)/.installed
 NPM_STAMP := node_modules/.installed
 
-.PHONY: deps test test-unit lint format bench emulator run demo clean
+.PHONY: deps test test-unit lint format bench clean
 
 $(PIP_STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,9 +36,8 @@ format: deps
 
 bench: deps
 	$(PY) -m bench.emulator_throughput
-
-emulator: deps
-	$(PY) -m localdev.stack --emulator-only
+	$(PY) -m bench.fanout
+	$(PY) -m bench.validation --size-mb 1024
 
 clean:
 	rm -rf $(VENV) node_modules .local .test-runs .pytest_cache .mypy_cache .ruff_cache
