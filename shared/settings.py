@@ -36,6 +36,20 @@ def _csv_list(value: object) -> list[str]:
     raise ValueError("expected a comma-separated list")
 
 
+def _json_setting(value: object, kind: type, what: str) -> object:
+    """Decode a JSON-valued setting given as text (an empty string means unset)."""
+    if isinstance(value, str):
+        if not value.strip():
+            return None
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not valid JSON ({exc.msg} at position {exc.pos})") from None
+    if value is not None and not isinstance(value, kind):
+        raise ValueError(f"expected {what}")
+    return value
+
+
 def _check_url(value: str, what: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -164,30 +178,12 @@ class Settings(BaseSettings):
     @field_validator("bes_global_parameters", "smoke_row", mode="before")
     @classmethod
     def _json_object(cls, value: object) -> object:
-        if isinstance(value, str):
-            if not value.strip():
-                return None
-            try:
-                value = json.loads(value)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"not valid JSON ({exc.msg} at position {exc.pos})") from None
-            if not isinstance(value, dict):
-                raise ValueError("expected a JSON object")
-        return value
+        return _json_setting(value, dict, "a JSON object")
 
     @field_validator("targets_json", mode="before")
     @classmethod
     def _targets(cls, value: object) -> object:
-        if isinstance(value, str):
-            if not value.strip():
-                return None
-            try:
-                value = json.loads(value)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"not valid JSON ({exc.msg} at position {exc.pos})") from None
-        if value is not None and not isinstance(value, list):
-            raise ValueError("expected a JSON array of targets")
-        return value
+        return _json_setting(value, list, "a JSON array of targets")
 
     @field_validator("management_url")
     @classmethod

@@ -41,12 +41,13 @@ class ManagementClient:
                         max_concurrent_calls: int | None = None, prevent_update: bool = False) -> Endpoint:
         body = {"Description": description, "ThrottleLevel": throttle_level,
                 "MaxConcurrentCalls": max_concurrent_calls, "PreventUpdate": prevent_update}
+        tries_before = self.http.attempts
         try:
             resp = self.http.request("PUT", self._ep(name), f"create endpoint {name}", self._key, json_body=body,
                                      expect=(200, 201, 202, 204))
         except StudioApiError as exc:
-            if exc.status == 409 and self.http.attempts > 1:
-                return self.get_endpoint(name)  # our own earlier try created it
+            if exc.status == 409 and self.http.attempts - tries_before > 1:
+                return self.get_endpoint(name)  # a retry of this call: our own earlier try created it
             raise
         return Endpoint.model_validate(resp.json()) if resp.content else self.get_endpoint(name)
 

@@ -252,3 +252,15 @@ def test_required_improvement_over_the_serving_model(harness):
     result = h.pipeline.on_model_blob(model_ref(h, second))
     assert [e.outcome for e in result.endpoints] == ["Rejected"] and "improve" in result.endpoints[0].reason
     assert h.serving(tenant) == first.model_path
+
+
+def test_adding_an_existing_endpoint_is_a_conflict(harness):
+    import pytest
+
+    from shared.classic.errors import StudioApiError
+
+    h = harness(RETRAIN_ENDPOINTS="")
+    name = h.new_endpoint("dupe")
+    with pytest.raises(StudioApiError) as info:
+        h.pipeline.add_endpoint(name)
+    assert info.value.status == 409 and info.value.detail_code == "EndpointAlreadyExists"
