@@ -10,10 +10,11 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 
@@ -31,6 +32,7 @@ log = logging.getLogger("shared.pipeline")
 ENDPOINT_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,22}[a-z0-9])?$")
 CLAIM_SECONDS = 600
 LEASE_WAIT_SECONDS = 300
+T = TypeVar("T")
 
 
 class NotFound(LookupError):
@@ -70,6 +72,20 @@ def _error_text(exc: BaseException) -> str:
     if isinstance(exc, StudioApiError):
         return f"{exc.code}{'/' + exc.detail_code if exc.detail_code else ''} (HTTP {exc.status}): {exc.message}"
     return str(exc)
+
+
+def _wait_for_lease(take: Callable[[], T]) -> T:
+    """Call `take` until it stops raising LeaseBusy (back-off up to 1 s), at most LEASE_WAIT_SECONDS."""
+    deadline = time.monotonic() + LEASE_WAIT_SECONDS
+    delay = 0.05
+    while True:
+        try:
+            return take()
+        except LeaseBusy:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
 
 class ModelSource:
@@ -434,16 +450,8 @@ class Pipeline:
 
     # ---- deploy one endpoint ------------------------------------------------------------------------------------
     def _acquire(self, target: Target, endpoint: str, owner: str) -> Current:
-        deadline = time.monotonic() + LEASE_WAIT_SECONDS
-        delay = 0.05
-        while True:
-            try:
-                return self.s.ledger.acquire(target.name, endpoint, owner, self.settings.lease_seconds)
-            except LeaseBusy:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 1.0)
+        return _wait_for_lease(lambda: self.s.ledger.acquire(target.name, endpoint, owner,
+                                                             self.settings.lease_seconds))
 
     def _deploy(self, target: Target, endpoint: str, source: ModelSource, run: Run | None, operation: str,
                 force: bool, trigger: str, dep_id: str | None = None) -> EndpointResult:
@@ -458,17 +466,10 @@ class Pipeline:
             run_id=run.id if run else None, model_base=source.base, model_path=source.relative,
             data_time=run.data_time if run else now_iso(), metric=metric, trigger=trigger)
         book = LedgerDeployments(self.s.ledger)
-        deadline = time.monotonic() + LEASE_WAIT_SECONDS
-        delay = 0.05
-        while True:
-            try:
-                dep, _, cur = book.begin(draft, owner, self.settings.lease_seconds)
-                break
-            except LeaseBusy:
-                if time.monotonic() > deadline:
-                    return EndpointResult(endpoint, "Pending", "another deployment holds the endpoint", dep_id)
-                time.sleep(delay)
-                delay = min(delay * 2, 1.0)
+        try:
+            dep, _, cur = _wait_for_lease(lambda: book.begin(draft, owner, self.settings.lease_seconds))
+        except LeaseBusy:
+            return EndpointResult(endpoint, "Pending", "another deployment holds the endpoint", dep_id)
         if cur is None:  # a redelivery of an attempt that finished
             return EndpointResult(endpoint, dep.outcome, dep.reason, dep.id)
         try:

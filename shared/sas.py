@@ -66,33 +66,20 @@ class SasMinter:
 
     def read_token(self, container: str, blob: str, lifetime: timedelta) -> str:
         """A fresh read-only SAS for one blob, with its leading '?'."""
-        now = datetime.now(UTC)
-        start, expiry = now - timedelta(minutes=5), now + lifetime
-        protocol = "https" if self.base_location.startswith("https") else "https,http"
-        permission = BlobSasPermissions(read=True)
-        if self._account_key:
-            token = generate_blob_sas(self.account_name, container, blob, account_key=self._account_key,
-                                      permission=permission, start=start, expiry=expiry, protocol=protocol)
-        else:
-            token = generate_blob_sas(self.account_name, container, blob,
-                                      user_delegation_key=self._delegation_key(now, lifetime),
-                                      permission=permission, start=start, expiry=expiry, protocol=protocol)
-        return "?" + token
+        return self._token(container, blob, lifetime, BlobSasPermissions(read=True))
 
     def write_token(self, container: str, blob: str, lifetime: timedelta) -> str:
         """A create/write SAS for one blob (BES outputs when the app has no account key to hand over)."""
+        return self._token(container, blob, lifetime, BlobSasPermissions(create=True, write=True))
+
+    def _token(self, container: str, blob: str, lifetime: timedelta, permission: BlobSasPermissions) -> str:
         now = datetime.now(UTC)
-        permission = BlobSasPermissions(create=True, write=True)
         protocol = "https" if self.base_location.startswith("https") else "https,http"
-        if self._account_key:
-            token = generate_blob_sas(self.account_name, container, blob, account_key=self._account_key,
-                                      permission=permission, start=now - timedelta(minutes=5),
-                                      expiry=now + lifetime, protocol=protocol)
-        else:
-            token = generate_blob_sas(self.account_name, container, blob,
-                                      user_delegation_key=self._delegation_key(now, lifetime),
-                                      permission=permission, start=now - timedelta(minutes=5),
-                                      expiry=now + lifetime, protocol=protocol)
+        signer: dict[str, object] = {"account_key": self._account_key} if self._account_key else \
+            {"user_delegation_key": self._delegation_key(now, lifetime)}
+        token = generate_blob_sas(self.account_name, container, blob, permission=permission,
+                                  start=now - timedelta(minutes=5), expiry=now + lifetime, protocol=protocol,
+                                  **signer)  # type: ignore[arg-type]
         return "?" + token
 
     def location(self, relative_location: str, lifetime: timedelta) -> ResourceLocation:

@@ -99,9 +99,6 @@ class Storage:
             with contextlib.suppress(ResourceExistsError):
                 self.blob.create_container(name)
 
-    def etag(self, ref: BlobRef) -> str:
-        return str(self.blob.get_blob_client(ref.container, ref.name).get_blob_properties().etag)
-
     def properties(self, ref: BlobRef) -> Any:
         return self.blob.get_blob_client(ref.container, ref.name).get_blob_properties()
 
