@@ -7,7 +7,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from localdev.ports import free_port, wait_for_port
+from localdev.ports import free_port, port_is_free, wait_for_port
 from localdev.process import spawn, stop
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -53,8 +53,12 @@ class Azurite:
 
     def start(self, timeout: float = 60.0, attempts: int = 3) -> Azurite:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        wanted = (self.blob_port, self.queue_port, self.table_port)
         for attempt in range(attempts):
-            self.blob_port, self.queue_port, self.table_port = free_port(), free_port(), free_port()
+            if attempt == 0 and all(wanted) and all(port_is_free(self.host, p) for p in wanted):
+                self.blob_port, self.queue_port, self.table_port = wanted  # the ports of the last run, still free
+            else:
+                self.blob_port, self.queue_port, self.table_port = free_port(), free_port(), free_port()
             self.proc = spawn(
                 [str(azurite_binary()),
                  "--blobHost", self.host, "--blobPort", str(self.blob_port),

@@ -30,6 +30,8 @@ from shared.settings import Settings
 from shared.storage import pooled_transport
 
 RunStatus = Literal["Accepted", "Rejected", "Submitted", "Running", "Finished", "Failed", "Cancelled"]
+RUN_STATUSES: tuple[RunStatus, ...] = ("Accepted", "Rejected", "Submitted", "Running", "Finished", "Failed",
+                                      "Cancelled")
 ACTIVE_RUN_STATUSES: tuple[RunStatus, ...] = ("Accepted", "Submitted", "Running")
 Outcome = Literal["Pending", "Deployed", "Superseded", "Rejected", "Failed", "RolledBack", "Created", "Skipped"]
 _KEY_UNSAFE = re.compile(r"[/\\#?\x00-\x1f\x7f]")

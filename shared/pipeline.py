@@ -20,7 +20,17 @@ from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 
 from shared.classic.errors import StudioApiError, TransportError
 from shared.classic.models import AzureBlobDataReference, BatchJobRequest, Endpoint, JobStatus, ResourceLocation
-from shared.ledger import Current, Deployment, LeaseBusy, LedgerDeployments, Run, new_operation_id, now_iso, run_id_for
+from shared.ledger import (
+    RUN_STATUSES,
+    Current,
+    Deployment,
+    LeaseBusy,
+    LedgerDeployments,
+    Run,
+    new_operation_id,
+    now_iso,
+    run_id_for,
+)
 from shared.logs import context
 from shared.sas import needs_refresh
 from shared.services import Services
@@ -40,7 +50,13 @@ class NotFound(LookupError):
 
 
 class Refused(ValueError):
-    """An operation refused by a rule (default endpoint, bad name, nothing to roll back to, ...)."""
+    """An operation refused by a rule: `code` names the rule; `conflict` marks a refusal due to the present state
+    (default endpoint, nothing to roll back to) rather than to a malformed request."""
+
+    def __init__(self, message: str, code: str = "InvalidRequest", conflict: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.conflict = conflict
 
 
 @dataclass
@@ -128,7 +144,7 @@ class ModelSource:
                              _error_text(exc))
             if not self.services.minter.owns(self.base):
                 raise Refused(f"the model at {self.base}{self.relative} is not in this app's storage account: "
-                              "no fresh SAS token can be made for it")
+                              "no fresh SAS token can be made for it", "ModelNotReachable", conflict=True)
             self.minted += 1
             self._location = self.services.minter.location(self.relative, self.services.sas_lifetime)
             return self._location
@@ -599,7 +615,7 @@ class Pipeline:
         if not force:
             reason = self._gate(metric)
             if reason is not None:
-                raise Refused(reason)
+                raise Refused(reason, "ModelRejected", conflict=True)
         run = Run(id=f"manual-{uuid.uuid4().hex[:12]}", kind="manual", status="Finished", target=target.name,
                   endpoints=[endpoint], model_path=ref.path, metrics={self.settings.gate_metric: metric}
                   if metric is not None else {}, trigger=trigger)
@@ -612,7 +628,8 @@ class Pipeline:
         except ValueError as exc:
             raise Refused(str(exc)) from None
         if ref.container != self.settings.models_container:
-            raise Refused(f"models are taken only from the '{self.settings.models_container}' container")
+            raise Refused(f"models are taken only from the '{self.settings.models_container}' container",
+                          "OutsideContainer")
         if not ref.name.lower().endswith(".ilearner") or ".." in ref.name.split("/"):
             raise Refused("a model must be a .ilearner blob")
         if not self.s.storage.exists(ref):
@@ -629,9 +646,10 @@ class Pipeline:
 
     def _require_known_endpoint(self, target: Target, endpoint: str) -> Endpoint:
         if not ENDPOINT_NAME.match(endpoint):
-            raise Refused(f"'{endpoint}' is not a valid endpoint name")
+            raise Refused(f"'{endpoint}' is not a valid endpoint name", "InvalidEndpointName")
         if endpoint == self.s.default_endpoint(target):
-            raise Refused("the default endpoint is never patched: it follows the experiment")
+            raise Refused("the default endpoint is never patched: it follows the experiment", "DefaultEndpoint",
+                          conflict=True)
         try:
             return self.s.management(target).get_endpoint(endpoint)
         except StudioApiError as exc:
@@ -655,7 +673,8 @@ class Pipeline:
             serving = cur.deployment_id if cur else None
             older = [d for d in good if d.id != serving and (cur is None or d.model_path != cur.model_path)]
             if not older:
-                raise Refused(f"endpoint '{endpoint}' has no earlier model to roll back to")
+                raise Refused(f"endpoint '{endpoint}' has no earlier model to roll back to", "NothingToRollBack",
+                              conflict=True)
             chosen = older[0]
         assert chosen.model_path is not None
         location = self._location_for(target, chosen.model_base or "", chosen.model_path)
@@ -701,7 +720,7 @@ class Pipeline:
         target = self._target(target_name)
         if not ENDPOINT_NAME.match(name):
             raise Refused("endpoint names have at most 24 characters: lower-case letters, digits and hyphens, "
-                          "not at the start or end")
+                          "not at the start or end", "InvalidEndpointName")
         mgmt = self.s.management(target)
         ep = mgmt.create_endpoint(name, description, throttle_level, max_concurrent_calls)
         res = ep.resource(target.resource_name)
@@ -763,7 +782,8 @@ class Pipeline:
         except ValueError as exc:
             raise Refused(str(exc)) from None
         if ref.container != self.settings.data_container or ".." in ref.name.split("/"):
-            raise Refused(f"training data is taken only from the '{self.settings.data_container}' container")
+            raise Refused(f"training data is taken only from the '{self.settings.data_container}' container",
+                          "OutsideContainer")
         if not self.s.storage.exists(ref):
             raise NotFound(f"{ref.path} does not exist")
         return ref
@@ -775,6 +795,40 @@ class Pipeline:
         ref = BlobRef(self.settings.data_container, name)
         self.s.storage.write_bytes(ref, data, "text/csv")
         return self.accept_training_data(ref, trigger=trigger)
+
+    def get_run(self, run_id: str) -> Run:
+        run = self.s.ledger.get_run(run_id) if re.fullmatch(r"[A-Za-z0-9_-]{1,128}", run_id) else None
+        if run is None:
+            raise NotFound(f"no run '{run_id}'")
+        return run
+
+    def list_runs(self, statuses: tuple[str, ...] | None = None, limit: int = 50) -> list[Run]:
+        known = set(RUN_STATUSES)
+        bad = [s for s in statuses or () if s not in known]
+        if bad:
+            raise Refused(f"unknown run status {', '.join(bad)}; use {', '.join(RUN_STATUSES)}", "InvalidRequest")
+        return self.s.ledger.list_runs(statuses, limit)
+
+    def health(self) -> dict[str, Any]:
+        """Can the app reach what it needs? Storage (the ledger), and each target's management API (one try)."""
+        checks: dict[str, dict[str, Any]] = {}
+        started = time.monotonic()
+        try:
+            self.s.ledger.list_runs(("Running",), limit=1)
+            checks["storage"] = {"ok": True}
+        except Exception as exc:  # noqa: BLE001 - a health check reports, it does not raise
+            checks["storage"] = {"ok": False, "error": type(exc).__name__}
+        for target in self.settings.targets:
+            try:
+                service = self.s.management(target).get_service(max_attempts=1)
+                checks[f"studio:{target.name}"] = {"ok": True, "service": service.Name}
+            except (StudioApiError, TransportError) as exc:
+                checks[f"studio:{target.name}"] = {"ok": False, "error": _error_text(exc)}
+        ok = all(c["ok"] for c in checks.values())
+        return {"status": "ok" if ok else "degraded", "checks": checks,
+                "eventGrid": "configured" if self.settings.eventgrid_endpoint else "not configured",
+                "targets": [t.name for t in self.settings.targets],
+                "durationMs": int((time.monotonic() - started) * 1000)}
 
     # ---- reconcile ----------------------------------------------------------------------------------------------
     def reconcile(self) -> dict[str, int]:

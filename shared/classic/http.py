@@ -78,7 +78,8 @@ class StudioHttp:
         return delay
 
     def request(self, method: str, url: str, operation: str, key: str, json_body: Any = None,
-                idempotent: bool = True, expect: tuple[int, ...] = (200,)) -> requests.Response:
+                idempotent: bool = True, expect: tuple[int, ...] = (200,),
+                max_attempts: int | None = None) -> requests.Response:
         """Send with retries; return the response when its status is in `expect`, else raise StudioApiError."""
         host = urlsplit(url).netloc.lower()
         if self._allowed is not None and not self._allowed(host):
@@ -96,7 +97,7 @@ class StudioHttp:
             log.warning("%s: attempt %d failed (%s); retrying", operation, state.attempt_number,
                         getattr(exc, "code", None) or type(exc).__name__)
 
-        retrying = Retrying(stop=stop_after_attempt(self.policy.max_attempts), wait=self._wait,
+        retrying = Retrying(stop=stop_after_attempt(max_attempts or self.policy.max_attempts), wait=self._wait,
                             retry=retry_if_exception(retryable), reraise=True, sleep=self._sleep,
                             before_sleep=before_sleep)
         return retrying(self._once, method, url, operation, key, json_body, expect)

@@ -1,0 +1,116 @@
+"""What every HTTP handler shares: JSON responses, the error envelope, body parsing and the exception -> status map.
+
+Errors are `{"error": {"code", "message"}}` with a status that fits; never a stack trace, never a secret (the
+message passes through the log scrubber before it leaves). Anything unexpected becomes a 500 that names the
+invocation id, so the operator can find the logged traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import azure.functions as func
+from azure.core.exceptions import AzureError, ServiceRequestError
+from pydantic import BaseModel, ValidationError
+
+from blueprints.runtime import invocation
+from shared.api import JSON_BODY_LIMIT
+from shared.classic.errors import StudioApiError, TransportError
+from shared.logs import scrub
+from shared.pipeline import NotFound, Refused
+from shared.settings import SettingsError
+
+log = logging.getLogger("blueprints.http")
+M = TypeVar("M", bound=BaseModel)
+Handler = Callable[[func.HttpRequest, func.Context], func.HttpResponse]
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None,
+                 **extra: Any) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.headers = headers or {}
+        self.extra = extra
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> func.HttpResponse:
+    return func.HttpResponse(scrub(json.dumps(body, default=str)), status_code=status, headers=headers,
+                             mimetype="application/json", charset="utf-8")
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None,
+                   **extra: Any) -> func.HttpResponse:
+    return json_response({"error": {"code": code, "message": message, **extra}}, status, headers)
+
+
+def parse_body(req: func.HttpRequest, model: type[M], limit: int = JSON_BODY_LIMIT) -> M:
+    raw = req.get_body() or b""
+    if len(raw) > limit:
+        raise ApiError(413, "PayloadTooLarge", f"the JSON body is {len(raw)} bytes; the limit is {limit}")
+    content_type = (req.headers.get("content-type") or "application/json").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise ApiError(415, "UnsupportedMediaType", f"send application/json, not {content_type}")
+    try:
+        data = json.loads(raw or b"{}")
+    except ValueError as exc:
+        raise ApiError(400, "InvalidJson", f"the body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "InvalidJson", "the body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors())
+        raise ApiError(400, "InvalidRequest", problems) from None
+
+
+def _studio_error(exc: StudioApiError) -> func.HttpResponse:
+    code = exc.code + (f"/{exc.detail_code}" if exc.detail_code else "")
+    if exc.transient:
+        headers = {"Retry-After": str(int(exc.retry_after or 30))}
+        return error_response(503, "UpstreamUnavailable", f"Studio (classic) is not answering: {exc}", headers)
+    if exc.status in (401, 403):  # our credentials, not the caller's: a server-side problem
+        return error_response(502, "UpstreamAuthFailed", f"Studio (classic) refused the app's key: {exc.message}")
+    return error_response(exc.status if 400 <= exc.status < 500 else 502, code, exc.message)
+
+
+def api(handler: Handler) -> Handler:
+    """Run a handler inside the invocation's log context and turn exceptions into JSON errors."""
+
+    @functools.wraps(handler)
+    def wrapper(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+        with invocation(context):
+            try:
+                return handler(req, context)
+            except ApiError as exc:
+                return error_response(exc.status, exc.code, exc.message, exc.headers, **exc.extra)
+            except NotFound as exc:
+                return error_response(404, "NotFound", str(exc))
+            except Refused as exc:
+                return error_response(409 if exc.conflict else 400, exc.code, str(exc))
+            except SettingsError as exc:
+                log.error("configuration problem: %s", exc)
+                return error_response(500, "ConfigurationError", str(exc))
+            except StudioApiError as exc:
+                return _studio_error(exc)
+            except TransportError as exc:
+                return error_response(504, "UpstreamUnreachable", f"Studio (classic) could not be reached: {exc}",
+                                      {"Retry-After": "30"})
+            except ServiceRequestError as exc:
+                log.warning("storage unreachable: %s", exc)
+                return error_response(503, "StorageUnavailable", "the app's storage account could not be reached",
+                                      {"Retry-After": "30"})
+            except AzureError:
+                log.exception("storage error")
+                return error_response(502, "StorageError", "the app's storage account answered with an error; "
+                                      f"see the log of invocation {context.invocation_id}")
+            except Exception:
+                log.exception("unhandled error in %s", context.function_name)
+                return error_response(500, "InternalError", "unexpected error; see the log of invocation "
+                                      f"{context.invocation_id}")
+
+    return wrapper

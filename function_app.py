@@ -1,0 +1,10 @@
+"""The Azure Functions app (Python v2 model): creates the app and registers the blueprints; nothing else."""
+
+import azure.functions as func
+
+from blueprints import blob_triggers, http_api, timers
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+app.register_functions(http_api.bp)
+app.register_functions(blob_triggers.bp)
+app.register_functions(timers.bp)
