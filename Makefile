@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP_STAMP := $(VENV)/.installed
 NPM_STAMP := node_modules/.installed
 
-.PHONY: deps test test-unit lint format bench clean
+.PHONY: deps run demo test test-unit lint format bench clean
 
 $(PIP_STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,14 @@ $(NPM_STAMP): package.json package-lock.json
 	touch $@
 
 deps: $(PIP_STAMP) $(NPM_STAMP)
+
+## run: Azurite + the emulator + the function app (func start if installed, else devhost) until Ctrl-C
+run: deps
+	$(PY) -m localdev.run $(RUN_ARGS)
+
+## demo: the whole story on synthetic census data, with progress; exits non-zero if a step fails
+demo: deps
+	$(PY) -m localdev.demo $(DEMO_ARGS)
 
 ## test: every test (unit, integration, e2e); starts Azurite itself and stops it afterwards
 test: deps

@@ -18,13 +18,17 @@ import sys
 from pathlib import Path
 
 from devhost.host import DevHost, HostOptions
-from devhost.indexing import IndexingError, index
+from devhost.indexing import FunctionSpec, IndexingError, index
 
 
 def load_local_settings(path: Path) -> dict[str, str]:
-    if not path.exists():
+    text = path.read_text() if path.exists() else ""
+    if not text.strip():
         return {}
-    data = json.loads(path.read_text())
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise SystemExit(f"{path} is not valid JSON: {exc}") from None
     if data.get("IsEncrypted"):
         raise SystemExit(f"{path}: encrypted settings are not supported here; set IsEncrypted to false")
     values = data.get("Values") or {}
@@ -32,6 +36,12 @@ def load_local_settings(path: Path) -> dict[str, str]:
     if bad:
         raise SystemExit(f"{path}: every value must be a string (not {', '.join(bad)})")
     return dict(values)
+
+
+def spec_summary(spec: FunctionSpec) -> dict[str, object]:
+    return {"name": spec.name, "trigger": spec.trigger_type, "route": spec.route, "methods": spec.methods,
+            "authLevel": spec.auth_level, "container": spec.blob_container, "pattern": spec.blob_pattern,
+            "source": spec.blob_source, "schedule": spec.schedule}
 
 
 def describe(host: DevHost) -> str:
@@ -70,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=7071)
     parser.add_argument("--settings", default="local.settings.json")
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--list", action="store_true", help="print the indexed functions as JSON and exit")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="[%(asctime)s] %(levelname)s %(name)s: %(message)s")
@@ -85,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     except IndexingError as exc:
         print(f"error: the app did not index (0 functions loaded): {exc}", file=sys.stderr)
         return 2
+    if args.list:
+        print(json.dumps([spec_summary(s) for s in specs], indent=2))
+        return 0
     host = DevHost(specs, HostOptions(root, host_json, dict(os.environ), args.host, args.port))
     try:
         asyncio.run(serve(host))

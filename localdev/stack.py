@@ -34,17 +34,18 @@ CONTAINERS = ("training-data", "models", "rejected")
 
 
 def blob_webhooks(base_url: str) -> dict[str, str]:
-    """container -> webhook URL, for every Event Grid blob trigger of function_app (read from its metadata)."""
-    import function_app
-    from devhost.indexing import index
-
-    hooks = {}
+    """container -> webhook URL, for every Event Grid blob trigger of function_app, read from its metadata (in a
+    fresh process: a FunctionApp can be indexed only once per process)."""
     env = {**os.environ, "AzureWebJobsStorage": "UseDevelopmentStorage=true",
            "RETRAIN_RECONCILE_SCHEDULE": "0 */5 * * * *"}
-    for spec in index(function_app.app, env):
-        if spec.trigger_type == "blobTrigger" and spec.blob_source == "EventGrid" and spec.blob_container:
-            hooks[spec.blob_container] = (f"{base_url}/runtime/webhooks/blobs?functionName="
-                                          f"Host.Functions.{spec.name}")
+    out = subprocess.run([sys.executable, "-m", "devhost", "--list", "--settings", os.devnull], cwd=PROJECT_ROOT,
+                         env=env, capture_output=True, text=True, timeout=120)
+    if out.returncode != 0:
+        raise RuntimeError(f"function_app does not index: {out.stderr.strip()}")
+    hooks = {}
+    for spec in json.loads(out.stdout):
+        if spec["trigger"] == "blobTrigger" and spec["source"] == "EventGrid" and spec["container"]:
+            hooks[spec["container"]] = f"{base_url}/runtime/webhooks/blobs?functionName=Host.Functions.{spec['name']}"
     return hooks
 
 
