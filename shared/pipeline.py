@@ -329,7 +329,11 @@ class Pipeline:
         run_id = run_id_for(ref.path, str(props.etag))
         with context(run=run_id):
             try:
+                if props.size == 0:
+                    raise DataRejected("EmptyModel", "the model file is empty")
                 route = self.route(ref.name)
+                if route.tenant is not None:
+                    self._require_endpoint(route.target, route.tenant)
             except DataRejected as exc:
                 self._reject_model(ref, run_id, exc.code, exc.message)
                 return PromoteResult(run_id, "Rejected", reason=exc.message)
@@ -342,7 +346,13 @@ class Pipeline:
             if sibling is not None and not run.metrics and self.s.storage.exists(sibling):
                 run.metrics, run.evaluation_path = self.s.storage.read_evaluation(sibling), sibling.path
                 self._save(run)
-            return self.promote(run, force=not run.metrics)
+            result = self.promote(run, force=not run.metrics)
+            if result.endpoints and all(r.outcome == "RolledBack" for r in result.endpoints):
+                # Every endpoint refused to serve it: the file is bad. Keep it in rejected/ with the reason.
+                reasons = "; ".join(sorted({r.reason or "unknown" for r in result.endpoints}))
+                result.status, result.reason = "Rejected", f"no endpoint could serve the model: {reasons}"
+                self._reject_model(ref, run.id, "ModelNotServable", result.reason)
+            return result
 
     def _reject_model(self, ref: BlobRef, run_id: str, code: str, message: str) -> None:
         moved = self.s.storage.reject(ref, {"code": code, "message": message, "runId": run_id})
@@ -417,8 +427,8 @@ class Pipeline:
             run.promoted, run.error = True, f"ModelRejected: {reason}"
             self._save(run)
             self.s.events.publish("ModelRejected", run.model_path or run.id, {
-                "runId": run.id, "model": run.model_path, "metric": self.settings.gate_metric, "value": metric,
-                "minimum": self.settings.gate_minimum, "reason": reason, "endpoints": run.endpoints})
+                "runId": run.id, "model": run.model_path, "code": "BelowGate", "metric": self.settings.gate_metric,
+                "value": metric, "minimum": self.settings.gate_minimum, "reason": reason, "endpoints": run.endpoints})
             for ep in run.endpoints if run.endpoints != ["*"] else []:
                 self.s.ledger.add_deployment(Deployment(
                     id=f"run-{run.id}", target=target.name, endpoint=ep, outcome="Rejected", run_id=run.id,
@@ -515,7 +525,8 @@ class Pipeline:
                 reason = (f"{self.settings.gate_metric} {metric:.4f} does not improve on the serving model's "
                           f"{cur.metric:.4f} by {need}")
                 self.s.events.publish("ModelRejected", subject, {"runId": dep.run_id, "endpoint": endpoint,
-                                                                 "model": dep.model_path, "reason": reason})
+                                                                 "model": dep.model_path, "code": "NoImprovement",
+                                                                 "reason": reason})
                 return "Rejected", reason
         mgmt = self.s.management(target)
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -164,6 +165,28 @@ def test_a_model_the_endpoint_cannot_load_is_rolled_back(harness):
     assert "ResourceLoadFailed" in result.endpoints[0].reason
     assert h.serving(tenant) == good_model and h.score(tenant) == good_score
     assert [e for e in h.events("EndpointRolledBack") if e["data"].get("endpoint") == tenant]
+    # a hand-dropped file no endpoint can serve is kept in rejected/ with the reason
+    assert result.status == "Rejected"
+    assert not h.services.storage.exists(ref)
+    moved = BlobRef("rejected", f"models/{tenant}/broken.ilearner")
+    assert h.services.storage.read_bytes(moved) == doc.encode()
+    reason = json.loads(h.services.storage.read_bytes(BlobRef("rejected", moved.name + ".reason.json")))
+    assert reason["code"] == "ModelNotServable"
+    assert [e for e in h.events("ModelRejected") if e["data"].get("model") == ref.path]
+
+
+def test_an_empty_model_file_or_one_for_a_missing_endpoint_is_rejected_without_a_patch(harness):
+    h = harness(RETRAIN_ENDPOINTS="")
+    empty = BlobRef("models", "empty.ilearner")
+    h.services.storage.write_bytes(empty, b"")
+    assert h.pipeline.on_model_blob(empty).status == "Rejected"
+    nowhere = BlobRef("models", "no-such-endpoint/m.ilearner")
+    h.services.storage.write_bytes(nowhere, b"{}")
+    result = h.pipeline.on_model_blob(nowhere)
+    assert result.status == "Rejected" and "does not exist" in result.reason
+    codes = {e["data"].get("model"): e["data"].get("code") for e in h.events("ModelRejected")}
+    assert codes[empty.path] == "EmptyModel" and codes[nowhere.path] == "NoSuchEndpoint"
+    assert not h.services.storage.exists(empty) and not h.services.storage.exists(nowhere)
 
 
 def test_malformed_csv_is_moved_to_rejected_with_a_reason_and_no_job(harness):
@@ -176,8 +199,6 @@ def test_malformed_csv_is_moved_to_rejected_with_a_reason_and_no_job(harness):
     assert not h.services.storage.exists(ref)
     moved = BlobRef("rejected", f"training-data/{tenant}/bad.csv")
     assert h.services.storage.read_bytes(moved).decode() == text
-    import json
-
     reason = json.loads(h.services.storage.read_bytes(BlobRef("rejected", moved.name + ".reason.json")))
     assert reason["code"] == "MissingColumns" and reason["line"] == 1 and reason["source"] == ref.path
     assert not h.jobs_for(ref.path)
