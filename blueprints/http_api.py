@@ -59,7 +59,7 @@ def endpoints_patch_model(req: func.HttpRequest, context: func.Context) -> func.
     p = pipeline()
     result = p.deploy_model(body.target or p.settings.targets[0].name, req.route_params["name"], body.model,
                             force=body.force)
-    return _deployment_answer(result_view(result))
+    return _deployment_answer(result_view(result), result.model_refused)
 
 
 @bp.function_name("endpoints_rollback")
@@ -68,7 +68,7 @@ def endpoints_patch_model(req: func.HttpRequest, context: func.Context) -> func.
 def endpoints_rollback(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     body = parse_body(req, Rollback) if req.get_body() else Rollback()
     result = pipeline().rollback(body.target, req.route_params["name"], body.to)
-    return _deployment_answer(result_view(result))
+    return _deployment_answer(result_view(result), result.model_refused)
 
 
 @bp.function_name("retrain")
@@ -119,14 +119,14 @@ def runs_get(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     return json_response(run_view(pipeline().get_run(req.route_params["id"])))
 
 
-def _deployment_answer(result: dict[str, Any]) -> func.HttpResponse:
+def _deployment_answer(result: dict[str, Any], model_refused: bool) -> func.HttpResponse:
     outcome = result["outcome"]
     if outcome == "Deployed":
         return json_response(result)
     if outcome == "Superseded":
         raise ApiError(409, "Superseded", result["reason"] or "a model from newer data serves this endpoint",
                        result=result)
-    if outcome == "RolledBack":
+    if model_refused:
         raise ApiError(422, "ModelNotServable", result["reason"] or "the endpoint could not serve the model; it "
                        "was rolled back to its last good model", result=result)
     raise ApiError(502, "DeploymentFailed", result["reason"] or f"the deployment ended {outcome}", result=result)

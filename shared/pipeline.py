@@ -59,12 +59,21 @@ class Refused(ValueError):
         self.conflict = conflict
 
 
+MODEL_REFUSED = "the service refused the model"
+
+
 @dataclass
 class EndpointResult:
     endpoint: str
     outcome: str
     reason: str | None = None
     deployment_id: str | None = None
+
+    @property
+    def model_refused(self) -> bool:
+        """The model itself is the problem: the service would not take it (HTTP 400) or could not serve it."""
+        return self.outcome == "RolledBack" or (self.outcome == "Failed" and
+                                                (self.reason or "").startswith(MODEL_REFUSED))
 
 
 @dataclass
@@ -347,7 +356,7 @@ class Pipeline:
                 run.metrics, run.evaluation_path = self.s.storage.read_evaluation(sibling), sibling.path
                 self._save(run)
             result = self.promote(run, force=not run.metrics)
-            if result.endpoints and all(r.outcome == "RolledBack" for r in result.endpoints):
+            if result.endpoints and all(r.model_refused for r in result.endpoints):
                 # Every endpoint refused to serve it: the file is bad. Keep it in rejected/ with the reason.
                 reasons = "; ".join(sorted({r.reason or "unknown" for r in result.endpoints}))
                 result.status, result.reason = "Rejected", f"no endpoint could serve the model: {reasons}"
@@ -533,7 +542,8 @@ class Pipeline:
             before = mgmt.get_endpoint(endpoint)
             mgmt.patch_model(endpoint, target.resource_name, source.location())
         except (StudioApiError, TransportError, Refused) as exc:
-            reason = f"PATCH failed: {_error_text(exc)}"
+            refused = isinstance(exc, StudioApiError) and exc.status == 400
+            reason = f"{MODEL_REFUSED}: {_error_text(exc)}" if refused else f"PATCH failed: {_error_text(exc)}"
             self.s.events.publish("EndpointUpdateFailed", subject, {"runId": dep.run_id, "endpoint": endpoint,
                                                                     "model": dep.model_path, "reason": reason})
             return "Failed", reason

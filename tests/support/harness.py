@@ -28,10 +28,10 @@ SMOKE_ROW = {"age": "39", "workclass": "State-gov", "fnlwgt": "77516", "educatio
 class Harness:
     def __init__(self, manifest: dict[str, Any], overrides: dict[str, str]) -> None:
         self.manifest = manifest
-        env = settings_from_manifest(manifest, RETRAIN_TABLE_PREFIX=f"t{uuid.uuid4().hex[:10]}",
-                                     RETRAIN_HTTP_BACKOFF_SECONDS="0.05", RETRAIN_HTTP_MAX_BACKOFF_SECONDS="2",
-                                     RETRAIN_JOB_POLL_SECONDS="0.2", RETRAIN_SMOKE_ROW=json.dumps(SMOKE_ROW),
-                                     **overrides)
+        env = settings_from_manifest(manifest, **{
+            "RETRAIN_TABLE_PREFIX": f"t{uuid.uuid4().hex[:10]}", "RETRAIN_HTTP_BACKOFF_SECONDS": "0.05",
+            "RETRAIN_HTTP_MAX_BACKOFF_SECONDS": "2", "RETRAIN_JOB_POLL_SECONDS": "0.2",
+            "RETRAIN_SMOKE_ROW": json.dumps(SMOKE_ROW), **overrides})
         self.settings = load_settings(env)
         self.services = Services(self.settings)
         self.services.ensure_storage()

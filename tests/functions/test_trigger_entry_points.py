@@ -1,0 +1,104 @@
+"""The blob-triggered and timer functions called as the worker calls them: a `BlobClient` built by the binding
+extension's own converter from the host's model-binding data, a real `TimerRequest`, and a context."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import pytest
+from azure.functions.timer import TimerRequest
+
+from blueprints import blob_triggers, http_api, runtime, timers
+from devhost.invoke import DevContext, blob_argument
+from shared.storage import BlobRef
+
+
+@pytest.fixture
+def wire(harness, monkeypatch):
+    def make(**overrides: str):
+        h = harness(**{"RETRAIN_ENDPOINTS": "", **overrides})
+        for module in (http_api, blob_triggers, timers, runtime):
+            monkeypatch.setattr(module, "pipeline", lambda h=h: h.pipeline)
+        monkeypatch.setenv("AzureWebJobsStorage", h.settings.storage_connection_string.get_secret_value())
+        return h
+
+    return make
+
+
+@pytest.fixture
+def app(wire):
+    return wire()
+
+
+def blob_client(ref: BlobRef):
+    import azurefunctions.extensions.bindings.blob as blob
+
+    client = blob_argument(blob.BlobClient, "AzureWebJobsStorage", ref.container, ref.name, "", download=None)
+    assert type(client).__name__ == "BlobClient" and client.blob_name == ref.name
+    return client
+
+
+def run_function(builder, argument) -> None:
+    fn = builder.build()
+    fn.get_user_function()(argument, context=DevContext(fn.get_function_name(), "/app"))
+
+
+def test_training_data_then_model_landing_deploys_to_the_tenant_endpoint(app):
+    h = app
+    tenant = h.new_endpoint("blob")
+    before = h.score(tenant)
+    ref = h.upload_data(f"{tenant}/landed.csv", rows=3000, drift=1.0)
+    run_function(blob_triggers.training_data_landed, blob_client(ref))
+    runs = [r for r in h.pipeline.list_runs(None, 500) if r.data_path == ref.path]
+    assert len(runs) == 1 and runs[0].status == "Running"
+    h.wait_job(runs[0].job_id)
+    run_function(blob_triggers.model_landed, blob_client(BlobRef.parse(runs[0].model_path)))
+    assert h.serving(tenant) == runs[0].model_path
+    assert h.score(tenant) != before
+
+
+def test_a_second_delivery_of_the_same_blob_starts_no_second_job(app):
+    h = app
+    tenant = h.new_endpoint("dup")
+    ref = h.upload_data(f"{tenant}/twice.csv", rows=500)
+    run_function(blob_triggers.training_data_landed, blob_client(ref))
+    run_function(blob_triggers.training_data_landed, blob_client(ref))
+    assert len(h.jobs_for(ref.path)) == 1
+
+
+def test_bad_data_is_handled_not_raised(app):
+    h = app
+    tenant = h.new_endpoint("bad")
+    ref = h.upload_data(f"{tenant}/bad.csv", text="just,two\n1,2\n")
+    run_function(blob_triggers.training_data_landed, blob_client(ref))  # no exception: no retries, no poison
+    assert h.services.storage.exists(BlobRef("rejected", f"training-data/{tenant}/bad.csv"))
+
+
+def test_a_transient_failure_past_the_budget_raises_so_the_host_retries(wire):
+    from shared.classic.errors import StudioApiError
+
+    h = wire(RETRAIN_HTTP_MAX_ATTEMPTS="1")
+    tenant = h.new_endpoint("busy")
+    h.fault(route="bes.submit", status=503, retry_after=0, count=5)
+    ref = h.upload_data(f"{tenant}/busy.csv", rows=300)
+    with pytest.raises(StudioApiError):
+        run_function(blob_triggers.training_data_landed, blob_client(ref))
+    h.clear_faults()
+    run_function(blob_triggers.training_data_landed, blob_client(ref))  # the host's retry succeeds
+    assert len(h.jobs_for(ref.path)) == 1
+
+
+def test_other_files_in_models_are_ignored(app):
+    h = app
+    ref = BlobRef("models", f"notes-{uuid.uuid4().hex[:6]}.txt")
+    h.services.storage.write_bytes(ref, b"hello")
+    run_function(blob_triggers.model_landed, blob_client(ref))
+    assert h.services.storage.exists(ref)
+
+
+def test_the_reconcile_timer_runs_and_logs_a_summary(app, caplog):
+    with caplog.at_level(logging.INFO, logger="blueprints.timers"):
+        run_function(timers.reconcile, TimerRequest(past_due=True))
+    messages = " ".join(r.getMessage() for r in caplog.records)
+    assert "past due" in messages and "reconcile: checked=" in messages
