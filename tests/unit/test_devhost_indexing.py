@@ -116,8 +116,9 @@ def test_ncrontab_needs_six_fields_and_timespans_work():
 
 
 def test_blob_patterns_and_setting_references():
-    regex = blob_pattern_regex("{name}")
-    assert regex.match("tenant/x.csv").group("name") == "tenant/x.csv"
-    assert blob_pattern_regex("in/{stem}.csv").match("in/a.csv").group("stem") == "a"
+    whole = blob_pattern_regex("{name}").match("tenant/x.csv")
+    assert whole is not None and whole.group("name") == "tenant/x.csv"
+    stem = blob_pattern_regex("in/{stem}.csv").match("in/a.csv")
+    assert stem is not None and stem.group("stem") == "a"
     assert blob_pattern_regex("in/{stem}.csv").match("out/a.csv") is None
     assert resolve_setting_refs("%A%/{name}", {"A": "box"}, "f") == "box/{name}"
