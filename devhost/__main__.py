@@ -15,7 +15,9 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from devhost.host import DevHost, HostOptions
 from devhost.indexing import FunctionSpec, IndexingError, index
@@ -36,6 +38,18 @@ def load_local_settings(path: Path) -> dict[str, str]:
     if bad:
         raise SystemExit(f"{path}: every value must be a string (not {', '.join(bad)})")
     return dict(values)
+
+
+def apply_host_overrides(host_json: dict[str, Any], environ: Mapping[str, str]) -> None:
+    """App settings `AzureFunctionsJobHost__a__b` override host.json's `a.b`, as on the real host."""
+    for key, value in environ.items():
+        if not key.startswith("AzureFunctionsJobHost__"):
+            continue
+        node = host_json
+        *parents, leaf = key.split("__")[1:]
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
 
 
 def spec_summary(spec: FunctionSpec) -> dict[str, object]:
@@ -88,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in load_local_settings(root / args.settings).items():
         os.environ.setdefault(key, value)
     host_json = json.loads((root / "host.json").read_text()) if (root / "host.json").exists() else {}
+    apply_host_overrides(host_json, os.environ)
     sys.path.insert(0, str(root))
     module_name, _, attr = args.app.partition(":")
     try:

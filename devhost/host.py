@@ -65,6 +65,13 @@ class HostOptions:
         return int(self.host_json.get("extensions", {}).get("blobs", {}).get("poisonBlobThreshold", 5))
 
     @property
+    def retry_delay(self) -> float:
+        """Seconds before a failed blob is tried again: the queues' visibilityTimeout, as in the extension."""
+        text = str(self.host_json.get("extensions", {}).get("queues", {}).get("visibilityTimeout", "00:00:00"))
+        h, m, s = (float(p) for p in text.split(":"))
+        return h * 3600 + m * 60 + s
+
+    @property
     def host_id(self) -> str:
         return self.environ.get("AzureFunctionsWebHost__hostid") or \
             "devhost-" + hashlib.sha256(str(self.script_root.resolve()).encode()).hexdigest()[:16]
@@ -324,8 +331,10 @@ class DevHost:
                     with contextlib.suppress(Exception):
                         await loop.run_in_executor(self.blob_pool, self._poison, work)
                 else:
-                    delay = min(2.0 ** work.attempt, 30.0)
-                    loop.call_later(delay, self.queue.put_nowait, work)
+                    log.warning("%s: %s/%s failed (try %d of %d); trying again in %.0f s", work.spec.name,
+                                work.container, work.name, work.attempt, self.opts.poison_threshold,
+                                self.opts.retry_delay)
+                    loop.call_later(self.opts.retry_delay, self.queue.put_nowait, work)
             finally:
                 self.queue.task_done()
 

@@ -1,0 +1,175 @@
+"""The whole story through devhost + the emulator + Azurite, as separate processes, with no fakes: files dropped
+into containers travel as Event Grid BlobCreated deliveries to the app's webhooks; everything else is real HTTP."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from emulator.census import csv_text
+from tests.conftest import leaked_secrets
+from tests.e2e.conftest import Client, start_stack
+
+INITIAL = ("experimentoutput", "initial/census-model.ilearner")
+
+
+def current(client: Client, name: str) -> dict:
+    resp = client.call("GET", f"endpoints/{name}")
+    assert resp.status_code == 200, resp.text
+    return dict(resp.json())
+
+
+def test_a_csv_dropped_into_training_data_ends_with_the_endpoint_verified_on_the_new_model(client):
+    name = client.new_endpoint("drop")
+    before_model, before_score = client.serving(name), client.score(name)
+    client.upload("training-data", f"{name}/fresh.csv", csv_text(4000, seed=21, drift=1.0).encode())
+
+    def deployed():
+        view = current(client, name)
+        top = view["history"][0]
+        return view if top["operation"] == "promote" and top["outcome"] == "Deployed" else None
+
+    view = client.wait_for("the promotion", deployed)
+    run = client.call("GET", f"runs/{view['current']['runId']}").json()
+    assert run["dataPath"] == f"training-data/{name}/fresh.csv" and run["status"] == "Finished"
+    assert client.serving(name) == run["modelPath"] != before_model
+    assert client.score(name) != before_score
+    updated = [e for e in client.events("EndpointUpdated") if e["data"]["endpoint"] == name]
+    assert [e["data"]["runId"] for e in updated] == [run["id"]]
+    # the storage event for the model also arrived: the same promotion, not a second one
+    assert [d["outcome"] for d in current(client, name)["history"]] == ["Deployed", "Created"]
+
+
+def test_a_model_dropped_into_models_by_hand_is_deployed(client):
+    name = client.new_endpoint("hand")
+    client.upload("models", f"{name}/by-hand.ilearner", client.read(*INITIAL))
+    client.wait_for("the hand-dropped model to serve",
+                    lambda: client.serving(name) == f"models/{name}/by-hand.ilearner")
+    view = client.wait_for("the ledger", lambda: (v := current(client, name))["history"][0]["outcome"] == "Deployed"
+                           and v)
+    assert view["history"][0]["trigger"] == "blob"
+    assert client.score(name) > 0
+
+
+def test_rollback_over_http_returns_to_the_model_the_endpoint_was_created_with(client):
+    name = client.new_endpoint("back")
+    original = client.serving(name)
+    client.upload("models", f"hand/{name}.ilearner", client.read(*INITIAL))
+    resp = client.call("POST", f"endpoints/{name}/model", json={"model": f"models/hand/{name}.ilearner"})
+    assert resp.status_code == 200 and resp.json()["outcome"] == "Deployed", resp.text
+    assert client.serving(name) == f"models/hand/{name}.ilearner"
+    resp = client.call("POST", f"endpoints/{name}/rollback")
+    assert resp.status_code == 200, resp.text
+    assert client.serving(name) == original
+    assert [e for e in client.events("EndpointRolledBack") if e["data"]["endpoint"] == name]
+
+
+def test_every_http_route_success_and_error(client):
+    name = client.new_endpoint("routes")
+    client.upload("models", f"hand/{name}.ilearner", client.read(*INITIAL))
+    client.upload("training-data", f"{name}/routes.csv", csv_text(500, seed=5).encode())
+    cases = [
+        ("GET", "health", None, 200),
+        ("GET", "endpoints", None, 200),
+        ("POST", "endpoints", {"name": name}, 409),
+        ("POST", "endpoints", {"name": "UPPER"}, 400),
+        ("GET", f"endpoints/{name}", None, 200),
+        ("GET", "endpoints/missing-one", None, 404),
+        ("POST", f"endpoints/{name}/model", {"model": f"models/hand/{name}.ilearner"}, 200),
+        ("POST", f"endpoints/{name}/model", {"model": "models/none.ilearner"}, 404),
+        ("POST", f"endpoints/{name}/rollback", {}, 200),
+        ("POST", "endpoints/default/rollback", {}, 409),
+        ("POST", "retrain", {"blob": f"training-data/{name}/routes.csv"}, 202),
+        ("POST", "retrain", {"blob": "models/x.csv"}, 400),
+        ("GET", "runs", None, 200),
+        ("GET", "runs?limit=9999", None, 400),
+        ("GET", "runs/" + "0" * 32, None, 404),
+        ("GET", "nowhere", None, 404),
+        ("DELETE", "endpoints", None, 405),
+    ]
+    for method, path, body, status in cases:
+        resp = client.call(method, path, json=body) if body is not None else client.call(method, path)
+        assert resp.status_code == status, f"{method} {path}: {resp.status_code} {resp.text}"
+        assert resp.headers["Content-Type"].startswith("application/json"), path
+        if status >= 400:
+            error = resp.json()["error"]
+            assert error["code"] and error["message"], path
+        assert not leaked_secrets(resp.text), path
+    run_id = client.call("GET", "runs").json()["runs"][0]["id"]
+    assert client.call("GET", f"runs/{run_id}").status_code == 200
+
+
+def test_bad_csv_and_bad_model_end_in_rejected_with_a_reason_and_an_event_and_the_app_keeps_serving(client):
+    name = client.new_endpoint("bad")
+    serving = client.serving(name)
+    client.upload("training-data", f"{name}/broken.csv", b"age,income\nforty,>50K\n")
+    client.upload("models", f"{name}/broken.ilearner", b"definitely not a model")
+    client.wait_for("the CSV in rejected/", lambda: client.exists("rejected", f"training-data/{name}/broken.csv"))
+    client.wait_for("the model in rejected/", lambda: client.exists("rejected", f"models/{name}/broken.ilearner"))
+    assert not client.exists("training-data", f"{name}/broken.csv")
+    assert not client.exists("models", f"{name}/broken.ilearner")
+    data_reason = json.loads(client.read("rejected", f"training-data/{name}/broken.csv.reason.json"))
+    model_reason = json.loads(client.read("rejected", f"models/{name}/broken.ilearner.reason.json"))
+    assert data_reason["code"] == "MissingColumns" and data_reason["line"] == 1
+    assert model_reason["code"] == "ModelNotServable" and "IncompatibleModel" in model_reason["message"]
+    assert client.read("rejected", f"models/{name}/broken.ilearner") == b"definitely not a model"
+    rejected_data = [e for e in client.events("TrainingDataRejected")
+                     if e["data"]["blob"] == f"training-data/{name}/broken.csv"]
+    rejected_models = [e for e in client.events("ModelRejected")
+                       if e["data"].get("model") == f"models/{name}/broken.ilearner"]
+    assert rejected_data[0]["data"]["code"] == "MissingColumns"
+    assert rejected_models[0]["data"]["code"] == "ModelNotServable"
+    assert client.serving(name) == serving and client.score(name) > 0
+    assert client.call("GET", "health").status_code == 200
+
+
+def test_the_host_logged_each_invocation_and_no_secret(client):
+    log = (client.stack.workdir / "functions.log").read_text()
+    assert "Executed 'Functions.training_data_landed' (Succeeded" in log
+    assert "Executed 'Functions.model_landed' (Succeeded" in log
+    assert "Event Grid subscription validated" in log
+    assert not leaked_secrets(log)
+    emulator_log = (client.stack.workdir / "emulator" / "emulator.log").read_text()
+    assert not leaked_secrets(emulator_log)
+
+
+@pytest.fixture(scope="module")
+def failing_client():
+    stack = start_stack("poison", RETRAIN_HTTP_MAX_ATTEMPTS="1",
+                        AzureFunctionsJobHost__extensions__queues__visibilityTimeout="00:00:00",
+                        AzureFunctionsJobHost__extensions__blobs__poisonBlobThreshold="3")
+    try:
+        yield Client(stack)
+    finally:
+        stack.stop()
+
+
+def test_a_blob_that_keeps_failing_is_tried_poison_threshold_times_then_poisoned(failing_client):
+    from azure.core.exceptions import ResourceNotFoundError
+    from azure.storage.queue import QueueClient
+
+    client = failing_client
+    name = client.new_endpoint("poison")
+    fault = {"route": "bes.submit", "status": 503, "retry_after": 0, "count": 1000}
+    assert client.http.post(f"{client.m['admin_url']}/faults", json=fault, timeout=10).status_code == 201
+    client.upload("training-data", f"{name}/never.csv", csv_text(300, seed=9).encode())
+    queue = QueueClient.from_connection_string(client.stack.settings["AzureWebJobsStorage"],
+                                               "webjobs-blobtrigger-poison")
+    def poisoned():
+        try:
+            return list(queue.peek_messages(5))
+        except ResourceNotFoundError:
+            return None
+
+    messages = client.wait_for("the poison message", poisoned)
+    body = json.loads(messages[0].content)
+    assert body["FunctionId"] == "Host.Functions.training_data_landed"
+    assert (body["ContainerName"], body["BlobName"]) == ("training-data", f"{name}/never.csv")
+    log = (client.stack.workdir / "functions.log").read_text()
+    assert log.count("Executed 'Functions.training_data_landed' (Failed") == 3
+    # nothing was lost and the app still answers
+    assert client.exists("training-data", f"{name}/never.csv")
+    run = next(r for r in client.call("GET", "runs").json()["runs"] if r["dataPath"].endswith(f"{name}/never.csv"))
+    assert run["status"] == "Accepted" and run["jobId"] is None
+    assert client.call("GET", "health").status_code == 200
