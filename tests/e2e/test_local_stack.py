@@ -173,3 +173,22 @@ def test_a_blob_that_keeps_failing_is_tried_poison_threshold_times_then_poisoned
     run = next(r for r in client.call("GET", "runs").json()["runs"] if r["dataPath"].endswith(f"{name}/never.csv"))
     assert run["status"] == "Accepted" and run["jobId"] is None
     assert client.call("GET", "health").status_code == 200
+
+
+def test_the_readme_helpers_drop_a_file_and_score_through_an_endpoint(client, tmp_path, capsys):
+    from localdev.__main__ import main as localdev
+
+    name = client.new_endpoint("cli")
+    state = str(client.stack.state_path)
+    assert localdev(["--stack", state, "score", name, "--rows", "2"]) == 0
+    before = capsys.readouterr().out
+    assert f"endpoint {name} serves experimentoutput/initial/census-model.ilearner" in before
+    data = tmp_path / "new.csv"
+    data.write_text(csv_text(3000, seed=8, drift=1.0))
+    assert localdev(["--stack", state, "drop", str(data), f"training-data/{name}/new.csv"]) == 0
+    client.wait_for("the new model", lambda: client.serving(name).startswith("models/"))
+    assert localdev(["--stack", state, "score", name, "--rows", "2"]) == 0
+    after = capsys.readouterr().out
+    assert "serves models/" in after
+    assert [line.split("=")[-1] for line in before.splitlines()[1:]] != \
+        [line.split("=")[-1] for line in after.splitlines()[1:]]
