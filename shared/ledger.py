@@ -2,10 +2,12 @@
 
 - Runs: one row per training run, keyed by a hash of (container/blob, ETag): inserting it is the idempotency
   check, so a redelivered event never starts a second job.
-- Deployments: per endpoint (partition), one row per attempt (RowKey `run-<run id>` for promotions, so a
-  redelivery finds its earlier attempt; `op-<id>` for manual patches, rollbacks and endpoint creation) and a
-  `current` row. Deployers take a lease on `current` with ETag compare-and-swap, so promotions to one endpoint
-  never interleave; the newest training data wins and an older run finishing late is recorded, not deployed.
+- Deployments: one partition per target; per endpoint one row per attempt (RowKey `dep~<endpoint>~<id>`, the id
+  `run-<run id>` for promotions, so a redelivery finds its earlier attempt; `op-<id>` for manual patches, rollbacks
+  and endpoint creation) and a `current~<endpoint>` row. Deployers take a lease on `current` with ETag
+  compare-and-swap, so promotions to one endpoint never interleave; the newest training data wins and an older run
+  finishing late is recorded, not deployed. Sharing the partition lets a fan-out take the leases and record the
+  outcomes of up to 50 endpoints per entity-group transaction.
 - Nothing secret is stored: locations have no SAS token, there are no keys.
 """
 
@@ -18,6 +20,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -35,6 +38,7 @@ RUN_STATUSES: tuple[RunStatus, ...] = ("Accepted", "Rejected", "Submitted", "Run
 ACTIVE_RUN_STATUSES: tuple[RunStatus, ...] = ("Accepted", "Submitted", "Running")
 Outcome = Literal["Pending", "Deployed", "Superseded", "Rejected", "Failed", "RolledBack", "Created", "Skipped"]
 _KEY_UNSAFE = re.compile(r"[/\\#?\x00-\x1f\x7f]")
+_KEY_PART_UNSAFE = re.compile(r"[~/\\#?\x00-\x1f\x7f]")  # '~' separates the parts of a RowKey
 
 
 def now_iso() -> str:
@@ -45,8 +49,24 @@ def run_id_for(blob_path: str, etag: str) -> str:
     return hashlib.sha256(f"{blob_path}\n{etag.strip(chr(34))}".encode()).hexdigest()[:32]
 
 
-def endpoint_key(target: str, endpoint: str) -> str:
-    return _KEY_UNSAFE.sub("_", f"{target}~{endpoint}")
+def target_key(target: str) -> str:
+    return _KEY_UNSAFE.sub("_", target)
+
+
+def _part(value: str) -> str:
+    return _KEY_PART_UNSAFE.sub("_", value)
+
+
+def current_key(endpoint: str) -> str:
+    return f"current~{_part(endpoint)}"
+
+
+def attempt_key(endpoint: str, dep_id: str) -> str:
+    return f"dep~{_part(endpoint)}~{_part(dep_id)}"
+
+
+def _quote(value: str) -> str:
+    return value.replace("'", "''")
 
 
 class Run(BaseModel):
@@ -195,9 +215,9 @@ class Ledger:
     # ---- deployments ---------------------------------------------------------------------------------------
     def add_deployment(self, dep: Deployment) -> tuple[Deployment, bool]:
         """Insert an attempt; when one with the same id exists (a redelivery), return it and False."""
-        partition = endpoint_key(dep.target, dep.endpoint)
         try:
-            meta = self.deployments.create_entity(_to_entity(dep, partition, dep.id))
+            meta = self.deployments.create_entity(_to_entity(dep, target_key(dep.target),
+                                                             attempt_key(dep.endpoint, dep.id)))
             dep.etag = meta.get("etag")
             return dep, True
         except ResourceExistsError:
@@ -207,39 +227,50 @@ class Ledger:
 
     def get_deployment(self, target: str, endpoint: str, dep_id: str) -> Deployment | None:
         try:
-            entity = self.deployments.get_entity(endpoint_key(target, endpoint), dep_id)
+            entity = self.deployments.get_entity(target_key(target), attempt_key(endpoint, dep_id))
         except ResourceNotFoundError:
             return None
         return _from_entity(Deployment, entity)  # type: ignore[no-any-return]
 
     def save_deployment(self, dep: Deployment) -> None:
-        self.deployments.upsert_entity(_to_entity(dep, endpoint_key(dep.target, dep.endpoint), dep.id),
+        self.deployments.upsert_entity(_to_entity(dep, target_key(dep.target), attempt_key(dep.endpoint, dep.id)),
                                        mode=UpdateMode.REPLACE)
 
     def history(self, target: str, endpoint: str) -> list[Deployment]:
         """Every attempt on an endpoint, newest first."""
-        partition = endpoint_key(target, endpoint).replace("'", "''")
-        entities = self.deployments.query_entities(f"PartitionKey eq '{partition}' and RowKey ne 'current'")
+        prefix = attempt_key(endpoint, "")
+        entities = self.deployments.query_entities(
+            f"PartitionKey eq '{_quote(target_key(target))}' and RowKey ge '{_quote(prefix)}' and "
+            f"RowKey lt '{_quote(prefix)}~'")  # keys hold no '~' past the prefix: '~' sorts above them
         deps = [_from_entity(Deployment, e) for e in entities]
         deps.sort(key=lambda d: d.created_at, reverse=True)
         return deps
 
     def current(self, target: str, endpoint: str) -> Current | None:
         try:
-            entity = self.deployments.get_entity(endpoint_key(target, endpoint), "current")
+            entity = self.deployments.get_entity(target_key(target), current_key(endpoint))
         except ResourceNotFoundError:
             return None
         return _from_entity(Current, entity)  # type: ignore[no-any-return]
 
+    def currents(self, target: str, first: str | None = None, last: str | None = None) -> dict[str, Current]:
+        """The `current` rows of a target's endpoints (those from `first` to `last` by name), in one query."""
+        low = current_key(first) if first is not None else "current~"
+        high = f"RowKey le '{_quote(current_key(last))}'" if last is not None else "RowKey lt 'current~~'"
+        entities = self.deployments.query_entities(
+            f"PartitionKey eq '{_quote(target_key(target))}' and RowKey ge '{_quote(low)}' and {high}")
+        found = [_from_entity(Current, e) for e in entities]
+        return {c.endpoint: c for c in found}
+
     def acquire(self, target: str, endpoint: str, owner: str, seconds: float) -> Current:
         """Take the endpoint's deployment lease (compare-and-swap on `current`); raise LeaseBusy if held."""
-        partition = endpoint_key(target, endpoint)
+        partition, row = target_key(target), current_key(endpoint)
         cur = self.current(target, endpoint)
         until = time.time() + seconds
         if cur is None:
             cur = Current(target=target, endpoint=endpoint, lease_owner=owner, lease_until=until)
             try:
-                meta = self.deployments.create_entity(_to_entity(cur, partition, "current"))
+                meta = self.deployments.create_entity(_to_entity(cur, partition, row))
             except ResourceExistsError:
                 raise LeaseBusy(endpoint) from None
             cur.etag = meta.get("etag")
@@ -248,7 +279,7 @@ class Ledger:
             raise LeaseBusy(endpoint)
         cur.lease_owner, cur.lease_until = owner, until
         try:
-            meta = self.deployments.update_entity(_to_entity(cur, partition, "current"), mode=UpdateMode.REPLACE,
+            meta = self.deployments.update_entity(_to_entity(cur, partition, row), mode=UpdateMode.REPLACE,
                                                   etag=cur.etag, match_condition=MatchConditions.IfNotModified)
         except ResourceModifiedError:
             raise LeaseBusy(endpoint) from None
@@ -259,70 +290,143 @@ class Ledger:
         """Write `cur` (the new pointer, or the old one unchanged) and drop the lease, if still ours."""
         if cur.lease_owner == owner:
             cur.lease_owner, cur.lease_until = None, 0.0
-        meta = self.deployments.update_entity(_to_entity(cur, endpoint_key(cur.target, cur.endpoint), "current"),
+        meta = self.deployments.update_entity(_to_entity(cur, target_key(cur.target), current_key(cur.endpoint)),
                                               mode=UpdateMode.REPLACE, etag=cur.etag,
                                               match_condition=MatchConditions.IfNotModified)
         cur.etag = meta.get("etag")
         return cur
 
 
+BATCH_ENDPOINTS = 50  # two operations per endpoint; an entity-group transaction holds at most 100
+
+
+@dataclass
+class Begun:
+    """What `begin` gives back for one endpoint: the attempt, whether this call created it, and the `current`
+    row holding our lease (None when the attempt had finished already: a redelivery)."""
+
+    dep: Deployment
+    created: bool
+    lease: Current | None
+
+
 class LedgerDeployments:
-    """Deployment bookkeeping in two round trips per endpoint: the attempt row and the lease on `current` go
-    in one entity-group transaction (same partition), the outcome and the new pointer in another."""
+    """Deployment bookkeeping: the attempt row and the lease on `current` go in one entity-group transaction, the
+    outcome and the new pointer in another. `begin_many`/`finish_many` do the same for up to 50 endpoints of one
+    target per transaction (a fan-out), falling back to one endpoint at a time for a batch that conflicts."""
 
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
 
-    def begin(self, dep: Deployment, owner: str, seconds: float) -> tuple[Deployment, bool, Current | None]:
-        """Insert the attempt and take the lease. Returns (attempt, created, current-with-lease or None).
+    @staticmethod
+    def _lease_ops(dep: Deployment, cur: Current | None, owner: str, seconds: float) -> tuple[Current, list[Any]]:
+        partition = target_key(dep.target)
+        lease = cur.model_copy() if cur is not None else Current(target=dep.target, endpoint=dep.endpoint)
+        lease.etag = cur.etag if cur is not None else None
+        lease.lease_owner, lease.lease_until = owner, time.time() + seconds
+        lease_op: tuple[Any, ...]
+        if cur is None:
+            lease_op = ("create", _to_entity(lease, partition, current_key(dep.endpoint)))
+        else:
+            lease_op = ("update", _to_entity(lease, partition, current_key(dep.endpoint)),
+                        {"mode": UpdateMode.REPLACE, "etag": cur.etag,
+                         "match_condition": MatchConditions.IfNotModified})
+        return lease, [lease_op, ("create", _to_entity(dep, partition, attempt_key(dep.endpoint, dep.id)))]
+
+    @staticmethod
+    def _busy(cur: Current | None, owner: str) -> bool:
+        return cur is not None and cur.lease_owner not in (None, owner) and cur.lease_until > time.time()
+
+    def begin(self, dep: Deployment, owner: str, seconds: float) -> Begun:
+        """Insert the attempt and take the lease.
 
         A redelivered attempt that already finished comes back with created=False and no lease. A duplicate of
         an attempt still Pending takes the lease alone (so it can finish what a crash left). Raises LeaseBusy.
         """
         led = self.ledger
-        partition = endpoint_key(dep.target, dep.endpoint)
         cur = led.current(dep.target, dep.endpoint)
-        until = time.time() + seconds
-        if cur is not None and cur.lease_owner not in (None, owner) and cur.lease_until > time.time():
+        if self._busy(cur, owner):
             raise LeaseBusy(dep.endpoint)
-        lease = cur or Current(target=dep.target, endpoint=dep.endpoint)
-        lease.lease_owner, lease.lease_until = owner, until
-        lease_op: tuple[Any, ...]
-        if cur is None:
-            lease_op = ("create", _to_entity(lease, partition, "current"))
-        else:
-            lease_op = ("update", _to_entity(lease, partition, "current"),
-                        {"mode": UpdateMode.REPLACE, "etag": cur.etag,
-                         "match_condition": MatchConditions.IfNotModified})
+        lease, ops = self._lease_ops(dep, cur, owner, seconds)
         try:
-            results = led.deployments.submit_transaction([lease_op, ("create", _to_entity(dep, partition, dep.id))])
+            results = led.deployments.submit_transaction(ops)
         except TableTransactionError:
             # Either the attempt exists (a redelivery) or `current` changed under us (the lease is busy).
             found = led.get_deployment(dep.target, dep.endpoint, dep.id)
             if found is not None:
                 if found.outcome != "Pending":
-                    return found, False, None
-                return found, False, led.acquire(dep.target, dep.endpoint, owner, seconds)
+                    return Begun(found, False, None)
+                return Begun(found, False, led.acquire(dep.target, dep.endpoint, owner, seconds))
             raise LeaseBusy(dep.endpoint) from None
         lease.etag = results[0].get("etag")
         dep.etag = results[1].get("etag")
-        return dep, True, lease
+        return Begun(dep, True, lease)
+
+    def begin_many(self, deps: list[Deployment], owner: str, seconds: float,
+                   currents: dict[str, Current]) -> tuple[list[Begun], list[Deployment]]:
+        """`begin` for up to BATCH_ENDPOINTS endpoints of one target in one transaction, given their `current`
+        rows (read in one query). Returns what began, and the endpoints to begin one by one (a held lease, or a
+        batch that conflicted: a redelivery, or a row changed since it was read)."""
+        begun: list[Begun] = []
+        batch: list[tuple[Deployment, Current]] = []
+        ops: list[Any] = []
+        alone: list[Deployment] = []
+        for dep in deps:
+            cur = currents.get(dep.endpoint)
+            if self._busy(cur, owner):
+                alone.append(dep)
+                continue
+            lease, dep_ops = self._lease_ops(dep, cur, owner, seconds)
+            batch.append((dep, lease))
+            ops += dep_ops
+        if not ops:
+            return begun, alone
+        try:
+            results = self.ledger.deployments.submit_transaction(ops)
+        except TableTransactionError:
+            return begun, alone + [dep for dep, _ in batch]
+        for i, (dep, lease) in enumerate(batch):
+            lease.etag, dep.etag = results[2 * i].get("etag"), results[2 * i + 1].get("etag")
+            begun.append(Begun(dep, True, lease))
+        return begun, alone
+
+    @staticmethod
+    def _finish_ops(dep: Deployment, cur: Current, owner: str) -> list[Any]:
+        partition = target_key(dep.target)
+        if cur.lease_owner == owner:
+            cur.lease_owner, cur.lease_until = None, 0.0
+        return [("update", _to_entity(cur, partition, current_key(dep.endpoint)),
+                 {"mode": UpdateMode.REPLACE, "etag": cur.etag, "match_condition": MatchConditions.IfNotModified}),
+                ("upsert", _to_entity(dep, partition, attempt_key(dep.endpoint, dep.id)), {"mode": UpdateMode.REPLACE})]
 
     def finish(self, dep: Deployment, cur: Current, owner: str) -> None:
         """Record the outcome and write the pointer (dropping the lease) in one transaction."""
-        partition = endpoint_key(dep.target, dep.endpoint)
-        if cur.lease_owner == owner:
-            cur.lease_owner, cur.lease_until = None, 0.0
         try:
-            self.ledger.deployments.submit_transaction([
-                ("update", _to_entity(cur, partition, "current"),
-                 {"mode": UpdateMode.REPLACE, "etag": cur.etag, "match_condition": MatchConditions.IfNotModified}),
-                ("upsert", _to_entity(dep, partition, dep.id), {"mode": UpdateMode.REPLACE}),
-            ])
+            results = self.ledger.deployments.submit_transaction(self._finish_ops(dep, cur, owner))
+            cur.etag = results[0].get("etag")
         except TableTransactionError:
             # The lease expired and someone else took over: keep the record of what we did, not the pointer.
             self.ledger.save_deployment(dep)
             raise ResourceModifiedError("the lease was taken over") from None
+
+    def finish_many(self, items: list[tuple[Deployment, Current]], owner: str) -> list[Deployment]:
+        """`finish` for up to BATCH_ENDPOINTS endpoints of one target; returns those whose lease was taken over."""
+        if not items:
+            return []
+        try:
+            results = self.ledger.deployments.submit_transaction(
+                [op for dep, cur in items for op in self._finish_ops(dep, cur, owner)])
+            for i, (_, cur) in enumerate(items):
+                cur.etag = results[2 * i].get("etag")
+            return []
+        except TableTransactionError:
+            lost = []
+            for dep, cur in items:
+                try:
+                    self.finish(dep, cur, owner)
+                except ResourceModifiedError:
+                    lost.append(dep)
+            return lost
 
 
 def new_operation_id() -> str:

@@ -6,6 +6,7 @@ again after a crash at any line: the ledger says what was done, and every step c
 from __future__ import annotations
 
 import logging
+import queue
 import re
 import threading
 import time
@@ -21,7 +22,9 @@ from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 from shared.classic.errors import StudioApiError, TransportError
 from shared.classic.models import AzureBlobDataReference, BatchJobRequest, Endpoint, JobStatus, ResourceLocation
 from shared.ledger import (
+    BATCH_ENDPOINTS,
     RUN_STATUSES,
+    Begun,
     Current,
     Deployment,
     LeaseBusy,
@@ -413,8 +416,7 @@ class Pipeline:
                 if reason is not None:
                     return self._reject_run(run, target, reason, metric)
             endpoints = self._resolve_endpoints(target, run.endpoints)
-            results_list = self._fan_out(target, endpoints, lambda ep: self._deploy(
-                target, ep, source, run=run, operation="promote", force=force, trigger=run.trigger))
+            results_list = self._deploy_many(target, endpoints, source, run, force, run.trigger)
             if not run.promoted:
                 run.promoted = True
                 self._save(run)
@@ -474,51 +476,124 @@ class Pipeline:
                                                                      "status": status.StatusCode,
                                                                      "details": run.error})
 
-    def _fan_out(self, target: Target, endpoints: list[str], work: Any) -> list[EndpointResult]:
-        if not endpoints:
-            return []
-        workers = min(self.settings.patch_concurrency, len(endpoints))
-        if workers == 1:
-            return [work(ep) for ep in endpoints]
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fanout") as pool:
-            return list(pool.map(work, endpoints))
-
-    # ---- deploy one endpoint ------------------------------------------------------------------------------------
+    # ---- deploy endpoints ---------------------------------------------------------------------------------------
     def _acquire(self, target: Target, endpoint: str, owner: str) -> Current:
         return _wait_for_lease(lambda: self.s.ledger.acquire(target.name, endpoint, owner,
                                                              self.settings.lease_seconds))
 
+    def _draft(self, target: Target, endpoint: str, source: ModelSource, run: Run | None, operation: str,
+               trigger: str, dep_id: str | None = None) -> Deployment:
+        dep_id = dep_id or (f"run-{run.id}" if run is not None and operation == "promote" else new_operation_id())
+        return Deployment(
+            id=dep_id, target=target.name, endpoint=endpoint, operation=operation,  # type: ignore[arg-type]
+            run_id=run.id if run else None, model_base=source.base, model_path=source.relative,
+            data_time=run.data_time if run else now_iso(), metric=run.metrics.get(self.settings.gate_metric)
+            if run else None, trigger=trigger)
+
+    def _begin_alone(self, book: LedgerDeployments, draft: Deployment, owner: str) -> Begun | EndpointResult:
+        try:
+            return _wait_for_lease(lambda: book.begin(draft, owner, self.settings.lease_seconds))
+        except LeaseBusy:
+            return EndpointResult(draft.endpoint, "Pending", "another deployment holds the endpoint", draft.id)
+
+    def _work(self, target: Target, source: ModelSource, run: Run | None, force: bool, begun: Begun,
+              started: float) -> Deployment:
+        """The Studio side of one endpoint's deployment (under its lease); returns the attempt with its outcome."""
+        dep = begun.dep
+        assert begun.lease is not None
+        try:
+            outcome, reason = self._deploy_locked(target, dep.endpoint, source, run, dep.operation, force, dep,
+                                                  begun.lease)
+        except Exception as exc:
+            outcome, reason = "Failed", f"unexpected error: {type(exc).__name__}"
+            log.exception("deployment %s to %s failed", dep.id, dep.endpoint)
+        dep.outcome, dep.reason = outcome, reason  # type: ignore[assignment]
+        dep.duration_ms = int((time.monotonic() - started) * 1000)
+        return dep
+
     def _deploy(self, target: Target, endpoint: str, source: ModelSource, run: Run | None, operation: str,
                 force: bool, trigger: str, dep_id: str | None = None) -> EndpointResult:
+        """Deploy to one endpoint: lease + attempt, PATCH, verify (roll back on failure), outcome + pointer."""
         started = time.monotonic()
         if endpoint == self.s.default_endpoint(target):
             return EndpointResult(endpoint, "Refused", "the default endpoint is never patched")
-        dep_id = dep_id or (f"run-{run.id}" if run is not None and operation == "promote" else new_operation_id())
-        metric = run.metrics.get(self.settings.gate_metric) if run else None
         owner = uuid.uuid4().hex
-        draft = Deployment(
-            id=dep_id, target=target.name, endpoint=endpoint, operation=operation,  # type: ignore[arg-type]
-            run_id=run.id if run else None, model_base=source.base, model_path=source.relative,
-            data_time=run.data_time if run else now_iso(), metric=metric, trigger=trigger)
         book = LedgerDeployments(self.s.ledger)
+        begun = self._begin_alone(book, self._draft(target, endpoint, source, run, operation, trigger, dep_id),
+                                  owner)
+        if isinstance(begun, EndpointResult):
+            return begun
+        if begun.lease is None:  # a redelivery of an attempt that finished
+            return EndpointResult(endpoint, begun.dep.outcome, begun.dep.reason, begun.dep.id)
+        dep = self._work(target, source, run, force, begun, started)
         try:
-            dep, _, cur = _wait_for_lease(lambda: book.begin(draft, owner, self.settings.lease_seconds))
-        except LeaseBusy:
-            return EndpointResult(endpoint, "Pending", "another deployment holds the endpoint", dep_id)
-        if cur is None:  # a redelivery of an attempt that finished
-            return EndpointResult(endpoint, dep.outcome, dep.reason, dep.id)
-        try:
-            outcome, reason = self._deploy_locked(target, endpoint, source, run, operation, force, dep, cur)
-        except Exception as exc:
-            outcome, reason = "Failed", f"unexpected error: {type(exc).__name__}"
-            log.exception("deployment %s to %s failed", dep.id, endpoint)
-        dep.outcome, dep.reason = outcome, reason  # type: ignore[assignment]
-        dep.duration_ms = int((time.monotonic() - started) * 1000)
-        try:
-            book.finish(dep, cur, owner)
+            book.finish(dep, begun.lease, owner)
         except ResourceModifiedError:
             log.warning("the lease on %s was taken over while deploying %s", endpoint, dep.id)
-        return EndpointResult(endpoint, outcome, reason, dep.id)
+        return EndpointResult(endpoint, dep.outcome, dep.reason, dep.id)
+
+    def _deploy_many(self, target: Target, endpoints: list[str], source: ModelSource, run: Run, force: bool,
+                     trigger: str) -> list[EndpointResult]:
+        """Deploy one model to many endpoints: the same steps as `_deploy` per endpoint, with at most
+        RETRAIN_PATCH_CONCURRENCY endpoints in flight, and the ledger written in batches (leases and attempts of
+        up to 50 endpoints per transaction, outcomes likewise) while the Studio calls run."""
+        started = time.monotonic()
+        default = self.s.default_endpoint(target)
+        results: dict[str, EndpointResult] = {}
+        todo = []
+        for ep in dict.fromkeys(endpoints):
+            if ep == default:
+                results[ep] = EndpointResult(ep, "Refused", "the default endpoint is never patched")
+            else:
+                todo.append(ep)
+        owner = uuid.uuid4().hex
+        book = LedgerDeployments(self.s.ledger)
+        currents = self.s.ledger.currents(target.name) if len(todo) > 1 else {}
+        workers = max(1, min(self.settings.patch_concurrency, len(todo)))
+        finished: queue.Queue[tuple[Deployment, Current] | None] = queue.Queue()
+
+        def work(begun: Begun) -> None:
+            try:
+                finished.put((self._work(target, source, run, force, begun, started), begun.lease))  # type: ignore
+            except BaseException:
+                finished.put(None)
+                raise
+
+        in_flight = 0
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fanout") as pool:
+            for i in range(0, len(todo), BATCH_ENDPOINTS):
+                chunk = todo[i:i + BATCH_ENDPOINTS]
+                drafts = [self._draft(target, ep, source, run, "promote", trigger) for ep in chunk]
+                began, alone = book.begin_many(drafts, owner, self.settings.lease_seconds, currents) \
+                    if len(drafts) > 1 else ([], drafts)
+                for draft in alone:
+                    one = self._begin_alone(book, draft, owner)
+                    if isinstance(one, EndpointResult):
+                        results[draft.endpoint] = one
+                    elif one.lease is None:
+                        results[draft.endpoint] = EndpointResult(draft.endpoint, one.dep.outcome, one.dep.reason,
+                                                                 one.dep.id)
+                    else:
+                        began.append(one)
+                for one in began:
+                    pool.submit(work, one)
+                    in_flight += 1
+            batch: list[tuple[Deployment, Current]] = []
+            oldest = 0.0
+            for left in range(in_flight - 1, -1, -1):
+                item = finished.get()
+                if item is not None:
+                    if not batch:
+                        oldest = time.monotonic()
+                    batch.append(item)
+                    results[item[0].endpoint] = EndpointResult(item[0].endpoint, item[0].outcome, item[0].reason,
+                                                               item[0].id)
+                # Outcomes go in full batches (fewer, larger transactions), or after a second, or at the end.
+                if batch and (len(batch) >= BATCH_ENDPOINTS or left == 0 or time.monotonic() - oldest > 1.0):
+                    for lost in book.finish_many(batch, owner):
+                        log.warning("the lease on %s was taken over while deploying %s", lost.endpoint, lost.id)
+                    batch = []
+        return [results[ep] for ep in dict.fromkeys(endpoints) if ep in results]
 
     def _deploy_locked(self, target: Target, endpoint: str, source: ModelSource, run: Run | None, operation: str,
                        force: bool, dep: Deployment, cur: Current) -> tuple[str, str | None]:

@@ -285,3 +285,29 @@ def test_adding_an_existing_endpoint_is_a_conflict(harness):
     with pytest.raises(StudioApiError) as info:
         h.pipeline.add_endpoint(name)
     assert info.value.status == 409 and info.value.detail_code == "EndpointAlreadyExists"
+
+
+def test_a_fan_out_wider_than_one_ledger_batch_with_a_busy_endpoint_and_a_redelivery(harness):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from shared.ledger import BATCH_ENDPOINTS
+
+    h = harness(RETRAIN_ENDPOINTS="")
+    with ThreadPoolExecutor(8) as pool:
+        endpoints = list(pool.map(lambda _: h.new_endpoint("wide"), range(BATCH_ENDPOINTS + 12)))
+    h.settings.targets[0].endpoints = endpoints
+    busy = endpoints[3]
+    target = h.settings.targets[0].name
+    h.services.ledger.acquire(target, busy, "someone-else", seconds=1.5)  # released by expiry mid-way
+    ref = h.upload_data(f"wide-{endpoints[0]}.csv", drift=0.8)
+    run = h.pipeline.accept_training_data(ref)
+    h.wait_job(run.job_id)
+    result = h.pipeline.on_model_blob(model_ref(h, run))
+    assert {e.endpoint: e.outcome for e in result.endpoints} == dict.fromkeys(endpoints, "Deployed")
+    for ep in (endpoints[0], busy, endpoints[-1]):
+        cur = h.services.ledger.current(target, ep)
+        assert cur.run_id == run.id and cur.lease_owner is None
+        assert h.serving(ep) == run.model_path
+    again = h.pipeline.on_model_blob(model_ref(h, run))  # a redelivery: recorded outcomes, no second attempt
+    assert {e.outcome for e in again.endpoints} == {"Deployed"}
+    assert [d.outcome for d in h.services.ledger.history(target, endpoints[-1])] == ["Deployed", "Created"]
