@@ -3,6 +3,7 @@
 Against the emulator with an injected latency on every Studio call the deployment makes (GET endpoint, PATCH,
 scoring). Ours is the library's real promotion path (ledger, lease, PATCH, verify GET, smoke request); the naive
 loop makes the same Studio calls one after another (and no ledger writes). Ideal = calls x latency / concurrency.
+"Calls alone" makes the same Studio calls at the same concurrency with nothing else: what this machine allows.
 
     python -m bench.fanout [--sizes 10,100,1000] [--latency-ms 20] [--concurrency 16] [--naive-max 1000]
 """
@@ -58,6 +59,24 @@ def naive(services: Services, endpoints: list[str], model_path: str) -> tuple[fl
     return time.perf_counter() - started, services.http.attempts - start_calls
 
 
+def studio_only(services: Services, endpoints: list[str], model_path: str, concurrency: int) -> float:
+    """The same Studio calls at the same concurrency, with no ledger, no verification logic: this machine's floor."""
+    target = services.settings.targets[0]
+    mgmt = services.management(target)
+    location = services.minter.location(model_path, services.sas_lifetime)
+
+    def one(name: str) -> None:
+        mgmt.get_endpoint(name)
+        mgmt.patch_model(name, target.resource_name, location)
+        ep = mgmt.get_endpoint(name)
+        services.scoring(ep.ApiLocation or "", ep.PrimaryKey or "").score([SMOKE])
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(one, endpoints))
+    return time.perf_counter() - started
+
+
 def ours(pipeline: Pipeline, endpoints: list[str], model_path: str) -> tuple[float, int, dict[str, int]]:
     services = pipeline.s
     run = Run(id=f"bench-{uuid.uuid4().hex[:8]}", kind="manual", status="Finished", target="default",
@@ -68,8 +87,13 @@ def ours(pipeline: Pipeline, endpoints: list[str], model_path: str) -> tuple[flo
     result = pipeline.promote(run, force=True)
     elapsed = time.perf_counter() - started
     outcomes: dict[str, int] = {}
+    reasons: dict[str, int] = {}
     for e in result.endpoints:
         outcomes[e.outcome] = outcomes.get(e.outcome, 0) + 1
+        if e.outcome != "Deployed":
+            reasons[str(e.reason)[:160]] = reasons.get(str(e.reason)[:160], 0) + 1
+    for reason, count in sorted(reasons.items(), key=lambda kv: -kv[1])[:5]:
+        print(f"  not deployed ({count}x): {reason}", file=sys.stderr)
     return elapsed, services.http.attempts - start_calls, outcomes
 
 
@@ -111,21 +135,25 @@ def main(argv: list[str] | None = None) -> int:
             print(f"N={n}: ours ...", file=sys.stderr, flush=True)
             t_ours, calls, outcomes = ours(pipeline, endpoints, model_path)
             ideal = calls * args.latency_ms / 1000 / args.concurrency
+            print(f"N={n}: the Studio calls alone, concurrently ...", file=sys.stderr, flush=True)
+            t_floor = studio_only(services, endpoints, model_path, args.concurrency)
             t_naive = None
             if n <= args.naive_max:
                 print(f"N={n}: naive sequential loop ...", file=sys.stderr, flush=True)
                 t_naive, _ = naive(services, endpoints, model_path)
             requests.delete(f"{admin}/faults", timeout=10)
-            rows.append((n, calls, t_ours, ideal, t_naive, outcomes))
+            rows.append((n, calls, t_ours, ideal, t_floor, t_naive, outcomes))
     print(f"\nFan-out of one model to N endpoints; {args.latency_ms:g} ms injected per Studio call; "
           f"concurrency {args.concurrency}")
-    print("|     N | Studio calls | ours (s) | ideal (s) | ours/ideal | naive loop (s) | naive/ours | outcomes |")
-    print("|-------|--------------|----------|-----------|------------|----------------|------------|----------|")
-    for n, calls, t_ours, ideal, t_naive, outcomes in rows:
+    print("|     N | Studio calls | ours (s) | ideal (s) | ours/ideal | calls alone (s) | naive loop (s) | naive/ours "
+          "| outcomes |")
+    print("|-------|--------------|----------|-----------|------------|-----------------|----------------|------------"
+          "|----------|")
+    for n, calls, t_ours, ideal, t_floor, t_naive, outcomes in rows:
         naive_s = f"{t_naive:14.2f}" if t_naive is not None else f"{'-':>14}"
         ratio = f"{t_naive / t_ours:10.1f}x" if t_naive is not None else f"{'-':>11}"
-        print(f"| {n:5d} | {calls:12d} | {t_ours:8.2f} | {ideal:9.2f} | {t_ours / ideal:9.2f}x | {naive_s} | "
-              f"{ratio} | {outcomes} |")
+        print(f"| {n:5d} | {calls:12d} | {t_ours:8.2f} | {ideal:9.2f} | {t_ours / ideal:9.2f}x | {t_floor:15.2f} | "
+              f"{naive_s} | {ratio} | {outcomes} |")
     print("\nGoal at N=1000: ours within 1.5x of ideal, and >= 10x faster than the naive loop.")
     return 0
 

@@ -42,7 +42,11 @@ class EventPublisher:
     def publish(self, event_type: str, subject: str, data: dict[str, Any]) -> None:
         if event_type not in EVENT_TYPES:
             raise ValueError(f"unknown event type {event_type}")
-        clean = json.loads(scrub(json.dumps(data, default=str)))
+        try:
+            clean = json.loads(scrub(json.dumps(data, default=str)))
+        except (TypeError, ValueError) as exc:  # never let an event fail the operation it reports
+            log.warning("could not serialise Retrain.%s for %s (%s)", event_type, subject, exc)
+            return
         if self._client is None:
             with self._lock:
                 if not self._warned:

@@ -12,6 +12,7 @@ import contextlib
 import contextvars
 import logging
 import re
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,14 +29,18 @@ _PATTERNS = [
     (re.compile(r"(?i)([\"']?(?:PrimaryKey|SecondaryKey|api_key|workspace_token|topic_key)[\"']?\s*[:=]\s*[\"'])"
                 r"[^\"']+"), r"\1REDACTED"),
 ]
-_secrets: set[str] = set()
+# Copy-on-write under a lock: scrub() iterates whatever frozenset it finds while other threads register keys.
+_secrets: frozenset[str] = frozenset()
+_secrets_lock = threading.Lock()
 _installed = False
 
 
 def register_secret(value: str | None) -> None:
     """Redact this exact value from every log record (keys read from settings or from API responses)."""
-    if value and len(value) >= 8:
-        _secrets.add(value)
+    global _secrets
+    if value and len(value) >= 8 and value not in _secrets:
+        with _secrets_lock:
+            _secrets = _secrets | {value}
 
 
 def scrub(text: str) -> str:

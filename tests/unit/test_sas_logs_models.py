@@ -127,3 +127,46 @@ def test_unconfigured_hosts_are_refused():
     http = StudioHttp(allowed_hosts=lambda host: host == "good:1")
     with pytest.raises(ValueError, match="not a configured"):
         http.request("GET", "http://evil:2/x", "op", "k")
+
+
+def test_scrubbing_while_other_threads_register_keys_is_safe(monkeypatch):
+    """A fan-out registers each endpoint's key while other threads log and publish (found by the benchmark)."""
+    import sys
+    import threading
+
+    from shared import logs
+    from shared.logs import register_secret, scrub
+
+    monkeypatch.setattr(logs, "_secrets", logs._secrets)  # the test's keys are forgotten afterwards
+
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def register(prefix: str) -> None:
+        for i in range(1500):
+            register_secret(f"{prefix}-secret-key-{i:06d}")
+
+    def scrubber() -> None:
+        while not stop.is_set():
+            try:
+                scrub("nothing secret in here, just a long enough line of text")
+            except BaseException as exc:
+                errors.append(exc)
+                return
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        readers = [threading.Thread(target=scrubber) for _ in range(3)]
+        writers = [threading.Thread(target=register, args=(f"w{n}",)) for n in range(3)]
+        for t in readers + writers:
+            t.start()
+        for t in writers:
+            t.join()
+        stop.set()
+        for t in readers:
+            t.join()
+    finally:
+        sys.setswitchinterval(old)
+    assert errors == []
+    assert scrub("token w1-secret-key-001499 here") == "token *** here"
