@@ -349,4 +349,5 @@ async def list_jobs(request: web.Request) -> web.Response:
     """Emulator-only: every job with its status and input (no connection strings), for tests and operators."""
     jobs = emulator(request).store.ws.jobs.values()
     return json_response([{"id": j.id, "status": j.status, "endpoint": j.endpoint, "created": j.created,
-                           "input": j.request["inputs"]["input1"]["relative"], "details": j.details} for j in jobs])
+                           "ended": j.ended, "input": j.request["inputs"]["input1"]["relative"],
+                           "details": j.details} for j in jobs])

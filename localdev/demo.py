@@ -13,6 +13,7 @@ import argparse
 import shutil
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,11 @@ FAILURES = {"Retrain.TrainingDataRejected", "Retrain.JobFailed", "Retrain.ModelR
 
 class DemoFailed(Exception):
     pass
+
+
+def _wall(iso: str) -> float:
+    """An ISO 8601 UTC time (as events and the emulator write them) as a POSIX timestamp."""
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 class Demo:
@@ -100,7 +106,7 @@ class Demo:
         data_path = f"{ENDPOINT}/census-drifted.csv"
         csv = csv_text(self.rows, seed=11, drift=1.0).encode()
         self.blobs.get_blob_client("training-data", data_path).upload_blob(csv, overwrite=True)
-        landed = time.monotonic()
+        landed = time.time()
         self.say(f"dropped training-data/{data_path} ({self.rows:,} rows, {len(csv) / 1e6:.1f} MB, drifted)")
         run, model_seen, verified = self.follow(f"training-data/{data_path}", landed)
 
@@ -108,8 +114,10 @@ class Demo:
         self.report(sample, before, after, run, landed, model_seen, verified)
 
     def follow(self, data_path: str, landed: float) -> tuple[dict[str, Any], float, float]:
-        """Poll the runs API, the models container and the events until the endpoint is verified."""
-        deadline = landed + self.timeout
+        """Poll the runs API, the models container and the events until the endpoint is verified. Returns the run
+        and the wall-clock times the model landed (the BES job ended, per the emulator) and the endpoint was
+        verified (the EndpointUpdated event's time)."""
+        deadline = time.monotonic() + self.timeout
         shown: set[str] = set()
         run: dict[str, Any] | None = None
         model_seen = 0.0
@@ -133,7 +141,7 @@ class Demo:
                 if not model_seen and run.get("modelPath"):
                     container, _, name = run["modelPath"].partition("/")
                     if self.blobs.get_blob_client(container, name).exists():
-                        model_seen = time.monotonic()
+                        model_seen = time.time()
                         stage("model", f"model landed: {run['modelPath']}")
                 gate_metric = self.stack.settings.get("RETRAIN_GATE_METRIC", "AUC")
                 metric = (run.get("metrics") or {}).get(gate_metric)
@@ -148,14 +156,15 @@ class Demo:
                 if event["type"] in FAILURES:
                     raise DemoFailed(f"{event['type']}: {data.get('reason') or data.get('message') or data}")
                 if event["type"] == "Retrain.EndpointUpdated" and data.get("endpoint") == ENDPOINT:
-                    verified = time.monotonic()
-                    if not model_seen:
-                        model_seen = verified
+                    verified = _wall(event["time"])
+                    jobs = self.http.get(f"{self.manifest['admin_url']}/jobs", timeout=30).json()
+                    ended = next((j.get("ended") for j in jobs if j["id"] == run.get("jobId")), None)
+                    model_seen = _wall(ended) if ended else verified
                     stage("model", f"model landed: {run.get('modelPath')}")
                     stage("patched", f"patched: PATCH {ENDPOINT} -> {data.get('model')}")
                     stage("verified", f"verified: {ENDPOINT} shows the new model and a smoke request scored")
                     return run, model_seen, verified
-            time.sleep(0.2)
+            time.sleep(0.1)
         raise DemoFailed(f"the endpoint was not verified on the new model within {self.timeout:.0f} s of the data "
                          f"landing (last run state: {run['status'] if run else 'no run yet'}); see "
                          f"{self.stack.workdir / 'functions.log'}")
