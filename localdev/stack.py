@@ -140,14 +140,17 @@ class Stack:
 
     def _start_host(self, port: int) -> None:
         env = {**os.environ, **self.settings}
-        env.pop("VIRTUAL_ENV", None)
         func_bin = shutil.which("func") if self.use_func is not False else None
         if self.use_func and func_bin is None:
             raise RuntimeError("Core Tools (func) is not on PATH")
         log_path = self.workdir / "functions.log"
         if func_bin is not None:
             self.host_kind = "func start (Core Tools)"
-            cmd = [func_bin, "start", "--port", str(port), "--python"]
+            cmd = [func_bin, "start", "--port", str(port)]
+            # The Python worker must run in this venv (where requirements.txt is installed).
+            env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+            env["VIRTUAL_ENV"] = sys.prefix
+            env["languageWorkers__python__defaultExecutablePath"] = sys.executable
         else:
             self.host_kind = "devhost (Core Tools not found)"
             cmd = [sys.executable, "-m", "devhost", "--port", str(port), "--settings", str(self.local_settings)]
