@@ -491,14 +491,19 @@ class Pipeline:
             if run else None, trigger=trigger)
 
     def _begin_alone(self, book: LedgerDeployments, draft: Deployment, owner: str) -> Begun | EndpointResult:
+        """Begin one endpoint (waiting for a held lease); an EndpointResult when there is nothing to do: the lease
+        stayed busy, or this attempt finished before (a redelivery)."""
         try:
-            return _wait_for_lease(lambda: book.begin(draft, owner, self.settings.lease_seconds))
+            begun = _wait_for_lease(lambda: book.begin(draft, owner, self.settings.lease_seconds))
         except LeaseBusy:
             return EndpointResult(draft.endpoint, "Pending", "another deployment holds the endpoint", draft.id)
+        if begun.lease is None:
+            return EndpointResult(draft.endpoint, begun.dep.outcome, begun.dep.reason, begun.dep.id)
+        return begun
 
-    def _work(self, target: Target, source: ModelSource, run: Run | None, force: bool, begun: Begun,
-              started: float) -> Deployment:
+    def _work(self, target: Target, source: ModelSource, run: Run | None, force: bool, begun: Begun) -> Deployment:
         """The Studio side of one endpoint's deployment (under its lease); returns the attempt with its outcome."""
+        started = time.monotonic()
         dep = begun.dep
         assert begun.lease is not None
         try:
@@ -514,7 +519,6 @@ class Pipeline:
     def _deploy(self, target: Target, endpoint: str, source: ModelSource, run: Run | None, operation: str,
                 force: bool, trigger: str, dep_id: str | None = None) -> EndpointResult:
         """Deploy to one endpoint: lease + attempt, PATCH, verify (roll back on failure), outcome + pointer."""
-        started = time.monotonic()
         if endpoint == self.s.default_endpoint(target):
             return EndpointResult(endpoint, "Refused", "the default endpoint is never patched")
         owner = uuid.uuid4().hex
@@ -523,10 +527,9 @@ class Pipeline:
                                   owner)
         if isinstance(begun, EndpointResult):
             return begun
-        if begun.lease is None:  # a redelivery of an attempt that finished
-            return EndpointResult(endpoint, begun.dep.outcome, begun.dep.reason, begun.dep.id)
-        dep = self._work(target, source, run, force, begun, started)
+        dep = self._work(target, source, run, force, begun)
         try:
+            assert begun.lease is not None
             book.finish(dep, begun.lease, owner)
         except ResourceModifiedError:
             log.warning("the lease on %s was taken over while deploying %s", endpoint, dep.id)
@@ -537,7 +540,6 @@ class Pipeline:
         """Deploy one model to many endpoints: the same steps as `_deploy` per endpoint, with at most
         RETRAIN_PATCH_CONCURRENCY endpoints in flight, and the ledger written in batches (leases and attempts of
         up to 50 endpoints per transaction, outcomes likewise) while the Studio calls run."""
-        started = time.monotonic()
         default = self.s.default_endpoint(target)
         results: dict[str, EndpointResult] = {}
         todo = []
@@ -554,7 +556,7 @@ class Pipeline:
 
         def work(begun: Begun) -> None:
             try:
-                finished.put((self._work(target, source, run, force, begun, started), begun.lease))  # type: ignore
+                finished.put((self._work(target, source, run, force, begun), begun.lease))  # type: ignore[arg-type]
             except BaseException:
                 finished.put(None)
                 raise
@@ -570,9 +572,6 @@ class Pipeline:
                     one = self._begin_alone(book, draft, owner)
                     if isinstance(one, EndpointResult):
                         results[draft.endpoint] = one
-                    elif one.lease is None:
-                        results[draft.endpoint] = EndpointResult(draft.endpoint, one.dep.outcome, one.dep.reason,
-                                                                 one.dep.id)
                     else:
                         began.append(one)
                 for one in began:

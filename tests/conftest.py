@@ -16,6 +16,7 @@ import pytest
 from localdev.azurite import PROJECT_ROOT, Azurite
 from localdev.emulator import EmulatorProcess
 
+pytest_plugins = ["tests.support.harness"]  # the `harness` fixture (library wired to the shared emulator)
 RUNS_DIR = PROJECT_ROOT / ".test-runs"
 SUITE_LOG = RUNS_DIR / f"suite-{os.getpid()}.log"
 _known_secrets: set[str] = set()

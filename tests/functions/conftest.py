@@ -13,9 +13,24 @@ import pytest
 from devhost.indexing import FunctionSpec, index
 from devhost.invoke import DevContext
 from tests.conftest import leaked_secrets
-from tests.support.harness import harness  # noqa: F401
 
 INDEX_ENV = {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "RETRAIN_RECONCILE_SCHEDULE": "0 */5 * * * *"}
+
+
+@pytest.fixture
+def wire(harness, monkeypatch):
+    """`wire(**settings)`: the blueprints backed by a harness pipeline (its own tables, the shared emulator and
+    Azurite), and `AzureWebJobsStorage` set for the blob binding. Returns the harness."""
+    from blueprints import blob_triggers, http_api, runtime, timers
+
+    def make(**overrides: str):
+        h = harness(**{"RETRAIN_ENDPOINTS": "", **overrides})
+        for module in (http_api, blob_triggers, timers, runtime):
+            monkeypatch.setattr(module, "pipeline", lambda h=h: h.pipeline)
+        monkeypatch.setenv("AzureWebJobsStorage", h.settings.storage_connection_string.get_secret_value())
+        return h
+
+    return make
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from blueprints import blob_triggers, http_api, runtime, timers
+from blueprints import http_api
 from emulator.census import csv_text
 from localdev.ports import free_port
 from shared.storage import BlobRef
@@ -18,16 +18,9 @@ INITIAL_MODEL = BlobRef("experimentoutput", "initial/census-model.ilearner")
 
 
 @pytest.fixture
-def app(harness, monkeypatch):
-    """The blueprints, wired to a harness pipeline (its own tables, the shared emulator and Azurite)."""
-
-    def wire(**overrides: str):
-        h = harness(**{"RETRAIN_ENDPOINTS": "*", **overrides})
-        for module in (http_api, blob_triggers, timers, runtime):
-            monkeypatch.setattr(module, "pipeline", lambda h=h: h.pipeline)
-        return h
-
-    return wire
+def app(wire):
+    """The blueprints on a harness whose top-level files go to every endpoint."""
+    return lambda **overrides: wire(**{"RETRAIN_ENDPOINTS": "*", **overrides})
 
 
 def hand_model(h, name: str) -> BlobRef:

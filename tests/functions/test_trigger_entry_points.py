@@ -9,21 +9,9 @@ import uuid
 import pytest
 from azure.functions.timer import TimerRequest
 
-from blueprints import blob_triggers, http_api, runtime, timers
+from blueprints import blob_triggers, timers
 from devhost.invoke import DevContext, blob_argument
 from shared.storage import BlobRef
-
-
-@pytest.fixture
-def wire(harness, monkeypatch):
-    def make(**overrides: str):
-        h = harness(**{"RETRAIN_ENDPOINTS": "", **overrides})
-        for module in (http_api, blob_triggers, timers, runtime):
-            monkeypatch.setattr(module, "pipeline", lambda h=h: h.pipeline)
-        monkeypatch.setenv("AzureWebJobsStorage", h.settings.storage_connection_string.get_secret_value())
-        return h
-
-    return make
 
 
 @pytest.fixture
