@@ -273,8 +273,7 @@ class DevHost:
         if self._storage is None:
             from azurefunctions.extensions.bindings.blob.utils import service_client_factory
 
-            os.environ.update({k: v for k, v in self.opts.environ.items() if k not in os.environ})
-            self._storage = service_client_factory(spec.trigger["connection"])
+            self._storage = service_client_factory(spec.trigger["connection"])  # as the binding itself connects
         return self._storage
 
     def _receipt(self, work: BlobWork, etag: str) -> Any:
@@ -328,8 +327,11 @@ class DevHost:
                 if work.attempt >= self.opts.poison_threshold:
                     log.error("%s: %s/%s failed %d times; moved to the poison queue %s", work.spec.name,
                               work.container, work.name, work.attempt, POISON_QUEUE)
-                    with contextlib.suppress(Exception):
+                    try:
                         await loop.run_in_executor(self.blob_pool, self._poison, work)
+                    except Exception as exc:  # noqa: BLE001 - report, and keep the worker alive
+                        log.error("%s: could not write the poison message for %s/%s: %s", work.spec.name,
+                                  work.container, work.name, exc)
                 else:
                     log.warning("%s: %s/%s failed (try %d of %d); trying again in %.0f s", work.spec.name,
                                 work.container, work.name, work.attempt, self.opts.poison_threshold,
