@@ -77,6 +77,10 @@ class HostOptions:
             "devhost-" + hashlib.sha256(str(self.script_root.resolve()).encode()).hexdigest()[:16]
 
 
+class FunctionFailed(Exception):
+    """The user function raised (already logged with its traceback by `_invoke`)."""
+
+
 @dataclass
 class BlobWork:
     spec: FunctionSpec
@@ -118,6 +122,7 @@ class DevHost:
         self.invocations = {"succeeded": 0, "failed": 0}
         self.started = datetime.now(UTC)
         self._storage: BlobServiceClient | None = None
+        self._in_progress: set[tuple[str, str, str]] = set()
 
     # ---- lifecycle ------------------------------------------------------------------------------------------
     def web_app(self) -> web.Application:
@@ -271,9 +276,15 @@ class DevHost:
 
     def _storage_client(self, spec: FunctionSpec) -> BlobServiceClient:
         if self._storage is None:
-            from azurefunctions.extensions.bindings.blob.utils import service_client_factory
+            connection = spec.trigger["connection"]
+            if connection in self.opts.environ:
+                self._storage = BlobServiceClient.from_connection_string(self.opts.environ[connection])
+            else:  # identity-based (`<connection>__accountName` ...): connect as the binding extension does
+                from azurefunctions.extensions.bindings.blob.utils import service_client_factory
 
-            self._storage = service_client_factory(spec.trigger["connection"])  # as the binding itself connects
+                self._storage = service_client_factory(connection)
+            with contextlib.suppress(ResourceExistsError):
+                self._storage.create_container(RECEIPTS_CONTAINER)
         return self._storage
 
     def _receipt(self, work: BlobWork, etag: str) -> Any:
@@ -294,13 +305,14 @@ class DevHost:
         if receipt.exists():
             return "done before"
         work.etag = etag
-        self._invoke(work.spec, f"New blob detected({work.spec.blob_source}): {work.container}/{work.name}",
-                     lambda: blob_argument(work.spec.parameters.get(work.spec.trigger_parameter),
-                                           work.spec.trigger["connection"], work.container, work.name,
-                                           client.url, lambda: client.download_blob().readall()),
-                     retry=(work.attempt, self.opts.poison_threshold - 1))
-        with contextlib.suppress(ResourceNotFoundError):
-            service.create_container(RECEIPTS_CONTAINER)
+        try:
+            self._invoke(work.spec, f"New blob detected({work.spec.blob_source}): {work.container}/{work.name}",
+                         lambda: blob_argument(work.spec.parameters.get(work.spec.trigger_parameter),
+                                               work.spec.trigger["connection"], work.container, work.name,
+                                               client.url, lambda: client.download_blob().readall()),
+                         retry=(work.attempt, self.opts.poison_threshold - 1))
+        except Exception as exc:
+            raise FunctionFailed(work.spec.name) from exc
         with contextlib.suppress(ResourceExistsError):
             receipt.upload_blob(b"", metadata={"Invocation": datetime.now(UTC).isoformat()}, overwrite=False)
         return "processed"
@@ -318,11 +330,20 @@ class DevHost:
         loop = asyncio.get_running_loop()
         while True:
             work = await self.queue.get()
+            key = (work.spec.name, work.container, work.name)
+            if key in self._in_progress:  # a duplicate delivery while the blob is being processed
+                log.info("%s: %s/%s is being processed already", work.spec.name, work.container, work.name)
+                self.queue.task_done()
+                continue
+            self._in_progress.add(key)
             try:
                 outcome = await loop.run_in_executor(self.blob_pool, self._process_blob, work)
                 if outcome != "processed":
                     log.info("%s: %s/%s skipped (%s)", work.spec.name, work.container, work.name, outcome)
-            except Exception:  # noqa: BLE001 - the function failed: retry, then poison
+            except Exception as exc:  # noqa: BLE001 - the function failed: retry, then poison
+                if not isinstance(exc, FunctionFailed):  # the function's own failure is logged by _invoke
+                    log.warning("%s: %s/%s could not be processed: %s: %s", work.spec.name, work.container,
+                                work.name, type(exc).__name__, exc)
                 work.attempt += 1
                 if work.attempt >= self.opts.poison_threshold:
                     log.error("%s: %s/%s failed %d times; moved to the poison queue %s", work.spec.name,
@@ -338,6 +359,7 @@ class DevHost:
                                 self.opts.retry_delay)
                     loop.call_later(self.opts.retry_delay, self.queue.put_nowait, work)
             finally:
+                self._in_progress.discard(key)
                 self.queue.task_done()
 
     # ---- timers ---------------------------------------------------------------------------------------------
