@@ -58,10 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--func", choices=["auto", "yes", "no"], default="auto",
                         help="run under Core Tools (func start): auto = when func is on PATH")
     parser.add_argument("--quiet", action="store_true", help="do not stream the host's log")
+    parser.add_argument("--settings-file", type=Path, default=PROJECT_ROOT / "local.settings.json",
+                        help="the app's local settings: written from the emulator manifest when absent")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
-    settings_file = PROJECT_ROOT / "local.settings.json"
+    settings_file = args.settings_file
     had_settings = settings_file.exists()
     stack = Stack(args.workdir, functions_port=args.port, persistent=True, local_settings=settings_file,
                   use_func={"auto": None, "yes": True, "no": False}[args.func],
