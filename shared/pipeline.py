@@ -548,9 +548,9 @@ class Pipeline:
                 results[ep] = EndpointResult(ep, "Refused", "the default endpoint is never patched")
             else:
                 todo.append(ep)
+        todo.sort()  # each batch's `current` rows are then one range query (no read of the target's other rows)
         owner = uuid.uuid4().hex
         book = LedgerDeployments(self.s.ledger)
-        currents = self.s.ledger.currents(target.name) if len(todo) > 1 else {}
         workers = max(1, min(self.settings.patch_concurrency, len(todo)))
         finished: queue.Queue[tuple[Deployment, Current] | None] = queue.Queue()
 
@@ -566,8 +566,11 @@ class Pipeline:
             for i in range(0, len(todo), BATCH_ENDPOINTS):
                 chunk = todo[i:i + BATCH_ENDPOINTS]
                 drafts = [self._draft(target, ep, source, run, "promote", trigger) for ep in chunk]
-                began, alone = book.begin_many(drafts, owner, self.settings.lease_seconds, currents) \
-                    if len(drafts) > 1 else ([], drafts)
+                if len(drafts) > 1:
+                    currents = self.s.ledger.currents(target.name, chunk[0], chunk[-1])
+                    began, alone = book.begin_many(drafts, owner, self.settings.lease_seconds, currents)
+                else:
+                    began, alone = [], drafts
                 for draft in alone:
                     one = self._begin_alone(book, draft, owner)
                     if isinstance(one, EndpointResult):
