@@ -55,19 +55,29 @@ def test_a_model_dropped_into_models_by_hand_is_deployed(client):
 def test_rollback_over_http_returns_to_the_model_the_endpoint_was_created_with(client):
     name = client.new_endpoint("back")
     original = client.serving(name)
-    client.upload("models", f"hand/{name}.ilearner", client.read(*INITIAL))
-    resp = client.call("POST", f"endpoints/{name}/model", json={"model": f"models/hand/{name}.ilearner"})
-    assert resp.status_code == 200 and resp.json()["outcome"] == "Deployed", resp.text
-    assert client.serving(name) == f"models/hand/{name}.ilearner"
+    model = f"models/{name}/staged.ilearner"
+    stage_model(client, name, model)  # a model landing in models/<endpoint>/ is deployed to it on landing
     resp = client.call("POST", f"endpoints/{name}/rollback")
     assert resp.status_code == 200, resp.text
     assert client.serving(name) == original
+    resp = client.call("POST", f"endpoints/{name}/model", json={"model": model})  # and patched in again by hand
+    assert resp.status_code == 200 and resp.json()["outcome"] == "Deployed", resp.text
+    assert client.serving(name) == model
     assert [e for e in client.events("EndpointRolledBack") if e["data"]["endpoint"] == name]
+
+
+def stage_model(client: Client, name: str, model: str) -> None:
+    """Put a model into models/<endpoint>/ and wait until the blob trigger has deployed it (so the test's own
+    calls do not race the trigger)."""
+    client.upload("models", model.removeprefix("models/"), client.read(*INITIAL))
+    client.wait_for("the staged model to serve", lambda: client.serving(name) == model)
+    client.wait_for("its ledger row", lambda: current(client, name)["history"][0]["modelPath"] == model)
 
 
 def test_every_http_route_success_and_error(client):
     name = client.new_endpoint("routes")
-    client.upload("models", f"hand/{name}.ilearner", client.read(*INITIAL))
+    model = f"models/{name}/staged.ilearner"
+    stage_model(client, name, model)
     client.upload("training-data", f"{name}/routes.csv", csv_text(500, seed=5).encode())
     cases = [
         ("GET", "health", None, 200),
@@ -76,7 +86,7 @@ def test_every_http_route_success_and_error(client):
         ("POST", "endpoints", {"name": "UPPER"}, 400),
         ("GET", f"endpoints/{name}", None, 200),
         ("GET", "endpoints/missing-one", None, 404),
-        ("POST", f"endpoints/{name}/model", {"model": f"models/hand/{name}.ilearner"}, 200),
+        ("POST", f"endpoints/{name}/model", {"model": model}, 200),
         ("POST", f"endpoints/{name}/model", {"model": "models/none.ilearner"}, 404),
         ("POST", f"endpoints/{name}/rollback", {}, 200),
         ("POST", "endpoints/default/rollback", {}, 409),
