@@ -147,6 +147,10 @@ class Stack:
         if func_bin is not None:
             self.host_kind = "func start (Core Tools)"
             cmd = [func_bin, "start", "--port", str(port)]
+            project_settings = PROJECT_ROOT / "local.settings.json"
+            if not project_settings.exists():  # Core Tools reads the worker runtime from the project's file
+                project_settings.write_text(local_settings_json(self.settings) + "\n")
+                self._say(f"wrote {project_settings} for Core Tools")
             # The Python worker must run in this venv (where requirements.txt is installed).
             env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
             env["VIRTUAL_ENV"] = sys.prefix
