@@ -13,11 +13,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import requests
 from azure.storage.blob import BlobServiceClient
 
 from emulator import census_schema
 from emulator.census import generate_rows
+from localdev import studio
 from localdev.azurite import PROJECT_ROOT
 
 
@@ -48,27 +48,16 @@ def drop(stack: dict[str, Any], file: Path, destination: str) -> int:
 
 def score(stack: dict[str, Any], endpoint: str, rows: int, seed: int) -> int:
     manifest = json.loads(Path(stack["emulator_manifest"]).read_text())
-    url = (f"{manifest['management_url']}/workspaces/{manifest['workspace_id']}/webservices/"
-           f"{manifest['predictive_service']['id']}/endpoints/{endpoint}")
-    resp = requests.get(url, headers={"Authorization": f"Bearer {manifest['workspace_token']}"}, timeout=30)
-    if resp.status_code != 200:
-        raise SystemExit(f"endpoint {endpoint}: HTTP {resp.status_code} {resp.text[:200]}")
-    ep = resp.json()
-    model = ep["Resources"][0]["Location"]["RelativeLocation"] if ep.get("Resources") else "?"
     sample = [dict(zip(census_schema.COLUMNS, row, strict=True)) for row in generate_rows(rows, seed=seed)]
-    names = [c for c in census_schema.COLUMNS if c != census_schema.LABEL]
-    body = {"Inputs": {"input1": {"ColumnNames": names, "Values": [[str(r[n]) for n in names] for r in sample]}},
-            "GlobalParameters": {}}
-    scored = requests.post(f"{ep['ApiLocation']}/execute", params={"api-version": "2.0", "details": "true"},
-                           headers={"Authorization": f"Bearer {ep['PrimaryKey']}"}, json=body, timeout=30)
-    if scored.status_code != 200:
-        raise SystemExit(f"scoring: HTTP {scored.status_code} {scored.text[:300]}")
-    value = scored.json()["Results"]["output1"]["value"]
-    column = value["ColumnNames"].index("Scored Probabilities")
-    print(f"endpoint {endpoint} serves {model}")
-    for row, out in zip(sample, value["Values"], strict=True):
-        print(f"  age {row['age']:>3}  {row['education']:<13} {row['occupation']:<18} "
-              f"P(income >50K) = {float(out[column]):.3f}")
+    features = [{k: v for k, v in row.items() if k != census_schema.LABEL} for row in sample]
+    try:
+        ep = studio.get_endpoint(manifest, endpoint)
+        scores = studio.score(ep, features)
+    except studio.StudioCallFailed as exc:
+        raise SystemExit(str(exc)) from None
+    print(f"endpoint {endpoint} serves {studio.serving(ep)}")
+    for row, p in zip(sample, scores, strict=True):
+        print(f"  age {row['age']:>3}  {row['education']:<13} {row['occupation']:<18} P(income >50K) = {p:.3f}")
     return 0
 
 

@@ -22,6 +22,7 @@ from azure.storage.blob import BlobServiceClient
 
 from emulator import census_schema
 from emulator.census import csv_text, generate_rows
+from localdev import studio
 from localdev.azurite import PROJECT_ROOT
 from localdev.stack import Stack
 
@@ -61,27 +62,11 @@ class Demo:
         return resp.json()
 
     # ---- Studio side (what a user sees in the Studio portal) ----------------------------------------------------
-    def endpoint_credentials(self) -> tuple[str, str]:
-        m = self.manifest
-        url = (f"{m['management_url']}/workspaces/{m['workspace_id']}/webservices/{m['predictive_service']['id']}"
-               f"/endpoints/{ENDPOINT}")
-        resp = self.http.get(url, headers={"Authorization": f"Bearer {m['workspace_token']}"}, timeout=30)
-        resp.raise_for_status()
-        body = resp.json()
-        return body["ApiLocation"], body["PrimaryKey"]
-
     def score(self, rows: list[dict[str, Any]]) -> list[float]:
-        api_location, key = self.endpoint_credentials()
-        names = list(rows[0])
-        body = {"Inputs": {"input1": {"ColumnNames": names, "Values": [[str(r[n]) for n in names] for r in rows]}},
-                "GlobalParameters": {}}
-        resp = self.http.post(f"{api_location}/execute", params={"api-version": "2.0", "details": "true"},
-                              headers={"Authorization": f"Bearer {key}"}, json=body, timeout=30)
-        if resp.status_code != 200:
-            raise DemoFailed(f"scoring through {ENDPOINT} answered {resp.status_code}: {resp.text[:300]}")
-        value = resp.json()["Results"]["output1"]["value"]
-        column = value["ColumnNames"].index("Scored Probabilities")
-        return [float(row[column]) for row in value["Values"]]
+        try:
+            return studio.score(studio.get_endpoint(self.manifest, ENDPOINT, self.http), rows, self.http)
+        except studio.StudioCallFailed as exc:
+            raise DemoFailed(str(exc)) from None
 
     def events(self) -> list[dict[str, Any]]:
         resp = self.http.get(f"{self.manifest['admin_url']}/eventgrid/topics/retrain/events", timeout=30)

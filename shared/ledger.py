@@ -134,6 +134,10 @@ class LeaseBusy(Exception):
     """Another deployment holds the endpoint's lease."""
 
 
+def _leased_by_other(cur: Current | None, owner: str) -> bool:
+    return cur is not None and cur.lease_owner not in (None, owner) and cur.lease_until > time.time()
+
+
 def _to_entity(model: BaseModel, partition: str, row: str) -> dict[str, Any]:
     entity: dict[str, Any] = {"PartitionKey": partition, "RowKey": row}
     for key, value in model.model_dump(exclude_none=False).items():
@@ -275,7 +279,7 @@ class Ledger:
                 raise LeaseBusy(endpoint) from None
             cur.etag = meta.get("etag")
             return cur
-        if cur.lease_owner not in (None, owner) and cur.lease_until > time.time():
+        if _leased_by_other(cur, owner):
             raise LeaseBusy(endpoint)
         cur.lease_owner, cur.lease_until = owner, until
         try:
@@ -333,10 +337,6 @@ class LedgerDeployments:
                          "match_condition": MatchConditions.IfNotModified})
         return lease, [lease_op, ("create", _to_entity(dep, partition, attempt_key(dep.endpoint, dep.id)))]
 
-    @staticmethod
-    def _busy(cur: Current | None, owner: str) -> bool:
-        return cur is not None and cur.lease_owner not in (None, owner) and cur.lease_until > time.time()
-
     def begin(self, dep: Deployment, owner: str, seconds: float) -> Begun:
         """Insert the attempt and take the lease.
 
@@ -345,7 +345,7 @@ class LedgerDeployments:
         """
         led = self.ledger
         cur = led.current(dep.target, dep.endpoint)
-        if self._busy(cur, owner):
+        if _leased_by_other(cur, owner):
             raise LeaseBusy(dep.endpoint)
         lease, ops = self._lease_ops(dep, cur, owner, seconds)
         try:
@@ -373,7 +373,7 @@ class LedgerDeployments:
         alone: list[Deployment] = []
         for dep in deps:
             cur = currents.get(dep.endpoint)
-            if self._busy(cur, owner):
+            if _leased_by_other(cur, owner):
                 alone.append(dep)
                 continue
             lease, dep_ops = self._lease_ops(dep, cur, owner, seconds)

@@ -14,6 +14,7 @@ import pytest
 import requests
 from azure.storage.blob import BlobServiceClient
 
+from localdev import studio
 from localdev.stack import Stack
 from tests.conftest import RUNS_DIR, remember_secrets
 
@@ -51,26 +52,13 @@ class Client:
         return bytes(self.blobs.get_blob_client(container, name).download_blob().readall())
 
     def studio_endpoint(self, name: str) -> dict[str, Any]:
-        url = (f"{self.m['management_url']}/workspaces/{self.m['workspace_id']}/webservices/"
-               f"{self.m['predictive_service']['id']}/endpoints/{name}")
-        resp = self.http.get(url, headers={"Authorization": f"Bearer {self.m['workspace_token']}"}, timeout=30)
-        resp.raise_for_status()
-        return dict(resp.json())
+        return studio.get_endpoint(self.m, name, self.http)
 
     def serving(self, name: str) -> str:
-        ep = self.studio_endpoint(name)
-        return str(ep["Resources"][0]["Location"]["RelativeLocation"])
+        return studio.serving(self.studio_endpoint(name))
 
     def score(self, name: str) -> float:
-        ep = self.studio_endpoint(name)
-        names = list(SAMPLE_ROW)
-        body = {"Inputs": {"input1": {"ColumnNames": names, "Values": [[SAMPLE_ROW[n] for n in names]]}},
-                "GlobalParameters": {}}
-        resp = self.http.post(f"{ep['ApiLocation']}/execute", params={"api-version": "2.0", "details": "true"},
-                              headers={"Authorization": f"Bearer {ep['PrimaryKey']}"}, json=body, timeout=30)
-        resp.raise_for_status()
-        value = resp.json()["Results"]["output1"]["value"]
-        return float(value["Values"][0][value["ColumnNames"].index("Scored Probabilities")])
+        return studio.score(self.studio_endpoint(name), [SAMPLE_ROW], self.http)[0]
 
     def events(self, event_type: str | None = None) -> list[dict[str, Any]]:
         got = self.http.get(f"{self.m['admin_url']}/eventgrid/topics/retrain/events", timeout=30).json()
