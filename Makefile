@@ -22,11 +22,11 @@ deps: $(PIP_STAMP) $(NPM_STAMP)
 
 ## run: Azurite + the emulator + the function app (func start if installed, else devhost) until Ctrl-C
 run: deps
-	$(PY) -m localdev.run $(RUN_ARGS)
+	$(PY) -m tools.localdev.run $(RUN_ARGS)
 
 ## demo: the whole story on synthetic census data, with progress; exits non-zero if a step fails
 demo: deps
-	$(PY) -m localdev.demo $(DEMO_ARGS)
+	$(PY) -m tools.localdev.demo $(DEMO_ARGS)
 
 ## test: every test (unit, integration, e2e); starts Azurite itself and stops it afterwards
 test: deps
@@ -43,9 +43,9 @@ format: deps
 	$(PY) -m ruff check --fix .
 
 bench: deps
-	$(PY) -m bench.emulator_throughput
-	$(PY) -m bench.fanout
-	$(PY) -m bench.validation --size-mb 1024
+	$(PY) -m tools.bench.emulator_throughput
+	$(PY) -m tools.bench.fanout
+	$(PY) -m tools.bench.validation --size-mb 1024
 
 clean:
 	rm -rf $(VENV) node_modules .local .test-runs .pytest_cache .mypy_cache .ruff_cache

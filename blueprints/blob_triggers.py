@@ -13,8 +13,8 @@ import logging
 import azure.functions as func
 import azurefunctions.extensions.bindings.blob as blob
 
-from blueprints.runtime import invocation, pipeline
-from shared.storage import BlobRef
+from blueprints.runtime import invocation, retraining
+from shared.records import BlobRef
 
 bp = func.Blueprint()
 log = logging.getLogger("blueprints.blobs")
@@ -25,7 +25,7 @@ log = logging.getLogger("blueprints.blobs")
                  source=func.BlobSource.EVENT_GRID)
 def training_data_landed(client: blob.BlobClient, context: func.Context) -> None:
     with invocation(context):
-        run = pipeline().accept_training_data(BlobRef(client.container_name, client.blob_name))
+        run = retraining().intake.accept(BlobRef(client.container_name, client.blob_name))
         if run is not None:
             log.info("%s/%s: run %s is %s", client.container_name, client.blob_name, run.id, run.status)
 
@@ -35,7 +35,7 @@ def training_data_landed(client: blob.BlobClient, context: func.Context) -> None
                  source=func.BlobSource.EVENT_GRID)
 def model_landed(client: blob.BlobClient, context: func.Context) -> None:
     with invocation(context):
-        result = pipeline().on_model_blob(BlobRef(client.container_name, client.blob_name))
+        result = retraining().models.landed(BlobRef(client.container_name, client.blob_name))
         if result is not None:
             outcomes = ", ".join(f"{r.endpoint}={r.outcome}" for r in result.endpoints) or result.reason or ""
             log.info("%s/%s: run %s %s %s", client.container_name, client.blob_name, result.run_id, result.status,

@@ -1,18 +1,19 @@
-"""The operator's HTTP API (DESIGN.md 5): health, endpoints (add, list, show, patch a model, roll back), retrain,
-runs. Each handler parses, calls the pipeline, and answers JSON; errors are mapped in `http_support.api`."""
+"""The operator's HTTP API: health, endpoints (add, list, show, patch a model, roll back), retrain, runs. Each
+handler parses, calls a use case, and answers JSON; errors are mapped in `http_support.api`."""
 
 from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime
-from typing import Any
 
 import azure.functions as func
 
 from blueprints.http_support import ApiError, api, json_response, parse_body
-from blueprints.runtime import pipeline
-from shared.api import CreateEndpoint, PatchModel, RetrainFromBlob, Rollback, camel_keys, result_view, run_view
-from shared.ledger import Run
+from blueprints.runtime import retraining
+from shared.api import CreateEndpoint, PatchModel, RetrainFromBlob, Rollback
+from shared.decisions import model_refused
+from shared.records import EndpointResult, Run
+from shared.usecases.views import run_view
 
 bp = func.Blueprint()
 CSV_TYPES = ("text/csv", "application/csv", "text/plain", "application/octet-stream")
@@ -22,7 +23,7 @@ CSV_TYPES = ("text/csv", "application/csv", "text/plain", "application/octet-str
 @bp.route(route="health", methods=["GET"])
 @api
 def health(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    report = pipeline().health()
+    report = retraining().views.health()
     return json_response(report, 200 if report["status"] == "ok" else 503)
 
 
@@ -31,24 +32,25 @@ def health(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
 @api
 def endpoints_create(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     body = parse_body(req, CreateEndpoint)
-    view = pipeline().add_endpoint(body.name, body.description, body.target, body.throttle_level,
-                                   body.max_concurrent_calls)
-    return json_response(camel_keys(view), 201, {"Location": f"/api/endpoints/{body.name}"})
+    app = retraining()
+    ep = app.operations.add_endpoint(body.name, body.description, body.target, body.throttle_level,
+                                     body.max_concurrent_calls)
+    return json_response(app.views.endpoint(body.target, body.name, ep), 201,
+                         {"Location": f"/api/endpoints/{body.name}"})
 
 
 @bp.function_name("endpoints_list")
 @bp.route(route="endpoints", methods=["GET"])
 @api
 def endpoints_list(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return json_response({"endpoints": pipeline().list_endpoints(req.params.get("target"))})
+    return json_response({"endpoints": retraining().views.endpoints(req.params.get("target"))})
 
 
 @bp.function_name("endpoints_get")
 @bp.route(route="endpoints/{name}", methods=["GET"])
 @api
 def endpoints_get(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    view = pipeline().endpoint_view(req.params.get("target"), req.route_params["name"])
-    return json_response(camel_keys(view))
+    return json_response(retraining().views.endpoint(req.params.get("target"), req.route_params["name"]))
 
 
 @bp.function_name("endpoints_patch_model")
@@ -56,10 +58,8 @@ def endpoints_get(req: func.HttpRequest, context: func.Context) -> func.HttpResp
 @api
 def endpoints_patch_model(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     body = parse_body(req, PatchModel)
-    p = pipeline()
-    result = p.deploy_model(body.target or p.settings.targets[0].name, req.route_params["name"], body.model,
-                            force=body.force)
-    return _deployment_answer(result_view(result), result.model_refused)
+    result = retraining().operations.patch_model(body.target, req.route_params["name"], body.model, force=body.force)
+    return _deployment_answer(result)
 
 
 @bp.function_name("endpoints_rollback")
@@ -67,28 +67,28 @@ def endpoints_patch_model(req: func.HttpRequest, context: func.Context) -> func.
 @api
 def endpoints_rollback(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     body = parse_body(req, Rollback) if req.get_body() else Rollback()
-    result = pipeline().rollback(body.target, req.route_params["name"], body.to)
-    return _deployment_answer(result_view(result), result.model_refused)
+    result = retraining().operations.rollback(body.target, req.route_params["name"], body.to)
+    return _deployment_answer(result)
 
 
 @bp.function_name("retrain")
 @bp.route(route="retrain", methods=["POST"])
 @api
 def retrain(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    p = pipeline()
+    app = retraining()
     content_type = (req.headers.get("content-type") or "").split(";")[0].strip().lower()
     run: Run | None
     if content_type in CSV_TYPES:
         data = req.get_body() or b""
-        limit = p.settings.max_upload_bytes
+        limit = app.settings.max_upload_bytes
         if len(data) > limit:
             raise ApiError(413, "PayloadTooLarge", f"the CSV is {len(data)} bytes; the limit for an upload is "
                            f"{limit} (RETRAIN_MAX_UPLOAD_BYTES): put larger files into the container instead")
         if not data:
             raise ApiError(400, "EmptyBody", "the CSV body is empty")
-        run = p.retrain_from_csv(req.params.get("name") or _upload_name(), data)
+        run = app.intake.from_upload(req.params.get("name") or _upload_name(), data)
     else:
-        run = p.retrain_from_blob(parse_body(req, RetrainFromBlob).blob)
+        run = app.intake.from_blob(parse_body(req, RetrainFromBlob).blob)
     if run is None:
         raise ApiError(404, "NotFound", "the training data disappeared before it could be read")
     view = run_view(run)
@@ -108,7 +108,7 @@ def runs_list(req: func.HttpRequest, context: func.Context) -> func.HttpResponse
     limit_text = req.params.get("limit") or "50"
     if not limit_text.isdigit() or not 1 <= int(limit_text) <= 500:
         raise ApiError(400, "InvalidRequest", "limit must be a whole number from 1 to 500")
-    runs = pipeline().list_runs(statuses or None, int(limit_text))
+    runs = retraining().views.runs(statuses or None, int(limit_text))
     return json_response({"runs": [run_view(r) for r in runs]})
 
 
@@ -116,20 +116,20 @@ def runs_list(req: func.HttpRequest, context: func.Context) -> func.HttpResponse
 @bp.route(route="runs/{id}", methods=["GET"])
 @api
 def runs_get(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return json_response(run_view(pipeline().get_run(req.route_params["id"])))
+    return json_response(run_view(retraining().views.run(req.route_params["id"])))
 
 
-def _deployment_answer(result: dict[str, Any], model_refused: bool) -> func.HttpResponse:
-    outcome = result["outcome"]
-    if outcome == "Deployed":
-        return json_response(result)
-    if outcome == "Superseded":
-        raise ApiError(409, "Superseded", result["reason"] or "a model from newer data serves this endpoint",
-                       result=result)
-    if model_refused:
-        raise ApiError(422, "ModelNotServable", result["reason"] or "the endpoint could not serve the model; it "
-                       "was rolled back to its last good model", result=result)
-    raise ApiError(502, "DeploymentFailed", result["reason"] or f"the deployment ended {outcome}", result=result)
+def _deployment_answer(result: EndpointResult) -> func.HttpResponse:
+    view = result.view()
+    if result.outcome == "Deployed":
+        return json_response(view)
+    if result.outcome == "Superseded":
+        raise ApiError(409, "Superseded", result.reason or "a model from newer data serves this endpoint",
+                       result=view)
+    if model_refused(result):
+        raise ApiError(422, "ModelNotServable", result.reason or "the endpoint could not serve the model; it "
+                       "was rolled back to its last good model", result=view)
+    raise ApiError(502, "DeploymentFailed", result.reason or f"the deployment ended {result.outcome}", result=view)
 
 
 def _upload_name() -> str:

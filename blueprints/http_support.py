@@ -18,10 +18,10 @@ from azure.core.exceptions import AzureError, ServiceRequestError
 from pydantic import BaseModel, ValidationError
 
 from blueprints.runtime import invocation
+from shared.adapters.classic.errors import StudioApiError, TransportError
 from shared.api import JSON_BODY_LIMIT
-from shared.classic.errors import StudioApiError, TransportError
+from shared.errors import NotFound, Refused
 from shared.logs import scrub
-from shared.pipeline import NotFound, Refused
 from shared.settings import SettingsError
 
 log = logging.getLogger("blueprints.http")

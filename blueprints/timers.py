@@ -6,7 +6,7 @@ import logging
 
 import azure.functions as func
 
-from blueprints.runtime import invocation, pipeline
+from blueprints.runtime import invocation, retraining
 
 bp = func.Blueprint()
 log = logging.getLogger("blueprints.timers")
@@ -18,5 +18,5 @@ def reconcile(timer: func.TimerRequest, context: func.Context) -> None:
     with invocation(context):
         if timer.past_due:
             log.info("the reconcile timer is past due; running now")
-        summary = pipeline().reconcile()
+        summary = retraining().reconciler.reconcile()
         log.info("reconcile: %s", ", ".join(f"{k}={v}" for k, v in summary.items()))

@@ -1,9 +1,11 @@
 """Structured logging with run and invocation ids, and redaction of secrets wherever they would appear.
 
-`install()` wraps the log-record factory, so every record - from our code, the Azure SDKs or requests - has its
-message, arguments and traceback scrubbed of SAS signatures, account keys, bearer tokens and any secret value
-registered with `register_secret`, before any handler sees it. Records carry `run_id` and `invocation_id`
-attributes (from context variables) and the message is prefixed with them.
+`install()` puts a `ScrubFilter` on every handler of the root logger (the Functions worker's, which sends records
+to the host and Application Insights, a local console or file): every record that leaves the process - from our
+code, the Azure SDKs or requests - has its message and traceback scrubbed of SAS signatures, account keys, bearer
+tokens and any secret registered with `register_secret`. A handler added later (an exporter) gets it from
+`protect(handler)` or another `install()`. Records carry `run_id` and `invocation_id` attributes (from context
+variables) and the message is prefixed with them; a record with nothing to redact keeps its format arguments.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import logging
 import re
 import threading
 from collections.abc import Iterator
-from typing import Any
 
 run_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("run_id", default=None)
 invocation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("invocation_id", default=None)
@@ -32,7 +33,6 @@ _PATTERNS = [
 # Copy-on-write under a lock: scrub() iterates whatever frozenset it finds while other threads register keys.
 _secrets: frozenset[str] = frozenset()
 _secrets_lock = threading.Lock()
-_installed = False
 
 
 def register_secret(value: str | None) -> None:
@@ -52,31 +52,45 @@ def scrub(text: str) -> str:
     return text
 
 
-def install() -> None:
-    """Scrub every log record at creation and attach the context ids. Safe to call more than once."""
-    global _installed
-    if _installed:
-        return
-    _installed = True
-    previous = logging.getLogRecordFactory()
-    formatter = logging.Formatter()
+class ScrubFilter(logging.Filter):
+    """Redacts a record before its handler emits it (once per record, whichever handler sees it first)."""
 
-    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-        record = previous(*args, **kwargs)
+    _formatter = logging.Formatter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "retrain_scrubbed", False):
+            return True
+        record.retrain_scrubbed = True
+        rid, iid = run_id.get(), invocation_id.get()
+        record.run_id, record.invocation_id = rid, iid
         try:
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a malformed log call must not break the app
-            message = str(record.msg)
-        rid, iid = run_id.get(), invocation_id.get()
+            message, record.args = str(record.msg), ()
+        clean = scrub(message)
         prefix = "".join(f"[{k}={v}] " for k, v in (("run", rid), ("invocation", iid)) if v)
-        record.msg = prefix + scrub(message)
-        record.args = None
-        record.run_id, record.invocation_id = rid, iid
+        if clean != message:
+            record.msg, record.args = prefix + clean, ()
+        elif prefix:
+            record.msg = prefix.replace("%", "%%") + str(record.msg) if record.args else prefix + message
         if record.exc_info and record.exc_info[0] is not None:
-            record.exc_text = scrub(formatter.formatException(record.exc_info))
-        return record
+            record.exc_text = scrub(self._formatter.formatException(record.exc_info))
+        return True
 
-    logging.setLogRecordFactory(factory)
+
+_FILTER = ScrubFilter()
+
+
+def protect(handler: logging.Handler) -> None:
+    """Scrub every record this handler emits."""
+    if _FILTER not in handler.filters:
+        handler.addFilter(_FILTER)
+
+
+def install() -> None:
+    """Put the scrubbing filter on every handler of the root logger. Safe to call again (new handlers)."""
+    for handler in logging.getLogger().handlers:
+        protect(handler)
 
 
 @contextlib.contextmanager

@@ -22,12 +22,6 @@ ADULT_NUMERIC = "age,fnlwgt,education-num,capital-gain,capital-loss,hours-per-we
 LOWER_IS_BETTER = {"Average Log Loss", "Log Loss", "Mean Absolute Error", "Root Mean Squared Error"}
 
 
-DEVELOPMENT_STORAGE = (
-    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
-    "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
-    "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;QueueEndpoint=http://127.0.0.1:10001/devstoreaccount1;"
-    "TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;")
-
 
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message names it."""
@@ -198,14 +192,6 @@ class Settings(BaseSettings):
     def _service_url(cls, value: str | None) -> str | None:
         return check_service_url(value) if value else None
 
-    @field_validator("storage_connection_string", mode="before")
-    @classmethod
-    def _development_storage(cls, value: object) -> object:
-        """`UseDevelopmentStorage=true` (the Core Tools default) spelled out: Azurite's well-known account, ports."""
-        if isinstance(value, str) and value.replace(" ", "").strip(";").lower() == "usedevelopmentstorage=true":
-            return DEVELOPMENT_STORAGE
-        return value
-
     @field_validator("bes_url", "eventgrid_endpoint", "storage_blob_uri", "storage_table_uri")
     @classmethod
     def _urls(cls, value: str | None) -> str | None:
@@ -269,11 +255,14 @@ class Settings(BaseSettings):
             urls.append(self.eventgrid_endpoint)
         return {urlsplit(u).netloc.lower() for u in urls}
 
-    def rrs_host_allowed(self, api_location: str) -> bool:
-        """Scoring URLs come from the management API; they must be on a configured host, or on the regional
-        `*.services.azureml.net` hosts of the real service."""
-        host = urlsplit(api_location).netloc.lower()
+    def host_allowed(self, host: str) -> bool:
+        """A configured host, or one of the real service's regional `*.services.azureml.net` hosts (scoring URLs
+        come from the management API)."""
+        host = host.lower()
         return host in self.allowed_hosts or host.endswith(".services.azureml.net")
+
+    def rrs_host_allowed(self, api_location: str) -> bool:
+        return self.host_allowed(urlsplit(api_location).netloc)
 
 
 def _format_error(exc: ValidationError) -> str:

@@ -13,20 +13,10 @@ import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+from shared.errors import DataRejected
+
 MAX_LABEL_VALUES = 20
-
-
-class DataRejected(ValueError):
-    """The data fails a check. `code` is machine-readable, `line` is 1-based (None when not line-specific)."""
-
-    def __init__(self, code: str, message: str, line: int | None = None) -> None:
-        self.code = code
-        self.line = line
-        self.message = message
-        super().__init__(f"line {line}: {message}" if line else message)
-
-    def as_reason(self) -> dict[str, object]:
-        return {"code": self.code, "message": self.message, "line": self.line}
+__all__ = ["DataRejected", "DataReport", "DataSpec", "validate_csv"]
 
 
 @dataclass

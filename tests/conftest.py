@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from localdev.azurite import PROJECT_ROOT, Azurite
-from localdev.emulator import EmulatorProcess
+from tools.localdev.azurite import PROJECT_ROOT, Azurite
+from tools.localdev.emulator import EmulatorProcess
 
 pytest_plugins = ["tests.support.harness"]  # the `harness` fixture (library wired to the shared emulator)
 RUNS_DIR = PROJECT_ROOT / ".test-runs"
@@ -45,7 +45,7 @@ def remember_secrets(manifest: dict) -> None:
 
 def leaked_secrets(text: str) -> list[str]:
     found = [f"known secret {s[:4]}..." for s in _known_secrets if s in text]
-    from localdev.azurite import ACCOUNT_KEY
+    from tools.localdev.azurite import ACCOUNT_KEY
 
     if ACCOUNT_KEY in text:
         found.append("the storage account key")

@@ -14,9 +14,9 @@ import pytest
 import requests
 from azure.storage.blob import BlobServiceClient
 
-from localdev import studio
-from localdev.stack import Stack
 from tests.conftest import RUNS_DIR, remember_secrets
+from tools.localdev import studio
+from tools.localdev.stack import Stack
 
 SAMPLE_ROW = {"age": "39", "workclass": "State-gov", "fnlwgt": "77516", "education": "Bachelors",
               "education-num": "13", "marital-status": "Never-married", "occupation": "Adm-clerical",

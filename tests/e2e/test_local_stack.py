@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from emulator.census import csv_text
 from tests.conftest import leaked_secrets
 from tests.e2e.conftest import Client, start_stack
+from tools.emulator.census import csv_text
 
 INITIAL = ("experimentoutput", "initial/census-model.ilearner")
 
@@ -186,7 +186,7 @@ def test_a_blob_that_keeps_failing_is_tried_poison_threshold_times_then_poisoned
 
 
 def test_the_readme_helpers_drop_a_file_and_score_through_an_endpoint(client, tmp_path, capsys):
-    from localdev.__main__ import main as localdev
+    from tools.localdev.__main__ import main as localdev
 
     name = client.new_endpoint("cli")
     state = str(client.stack.state_path)

@@ -1,4 +1,4 @@
-"""`make run` (python -m localdev.run) as a user runs it: it comes up, writes local.settings.json and
+"""`make run` (python -m tools.localdev.run) as a user runs it: it comes up, writes local.settings.json and
 .local/stack.json, serves the app, and stops everything on SIGTERM."""
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ import time
 import psutil
 import requests
 
-from localdev.azurite import PROJECT_ROOT
-from localdev.ports import free_port
+from tools.localdev.azurite import PROJECT_ROOT
+from tools.localdev.ports import free_port
 
 
 def test_make_run_comes_up_writes_its_files_and_stops_cleanly_on_sigterm(tmp_path):
     settings = tmp_path / "local.settings.json"
-    proc = subprocess.Popen([sys.executable, "-m", "localdev.run", "--workdir", str(tmp_path / "local"),
+    proc = subprocess.Popen([sys.executable, "-m", "tools.localdev.run", "--workdir", str(tmp_path / "local"),
                              "--port", str(free_port()), "--settings-file", str(settings), "--func", "no"],
                             cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

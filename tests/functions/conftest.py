@@ -10,23 +10,23 @@ from typing import Any
 import azure.functions as func
 import pytest
 
-from devhost.indexing import FunctionSpec, index
-from devhost.invoke import DevContext
 from tests.conftest import leaked_secrets
+from tools.devhost.indexing import FunctionSpec, index
+from tools.devhost.invoke import DevContext
 
 INDEX_ENV = {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "RETRAIN_RECONCILE_SCHEDULE": "0 */5 * * * *"}
 
 
 @pytest.fixture
 def wire(harness, monkeypatch):
-    """`wire(**settings)`: the blueprints backed by a harness pipeline (its own tables, the shared emulator and
+    """`wire(**settings)`: the blueprints backed by a harness library (its own tables, the shared emulator and
     Azurite), and `AzureWebJobsStorage` set for the blob binding. Returns the harness."""
     from blueprints import blob_triggers, http_api, runtime, timers
 
     def make(**overrides: str):
         h = harness(**{"RETRAIN_ENDPOINTS": "", **overrides})
         for module in (http_api, blob_triggers, timers, runtime):
-            monkeypatch.setattr(module, "pipeline", lambda h=h: h.pipeline)
+            monkeypatch.setattr(module, "retraining", lambda h=h: h.app)
         monkeypatch.setenv("AzureWebJobsStorage", h.settings.storage_connection_string.get_secret_value())
         return h
 

@@ -9,10 +9,10 @@ import uuid
 import pytest
 
 from blueprints import http_api
-from emulator.census import csv_text
-from localdev.ports import free_port
-from shared.storage import BlobRef
+from shared.records import BlobRef
 from tests.functions.conftest import call_http
+from tools.emulator.census import csv_text
+from tools.localdev.ports import free_port
 
 INITIAL_MODEL = BlobRef("experimentoutput", "initial/census-model.ilearner")
 
@@ -25,7 +25,7 @@ def app(wire):
 
 def hand_model(h, name: str) -> BlobRef:
     ref = BlobRef("models", f"hand/{name}.ilearner")
-    h.services.storage.write_bytes(ref, h.services.storage.read_bytes(INITIAL_MODEL))
+    h.app.storage.write_bytes(ref, h.app.storage.read_bytes(INITIAL_MODEL))
     return ref
 
 
@@ -142,7 +142,7 @@ def test_a_model_the_service_refuses_is_422_and_the_endpoint_keeps_its_model(app
     call_http(http_api.endpoints_create, "POST", "endpoints", {"name": name})
     before = h.serving(name)
     bad = BlobRef("models", f"hand/{name}-bad.ilearner")
-    h.services.storage.write_bytes(bad, b"this is not a model")
+    h.app.storage.write_bytes(bad, b"this is not a model")
     answer = call_http(http_api.endpoints_patch_model, "POST", f"endpoints/{name}/model", {"model": bad.path},
                        route_params={"name": name})
     assert (answer.status, answer.code) == (422, "ModelNotServable"), answer.text
@@ -196,7 +196,7 @@ def test_retrain_with_bad_data_is_422_and_the_file_is_kept_in_rejected(app):
     assert (answer.status, answer.code) == (422, "TrainingDataRejected"), answer.text
     assert "MissingColumns" in answer.json["error"]["message"]
     assert answer.json["error"]["run"]["status"] == "Rejected"
-    assert h.services.storage.exists(BlobRef("rejected", f"training-data/{name}/bad.csv.reason.json"))
+    assert h.app.storage.exists(BlobRef("rejected", f"training-data/{name}/bad.csv.reason.json"))
 
 
 @pytest.mark.parametrize(("body", "params", "headers", "status", "code"), [
@@ -236,7 +236,7 @@ def test_an_unexpected_error_is_a_500_naming_the_invocation_without_details(app,
     def boom(*args, **kwargs):
         raise RuntimeError("internal detail with sig=abcdef0123456789 inside")
 
-    monkeypatch.setattr(h.pipeline, "list_endpoints", boom)
+    monkeypatch.setattr(h.app.views, "endpoints", boom)
     answer = call_http(http_api.endpoints_list, "GET", "endpoints")
     assert (answer.status, answer.code) == (500, "InternalError")
     assert "internal detail" not in answer.text and "invocation" in answer.json["error"]["message"]
@@ -256,7 +256,7 @@ def test_a_bad_setting_is_a_500_naming_the_setting(monkeypatch):
     def broken():
         raise SettingsError("invalid app settings: RETRAIN_GATE_MINIMUM: Input should be a valid number")
 
-    monkeypatch.setattr(http_api, "pipeline", broken)
+    monkeypatch.setattr(http_api, "retraining", broken)
     answer = call_http(http_api.health, "GET", "health")
     assert (answer.status, answer.code) == (500, "ConfigurationError")
     assert "RETRAIN_GATE_MINIMUM" in answer.json["error"]["message"]

@@ -10,8 +10,8 @@ import pytest
 from azure.functions.timer import TimerRequest
 
 from blueprints import blob_triggers, timers
-from devhost.invoke import DevContext, blob_argument
-from shared.storage import BlobRef
+from shared.records import BlobRef
+from tools.devhost.invoke import DevContext, blob_argument
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ def test_training_data_then_model_landing_deploys_to_the_tenant_endpoint(app):
     before = h.score(tenant)
     ref = h.upload_data(f"{tenant}/landed.csv", rows=3000, drift=1.0)
     run_function(blob_triggers.training_data_landed, blob_client(ref))
-    runs = [r for r in h.pipeline.list_runs(None, 500) if r.data_path == ref.path]
+    runs = [r for r in h.app.views.runs(None, 500) if r.data_path == ref.path]
     assert len(runs) == 1 and runs[0].status == "Running"
     h.wait_job(runs[0].job_id)
     run_function(blob_triggers.model_landed, blob_client(BlobRef.parse(runs[0].model_path)))
@@ -60,11 +60,11 @@ def test_bad_data_is_handled_not_raised(app):
     tenant = h.new_endpoint("bad")
     ref = h.upload_data(f"{tenant}/bad.csv", text="just,two\n1,2\n")
     run_function(blob_triggers.training_data_landed, blob_client(ref))  # no exception: no retries, no poison
-    assert h.services.storage.exists(BlobRef("rejected", f"training-data/{tenant}/bad.csv"))
+    assert h.app.storage.exists(BlobRef("rejected", f"training-data/{tenant}/bad.csv"))
 
 
 def test_a_transient_failure_past_the_budget_raises_so_the_host_retries(wire):
-    from shared.classic.errors import StudioApiError
+    from shared.adapters.classic.errors import StudioApiError
 
     h = wire(RETRAIN_HTTP_MAX_ATTEMPTS="1")
     tenant = h.new_endpoint("busy")
@@ -80,9 +80,9 @@ def test_a_transient_failure_past_the_budget_raises_so_the_host_retries(wire):
 def test_other_files_in_models_are_ignored(app):
     h = app
     ref = BlobRef("models", f"notes-{uuid.uuid4().hex[:6]}.txt")
-    h.services.storage.write_bytes(ref, b"hello")
+    h.app.storage.write_bytes(ref, b"hello")
     run_function(blob_triggers.model_landed, blob_client(ref))
-    assert h.services.storage.exists(ref)
+    assert h.app.storage.exists(ref)
 
 
 def test_the_reconcile_timer_runs_and_logs_a_summary(app, caplog):

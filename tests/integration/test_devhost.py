@@ -19,9 +19,9 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueClient
 
-from devhost.host import DevHost, HostOptions
-from devhost.indexing import index
-from localdev.ports import free_port
+from tools.devhost.host import DevHost, HostOptions
+from tools.devhost.indexing import index
+from tools.localdev.ports import free_port
 
 calls: dict[str, list[Any]] = {"blobs": [], "ticks": [], "failures": []}
 

@@ -12,12 +12,11 @@ from typing import Any
 import pytest
 import requests
 
-from emulator.census import csv_text
-from localdev.appsettings import settings_from_manifest
-from shared.pipeline import Pipeline
-from shared.services import Services
+from shared.composition import Retraining
+from shared.records import BlobRef
 from shared.settings import load_settings
-from shared.storage import BlobRef
+from tools.emulator.census import csv_text
+from tools.localdev.appsettings import settings_from_manifest
 
 SMOKE_ROW = {"age": "39", "workclass": "State-gov", "fnlwgt": "77516", "education": "Bachelors",
              "education-num": "13", "marital-status": "Never-married", "occupation": "Adm-clerical",
@@ -33,28 +32,27 @@ class Harness:
             "RETRAIN_HTTP_MAX_BACKOFF_SECONDS": "2", "RETRAIN_JOB_POLL_SECONDS": "0.2",
             "RETRAIN_SMOKE_ROW": json.dumps(SMOKE_ROW), **overrides})
         self.settings = load_settings(env)
-        self.services = Services(self.settings)
-        self.services.ensure_storage()
-        self.pipeline = Pipeline(self.services)
+        self.app = Retraining(self.settings)
+        self.app.ensure_storage()
         self.admin = manifest["admin_url"]
 
     def mgmt(self) -> Any:
-        return self.services.management(self.settings.targets[0])
+        return self.app.studio.management(self.settings.targets[0])
 
     def new_endpoint(self, prefix: str = "t") -> str:
         name = f"{prefix}{uuid.uuid4().hex[:10]}"
-        self.pipeline.add_endpoint(name, "integration test")
+        self.app.operations.add_endpoint(name, "integration test")
         return name
 
     def upload_data(self, name: str, rows: int = 2000, seed: int = 1, drift: float = 0.0,
                     text: str | None = None) -> BlobRef:
         ref = BlobRef(self.settings.data_container, name)
-        self.services.storage.write_bytes(ref, (text if text is not None else csv_text(rows, seed, drift)).encode())
+        self.app.storage.write_bytes(ref, (text if text is not None else csv_text(rows, seed, drift)).encode())
         return ref
 
     def score(self, endpoint: str) -> float:
         ep = self.mgmt().get_endpoint(endpoint)
-        rows = self.services.scoring(ep.ApiLocation, ep.PrimaryKey).score([SMOKE_ROW])
+        rows = self.app.studio.scoring(ep.ApiLocation, ep.PrimaryKey).score([SMOKE_ROW])
         return float(rows[0]["Scored Probabilities"])
 
     def serving(self, endpoint: str) -> str:
@@ -63,7 +61,7 @@ class Harness:
         return str((res.Location or {})["RelativeLocation"])
 
     def wait_job(self, job_id: str, timeout: float = 60) -> None:
-        bes = self.services.bes(self.settings.targets[0])
+        bes = self.app.studio.bes(self.settings.targets[0])
         deadline = time.monotonic() + timeout
         while bes.get(job_id).StatusCode in ("NotStarted", "Running"):
             assert time.monotonic() < deadline, "job did not finish"
@@ -96,4 +94,4 @@ def harness(shared_emulator) -> Iterator[Callable[..., Harness]]:
     yield make
     for h in made:
         h.clear_faults()
-        h.services.close()
+        h.app.close()

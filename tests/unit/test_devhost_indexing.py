@@ -5,8 +5,8 @@ from __future__ import annotations
 import azure.functions as func
 import pytest
 
-from devhost.indexing import IndexingError, blob_pattern_regex, index, resolve_setting_refs
-from devhost.timers import parse_schedule
+from tools.devhost.indexing import IndexingError, blob_pattern_regex, index, resolve_setting_refs
+from tools.devhost.timers import parse_schedule
 
 ENV = {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "SCHEDULE": "*/5 * * * * *"}
 

@@ -9,11 +9,11 @@ import json
 import numpy as np
 import pytest
 
-from emulator import census_schema as s
-from emulator.census import csv_text
-from emulator.census import main as census_main
-from emulator.learner import DataError, ModelError, auc, check_document, evaluate, load_model, train_and_evaluate
-from emulator.tables import read_table
+from tools.emulator import census_schema as s
+from tools.emulator.census import csv_text
+from tools.emulator.census import main as census_main
+from tools.emulator.learner import DataError, ModelError, auc, check_document, evaluate, load_model, train_and_evaluate
+from tools.emulator.tables import read_table
 
 
 def columns(text: str) -> dict[str, list[str]]:

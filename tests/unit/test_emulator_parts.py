@@ -6,13 +6,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from emulator.blobs import StorageAccount, sas_expiry, split_relative
-from emulator.errors import StudioError
-from emulator.eventgrid import Subscription, subscription_from_flag
-from emulator.faults import FaultRule, Faults, parse_fault_flag
-from emulator.learner import DataError
-from emulator.management import NAME_RULE
-from emulator.tables import read_table
+from tools.emulator.blobs import StorageAccount, sas_expiry, split_relative
+from tools.emulator.errors import StudioError
+from tools.emulator.eventgrid import Subscription, subscription_from_flag
+from tools.emulator.faults import FaultRule, Faults, parse_fault_flag
+from tools.emulator.learner import DataError
+from tools.emulator.management import NAME_RULE
+from tools.emulator.tables import read_table
 
 
 def test_connection_string_parsing():

@@ -62,13 +62,15 @@ def test_bad_settings_name_the_setting(change, needle):
     assert "mgmt-key-123456" not in str(info.value) and "bes-key-123456" not in str(info.value)
 
 
-def test_development_storage_is_spelled_out_for_the_account_key():
+def test_development_storage_gives_the_account_key_and_a_spelled_out_connection_for_jobs():
+    from shared.adapters.storage import Storage
     from shared.settings import load_settings
 
     env = {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "RETRAIN_BES_URL": "http://127.0.0.1:1/w/s",
            "RETRAIN_BES_KEY": "k" * 10, "RETRAIN_MANAGEMENT_URL": "http://127.0.0.1:1/workspaces/w/webservices/s",
            "RETRAIN_MANAGEMENT_KEY": "k" * 10, "RETRAIN_RESOURCE_NAME": "r"}
-    value = load_settings(env).storage_connection_string
-    assert value is not None
-    text = value.get_secret_value()
+    storage = Storage(load_settings(env))
+    assert storage.account_key is not None and storage.account_key.startswith("Eby8")
+    text = storage.connection_string_for_jobs()
+    assert text is not None
     assert "AccountName=devstoreaccount1" in text and "AccountKey=Eby8" in text and ":10000/" in text

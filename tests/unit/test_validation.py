@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from emulator.census import csv_text
 from shared.settings import ADULT_NUMERIC
 from shared.validation import DataRejected, DataSpec, validate_csv
+from tools.emulator.census import csv_text
 
 SPEC = DataSpec(required_columns=["age", "income"], numeric_columns=ADULT_NUMERIC.split(","),
                 label_column="income", min_rows=5)

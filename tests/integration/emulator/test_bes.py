@@ -11,9 +11,9 @@ from urllib.parse import parse_qs
 import pytest
 import requests
 
-from emulator.census import csv_text
-from emulator.learner import EVALUATION_COLUMNS
 from tests.integration.emulator.studio import Studio, error_codes
+from tools.emulator.census import csv_text
+from tools.emulator.learner import EVALUATION_COLUMNS
 
 
 @pytest.fixture(scope="module")

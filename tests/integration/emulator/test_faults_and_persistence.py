@@ -66,7 +66,7 @@ def test_state_survives_a_restart(start_emulator, run_dir):
     first = start_emulator(data_dir=data)
     studio = Studio(first.manifest)
     ep = studio.create_endpoint("kept", Description="survives")
-    from emulator.census import csv_text
+    from tools.emulator.census import csv_text
 
     studio.upload("training-data", "persist/census.csv", csv_text(1500, seed=2, drift=1.0))
     result = studio.run_training("training-data/persist/census.csv", run="persist")

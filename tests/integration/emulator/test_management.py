@@ -142,7 +142,7 @@ def test_patch_description_trace_and_throttle(studio):
 
 @pytest.fixture(scope="module")
 def trained(studio):
-    from emulator.census import csv_text
+    from tools.emulator.census import csv_text
 
     studio.upload("training-data", "mgmt/train.csv", csv_text(3000, seed=3, drift=0.8))
     result = studio.run_training("training-data/mgmt/train.csv", run="mgmt")

@@ -6,8 +6,8 @@ from __future__ import annotations
 import csv
 import io
 
-from emulator.census import csv_text
 from tests.integration.emulator.studio import Studio, error_codes
+from tools.emulator.census import csv_text
 
 
 def sample_rows(n: int = 8, seed: int = 99) -> list[dict[str, str]]:

@@ -106,7 +106,7 @@ def test_max_concurrent_calls_enforced_with_request_throttled(studio):
 def test_a_model_the_endpoint_cannot_load_fails_scoring_with_resource_load_failed(studio):
     import json
 
-    from emulator.learner import MODEL_FORMAT, MODEL_FORMAT_VERSION
+    from tools.emulator.learner import MODEL_FORMAT, MODEL_FORMAT_VERSION
 
     broken = {"format": MODEL_FORMAT, "formatVersion": MODEL_FORMAT_VERSION, "learner": "x", "numeric": [],
               "categorical": [], "weights": [1.0, 2.0], "bias": 0.0, "label": {"positive": "a", "negative": "b"}}

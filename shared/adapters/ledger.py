@@ -1,0 +1,207 @@
+"""The ledger (Azure Table storage): training runs, and per-endpoint deployment attempts with a `current` pointer.
+
+- Runs: one row per training run, keyed by a hash of (container/blob, ETag): inserting it is the idempotency
+  check, so a redelivered event never starts a second job.
+- Deployments: one partition per target; per endpoint one row per attempt (RowKey `dep~<endpoint>~<id>`, the id
+  `run-<run id>` for promotions, so a redelivery finds its earlier attempt; `op-<id>` for manual patches, rollbacks
+  and endpoint creation) and a `current~<endpoint>` row. Deployers take a lease on `current` with ETag
+  compare-and-swap, so deployments to one endpoint never interleave. The transactions that take leases and record
+  outcomes are in `deployment_book`.
+- Nothing secret is stored: locations have no SAS token, there are no keys.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from typing import Any, TypeVar
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import TableClient, TableServiceClient, UpdateMode
+
+from shared.adapters.transport import pooled_transport
+from shared.records import Current, Deployment, Record, Run, now_iso
+from shared.settings import Settings
+
+R = TypeVar("R", bound=Record)
+_KEY_UNSAFE = re.compile(r"[/\\#?\x00-\x1f\x7f]")
+_KEY_PART_UNSAFE = re.compile(r"[~/\\#?\x00-\x1f\x7f]")  # '~' separates the parts of a RowKey
+
+
+def target_key(target: str) -> str:
+    return _KEY_UNSAFE.sub("_", target)
+
+
+def _part(value: str) -> str:
+    return _KEY_PART_UNSAFE.sub("_", value)
+
+
+def current_key(endpoint: str) -> str:
+    return f"current~{_part(endpoint)}"
+
+
+def attempt_key(endpoint: str, dep_id: str) -> str:
+    return f"dep~{_part(endpoint)}~{_part(dep_id)}"
+
+
+def to_entity(record: Record, partition: str, row: str) -> dict[str, Any]:
+    """A record as a table entity (dict and list fields become JSON text through their serialisers)."""
+    return {"PartitionKey": partition, "RowKey": row, **record.model_dump(mode="json", exclude_none=True)}
+
+
+def from_entity(cls: type[R], entity: Any) -> R:
+    record = cls.model_validate(dict(entity))
+    record.etag = entity.metadata.get("etag") if hasattr(entity, "metadata") else None
+    return record
+
+
+class LeaseBusy(Exception):
+    """Another deployment holds the endpoint's lease."""
+
+
+def leased_by_other(cur: Current | None, owner: str) -> bool:
+    return cur is not None and cur.lease_owner not in (None, owner) and cur.lease_until > time.time()
+
+
+class Ledger:
+    """Reads and writes of the two tables."""
+
+    def __init__(self, settings: Settings, credential: Any = None) -> None:
+        if settings.storage_connection_string is not None:
+            self.service = TableServiceClient.from_connection_string(
+                settings.storage_connection_string.get_secret_value(), transport=pooled_transport())
+        else:
+            url = settings.storage_table_uri or f"https://{settings.storage_account_name}.table.core.windows.net"
+            self.service = TableServiceClient(url, credential=credential, transport=pooled_transport())
+        self.runs: TableClient = self.service.get_table_client(f"{settings.table_prefix}Runs")
+        self.deployments: TableClient = self.service.get_table_client(f"{settings.table_prefix}Deployments")
+
+    def ensure_tables(self) -> None:
+        for table in (self.runs, self.deployments):
+            with contextlib.suppress(ResourceExistsError):
+                table.create_table()
+
+    # ---- runs -------------------------------------------------------------------------------------------------
+    def create_run(self, run: Run) -> tuple[Run, bool]:
+        """Insert the run; when it exists already (a redelivery), return the stored one and False."""
+        try:
+            meta = self.runs.create_entity(to_entity(run, "run", run.id))
+            run.etag = meta.get("etag")
+            return run, True
+        except ResourceExistsError:
+            existing = self.get_run(run.id)
+            assert existing is not None
+            return existing, False
+
+    def get_run(self, run_id: str) -> Run | None:
+        try:
+            return from_entity(Run, self.runs.get_entity("run", run_id))
+        except ResourceNotFoundError:
+            return None
+
+    def save_run(self, run: Run, check_etag: bool = True) -> Run:
+        """Write the run back; with `check_etag`, fail (ResourceModifiedError) if it changed since it was read."""
+        run.updated_at = now_iso()
+        kwargs: dict[str, Any] = {}
+        if check_etag and run.etag:
+            kwargs = {"etag": run.etag, "match_condition": MatchConditions.IfNotModified}
+        meta = self.runs.update_entity(to_entity(run, "run", run.id), mode=UpdateMode.REPLACE, **kwargs)
+        run.etag = meta.get("etag")
+        return run
+
+    def list_runs(self, statuses: tuple[str, ...] | None = None, limit: int = 200) -> list[Run]:
+        """Runs (with one of `statuses`, when given), newest first."""
+        names = {f"s{i}": status for i, status in enumerate(statuses or ())}
+        query = "PartitionKey eq 'run'"
+        if names:
+            # the SDK finds parameters between spaces: keep "( " and " )" apart from them
+            query += " and ( " + " or ".join(f"status eq @{name}" for name in names) + " )"
+        runs = [from_entity(Run, e) for e in self.runs.query_entities(query, parameters=names)]
+        runs.sort(key=lambda r: r.created_at, reverse=True)
+        return runs[:limit]
+
+    # ---- deployments ---------------------------------------------------------------------------------------
+    def add_deployment(self, dep: Deployment) -> tuple[Deployment, bool]:
+        """Insert an attempt; when one with the same id exists (a redelivery), return it and False."""
+        try:
+            meta = self.deployments.create_entity(to_entity(dep, target_key(dep.target),
+                                                             attempt_key(dep.endpoint, dep.id)))
+            dep.etag = meta.get("etag")
+            return dep, True
+        except ResourceExistsError:
+            found = self.get_deployment(dep.target, dep.endpoint, dep.id)
+            assert found is not None
+            return found, False
+
+    def get_deployment(self, target: str, endpoint: str, dep_id: str) -> Deployment | None:
+        try:
+            entity = self.deployments.get_entity(target_key(target), attempt_key(endpoint, dep_id))
+        except ResourceNotFoundError:
+            return None
+        return from_entity(Deployment, entity)
+
+    def save_deployment(self, dep: Deployment) -> None:
+        self.deployments.upsert_entity(to_entity(dep, target_key(dep.target), attempt_key(dep.endpoint, dep.id)),
+                                       mode=UpdateMode.REPLACE)
+
+    def history(self, target: str, endpoint: str) -> list[Deployment]:
+        """Every attempt on an endpoint, newest first."""
+        prefix = attempt_key(endpoint, "")
+        entities = self.deployments.query_entities(
+            "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",  # '~' sorts above every key character
+            parameters={"pk": target_key(target), "low": prefix, "high": prefix + "~"})
+        deps = [from_entity(Deployment, e) for e in entities]
+        deps.sort(key=lambda d: d.created_at, reverse=True)
+        return deps
+
+    def current(self, target: str, endpoint: str) -> Current | None:
+        try:
+            entity = self.deployments.get_entity(target_key(target), current_key(endpoint))
+        except ResourceNotFoundError:
+            return None
+        return from_entity(Current, entity)
+
+    def currents(self, target: str, first: str | None = None, last: str | None = None) -> dict[str, Current]:
+        """The `current` rows of a target's endpoints (those from `first` to `last` by name), in one query."""
+        params = {"pk": target_key(target), "low": current_key(first) if first is not None else "current~",
+                  "high": current_key(last) if last is not None else "current~~"}
+        upper = "RowKey le @high" if last is not None else "RowKey lt @high"
+        entities = self.deployments.query_entities(f"PartitionKey eq @pk and RowKey ge @low and {upper}",
+                                                   parameters=params)
+        return {c.endpoint: c for c in (from_entity(Current, e) for e in entities)}
+
+    def acquire(self, target: str, endpoint: str, owner: str, seconds: float) -> Current:
+        """Take the endpoint's deployment lease (compare-and-swap on `current`); raise LeaseBusy if held."""
+        partition, row = target_key(target), current_key(endpoint)
+        cur = self.current(target, endpoint)
+        until = time.time() + seconds
+        if cur is None:
+            cur = Current(target=target, endpoint=endpoint, lease_owner=owner, lease_until=until)
+            try:
+                meta = self.deployments.create_entity(to_entity(cur, partition, row))
+            except ResourceExistsError:
+                raise LeaseBusy(endpoint) from None
+            cur.etag = meta.get("etag")
+            return cur
+        if leased_by_other(cur, owner):
+            raise LeaseBusy(endpoint)
+        cur.lease_owner, cur.lease_until = owner, until
+        try:
+            meta = self.deployments.update_entity(to_entity(cur, partition, row), mode=UpdateMode.REPLACE,
+                                                  etag=cur.etag, match_condition=MatchConditions.IfNotModified)
+        except ResourceModifiedError:
+            raise LeaseBusy(endpoint) from None
+        cur.etag = meta.get("etag")
+        return cur
+
+    def release(self, cur: Current, owner: str) -> Current:
+        """Write `cur` (the new pointer, or the old one unchanged) and drop the lease, if still ours."""
+        if cur.lease_owner == owner:
+            cur.lease_owner, cur.lease_until = None, 0.0
+        meta = self.deployments.update_entity(to_entity(cur, target_key(cur.target), current_key(cur.endpoint)),
+                                              mode=UpdateMode.REPLACE, etag=cur.etag,
+                                              match_condition=MatchConditions.IfNotModified)
+        cur.etag = meta.get("etag")
+        return cur

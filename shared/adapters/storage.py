@@ -1,0 +1,139 @@
+"""Blob storage for the app: clients from settings (connection string or managed identity), streaming reads,
+moving rejected files aside with a reason, and reading a run's evaluation CSV."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import logging
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.storage.blob import BlobServiceClient, ContentSettings
+
+from shared.adapters.sas import SasMinter
+from shared.adapters.transport import pooled_transport
+from shared.records import BlobRef
+from shared.settings import Settings
+
+log = logging.getLogger("shared.storage")
+CHUNK_BYTES = 4 * 1024 * 1024
+_CHUNKING: dict[str, Any] = {"max_single_get_size": CHUNK_BYTES, "max_chunk_get_size": CHUNK_BYTES}
+
+
+class Storage:
+    """The app's storage account."""
+
+    def __init__(self, settings: Settings, credential: Any = None) -> None:
+        """From the connection string when there is one (the SDK reads `UseDevelopmentStorage=true` too), else
+        from the account's URL and `credential` (a managed identity)."""
+        self.settings = settings
+        self.connection_string: str | None = None
+        self.credential: Any = credential
+        if settings.storage_connection_string is not None:
+            self.connection_string = settings.storage_connection_string.get_secret_value()
+            self.blob = BlobServiceClient.from_connection_string(self.connection_string, transport=pooled_transport(),
+                                                                 **_CHUNKING)
+        else:
+            url = settings.storage_blob_uri or f"https://{settings.storage_account_name}.blob.core.windows.net"
+            self.blob = BlobServiceClient(url, credential=credential, transport=pooled_transport(), **_CHUNKING)
+        self.account_key: str | None = getattr(self.blob.credential, "account_key", None)
+        self.minter = SasMinter(self.blob, self.account_key)
+
+    def connection_string_for_jobs(self) -> str | None:
+        """A connection string BES can use to reach this account (the key spelled out, the endpoint explicit);
+        None under a managed identity, where jobs get SAS tokens instead."""
+        if not self.account_key:
+            return None
+        scheme = self.minter.base_location.split(":", 1)[0]
+        return (f"DefaultEndpointsProtocol={scheme};AccountName={self.blob.account_name};"
+                f"AccountKey={self.account_key};BlobEndpoint={self.minter.base_location.rstrip('/')};")
+
+    def ensure_containers(self) -> None:
+        s = self.settings
+        for name in (s.data_container, s.models_container, s.rejected_container):
+            with contextlib.suppress(ResourceExistsError):
+                self.blob.create_container(name)
+
+    def properties(self, ref: BlobRef) -> Any:
+        return self.blob.get_blob_client(ref.container, ref.name).get_blob_properties()
+
+    def exists(self, ref: BlobRef) -> bool:
+        return bool(self.blob.get_blob_client(ref.container, ref.name).exists())
+
+    def chunks(self, ref: BlobRef, etag: str | None = None) -> Iterator[bytes]:
+        """Stream a blob in chunks of CHUNK_BYTES (bounded memory), pinned to `etag` when given."""
+        client = self.blob.get_blob_client(ref.container, ref.name)
+        kwargs: dict[str, Any] = {"max_concurrency": 1}
+        if etag:
+            from azure.core import MatchConditions
+
+            kwargs.update(etag=etag, match_condition=MatchConditions.IfNotModified)
+        yield from client.download_blob(**kwargs).chunks()
+
+    def read_bytes(self, ref: BlobRef, limit: int = 16 * 1024 * 1024) -> bytes:
+        data = self.blob.get_blob_client(ref.container, ref.name).download_blob(max_concurrency=1).readall()
+        if len(data) > limit:
+            raise ValueError(f"{ref.path} is larger than {limit} bytes")
+        return bytes(data)
+
+    def write_bytes(self, ref: BlobRef, data: bytes, content_type: str = "application/octet-stream") -> None:
+        self.blob.get_blob_client(ref.container, ref.name).upload_blob(
+            data, overwrite=True, content_settings=ContentSettings(content_type=content_type))
+
+    def reject(self, ref: BlobRef, reason: dict[str, Any]) -> BlobRef:
+        """Move a file to the rejected container (copy, then delete) with `<name>.reason.json` beside it.
+
+        Nothing is lost: the source is deleted only once the copy is complete, and only if it has not changed
+        since it was copied. Idempotent: when the source is already gone, it only (re)writes the reason.
+        """
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError
+
+        target = BlobRef(self.settings.rejected_container, f"{ref.container}/{ref.name}")
+        source = self.blob.get_blob_client(ref.container, ref.name)
+        dest = self.blob.get_blob_client(target.container, target.name)
+        with contextlib.suppress(ResourceExistsError):
+            self.blob.create_container(target.container)
+        body = dict(reason, source=ref.path, rejectedAt=datetime.now(UTC).isoformat())
+        self.write_bytes(BlobRef(target.container, target.name + ".reason.json"),
+                         json.dumps(body, indent=2).encode(), "application/json")
+        try:
+            props = source.get_blob_properties()
+        except ResourceNotFoundError:
+            return target  # moved already
+        copy = dest.start_copy_from_url(source.url + self.minter.read_token(ref.container, ref.name,
+                                                                             timedelta(hours=1)))
+        status = copy.get("copy_status")
+        deadline = time.monotonic() + 600
+        while status == "pending" and time.monotonic() < deadline:
+            time.sleep(0.2)
+            status = dest.get_blob_properties().copy.status
+        if status != "success":
+            raise OSError(f"copying {ref.path} to {target.path} did not complete ({status})")
+        try:
+            source.delete_blob(etag=props.etag, match_condition=MatchConditions.IfNotModified)
+        except ResourceModifiedError:
+            log.warning("%s changed while being rejected; the new version is kept in place", ref.path)
+        except ResourceNotFoundError:
+            pass
+        return target
+
+    def read_evaluation(self, ref: BlobRef) -> dict[str, float]:
+        """The first row of an Evaluate Model CSV as metric -> value (non-numeric cells are skipped)."""
+        text = self.read_bytes(ref, limit=1024 * 1024).decode("utf-8-sig")
+        rows = list(csv.DictReader(io.StringIO(text)))
+        if not rows:
+            raise ValueError(f"{ref.path} has no evaluation row")
+        metrics = {}
+        for key, value in rows[0].items():
+            try:
+                metrics[key.strip()] = float(value)
+            except (TypeError, ValueError):
+                continue
+        return metrics

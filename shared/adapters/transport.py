@@ -1,0 +1,45 @@
+"""One way to make a pooled HTTP session, shared by the Studio clients and the Azure SDK clients, and the
+reading of a Retry-After header (urllib3's parser: seconds or an HTTP date)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import InvalidHeader
+from urllib3.util import Retry
+
+
+def pooled_session(pool_size: int = 64) -> requests.Session:
+    """A requests session with a connection pool of `pool_size`, no retries of its own (callers retry with
+    tenacity or the SDK pipeline), and no per-call proxy/netrc lookups unless a proxy is configured."""
+    session = requests.Session()
+    session.trust_env = bool(os.environ.get("HTTPS_PROXY") or os.environ.get("HTTP_PROXY"))
+    adapter = HTTPAdapter(pool_connections=8, pool_maxsize=pool_size, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def pooled_transport(pool_size: int = 64) -> Any:
+    """An azure-core transport over a pooled session (a measurable saving at hundreds of calls a second)."""
+    from azure.core.pipeline.transport import RequestsTransport
+
+    return RequestsTransport(session=pooled_session(pool_size), session_owner=False)
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header, or None when absent or unreadable. Fractions ("0.2", which the
+    emulator's faults send) are read too; urllib3 reads whole seconds and HTTP dates."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return float(Retry().parse_retry_after(value))
+    except InvalidHeader:
+        return None

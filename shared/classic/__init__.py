@@ -1,6 +1,0 @@
-"""Clients for Studio (classic): the web-service management API, BES and request-response scoring."""
-
-from shared.classic.errors import StudioApiError, TransportError
-from shared.classic.http import HttpPolicy, StudioHttp
-
-__all__ = ["HttpPolicy", "StudioApiError", "StudioHttp", "TransportError"]

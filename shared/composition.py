@@ -1,0 +1,82 @@
+"""The composition root: builds the adapters from settings once, and the use cases on top of them. Entry points
+(the blueprints, local tools, tests) take what they need from a `Retraining`."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from shared.adapters.events import EventPublisher
+from shared.adapters.ledger import Ledger
+from shared.adapters.storage import Storage
+from shared.adapters.studio import StudioClients
+from shared.decisions import Gate
+from shared.logs import register_secret
+from shared.settings import Settings, get_settings
+from shared.usecases.deployment import EndpointDeployer
+from shared.usecases.fanout import FanOut
+from shared.usecases.intake import TrainingIntake
+from shared.usecases.model_landing import ModelLanding
+from shared.usecases.operations import Operations
+from shared.usecases.promotion import Promotion
+from shared.usecases.reconcile import Reconciler
+from shared.usecases.training import TrainingJobs
+from shared.usecases.verification import Verifier
+from shared.usecases.views import Views
+
+
+def _storage_credential(settings: Settings) -> Any:
+    """A managed identity (or developer) credential when storage is reached without a connection string."""
+    if settings.storage_connection_string is not None:
+        return None
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential(managed_identity_client_id=settings.storage_client_id)
+
+
+class Retraining:
+    """The library, assembled: adapters (`storage`, `ledger`, `studio`, `events`) and use cases."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        for secret in [settings.bes_key, settings.management_key, settings.eventgrid_key,
+                       settings.storage_connection_string] + [t.management_key for t in settings.targets] + \
+                [t.bes_key for t in settings.targets]:
+            if secret is not None:
+                register_secret(secret.get_secret_value())
+        credential = _storage_credential(settings)
+        self.storage = Storage(settings, credential)
+        register_secret(self.storage.account_key)
+        self.ledger = Ledger(settings, credential)
+        self.events = EventPublisher(settings)
+        self.studio = StudioClients(settings)
+
+        gate = Gate.from_settings(settings)
+        verifier = Verifier(settings, self.studio, self.ledger, self.storage.minter)
+        self.deployer = EndpointDeployer(settings, self.ledger, self.studio, self.events, verifier, gate)
+        self.jobs = TrainingJobs(settings, self.storage, self.ledger, self.studio, self.events)
+        self.intake = TrainingIntake(settings, self.storage, self.ledger, self.studio, self.events)
+        self.promotion = Promotion(settings, self.storage, self.ledger, self.studio, self.events, self.jobs,
+                                   FanOut(self.deployer), gate)
+        self.models = ModelLanding(settings, self.storage, self.ledger, self.studio, self.events, self.promotion)
+        self.operations = Operations(settings, self.storage, self.ledger, self.studio, self.events, self.deployer,
+                                     gate)
+        self.views = Views(settings, self.ledger, self.studio)
+        self.reconciler = Reconciler(settings, self.ledger, self.studio, self.events, self.intake, self.jobs,
+                                     self.promotion)
+
+    def ensure_storage(self) -> None:
+        """Create the containers and tables when missing (locally; in Azure the template creates them)."""
+        self.storage.ensure_containers()
+        self.ledger.ensure_tables()
+
+    def close(self) -> None:
+        self.studio.close()
+
+
+@functools.lru_cache(maxsize=1)
+def retraining() -> Retraining:
+    """The app's one `Retraining`, built on first use (settings are validated then, not at import)."""
+    built = Retraining(get_settings())
+    built.ensure_storage()
+    return built

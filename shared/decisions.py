@@ -1,0 +1,150 @@
+"""The rules, with no I/O: where a file routes, whether a model passes the gate, which model wins a race, which
+model a rollback returns to, and which run status may follow which. Use cases ask these; tests check them alone.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from shared.errors import DataRejected, NotFound, Refused
+from shared.records import Current, Deployment, EndpointResult, Run, RunStatus
+from shared.settings import Settings, Target
+
+ENDPOINT_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,22}[a-z0-9])?$")
+MODEL_REFUSED = "the service refused the model"
+
+# ---- run lifecycle ---------------------------------------------------------------------------------------------
+RUN_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
+    "Accepted": frozenset({"Rejected", "Submitted", "Failed"}),
+    "Submitted": frozenset({"Running", "Finished", "Failed", "Cancelled"}),
+    "Running": frozenset({"Finished", "Failed", "Cancelled"}),
+    "Finished": frozenset(),
+    "Rejected": frozenset(),
+    "Failed": frozenset(),
+    "Cancelled": frozenset(),
+}
+ACTIVE_RUN_STATUSES: tuple[RunStatus, ...] = ("Accepted", "Submitted", "Running")
+
+
+class IllegalTransition(ValueError):
+    """A run asked to move to a status that may not follow its present one."""
+
+
+def check_transition(current: RunStatus, new: RunStatus) -> None:
+    """Raise IllegalTransition unless a run in `current` may move to `new` (staying put is always allowed)."""
+    if new != current and new not in RUN_TRANSITIONS[current]:
+        raise IllegalTransition(f"a run that is {current} cannot become {new}")
+
+
+def advance(run: Run, status: RunStatus) -> None:
+    """Move a run to `status`, or raise IllegalTransition."""
+    check_transition(run.status, status)
+    run.status = status
+
+
+# ---- routing -----------------------------------------------------------------------------------------------------
+@dataclass
+class Route:
+    target: Target
+    endpoints: list[str]
+    tenant: str | None = None
+
+
+def route(targets: Sequence[Target], name: str) -> Route:
+    """Which target and endpoints a file (its path inside the container) goes to: the longest matching data prefix;
+    under tenant routing `<prefix><tenant>/<file>` goes to endpoint `<tenant>` alone."""
+    for target in sorted(targets, key=lambda t: len(t.data_prefix), reverse=True):
+        if not name.startswith(target.data_prefix):
+            continue
+        rest = name[len(target.data_prefix):]
+        if "/" in rest and target.tenant_routing:
+            tenant = rest.split("/", 1)[0]
+            if not ENDPOINT_NAME.match(tenant):
+                raise DataRejected("InvalidTenant", f"'{tenant}' is not a valid endpoint name (lower-case "
+                                                    "letters, digits and inner hyphens, at most 24)")
+            return Route(target, [tenant], tenant)
+        if not target.endpoints:
+            raise DataRejected("NoEndpoints", f"target '{target.name}' lists no endpoints "
+                                              "(RETRAIN_ENDPOINTS) for files outside a tenant folder")
+        return Route(target, list(target.endpoints))
+    raise DataRejected("NoTarget", f"no target takes files at '{name}'")
+
+
+def find_target(settings: Settings, name: str | None) -> Target:
+    """The named target, or the first when none is named."""
+    if name is None:
+        return settings.targets[0]
+    try:
+        return settings.target(name)
+    except KeyError:
+        raise NotFound(f"no target named '{name}'") from None
+
+
+def check_endpoint_name(name: str) -> None:
+    if not ENDPOINT_NAME.match(name):
+        raise Refused("endpoint names have at most 24 characters: lower-case letters, digits and hyphens, "
+                      "not at the start or end", "InvalidEndpointName")
+
+
+# ---- the gate ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Gate:
+    metric: str
+    minimum: float
+    higher_is_better: bool = True
+    min_improvement: float | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Gate:
+        return cls(settings.gate_metric, settings.gate_minimum, settings.higher_is_better,
+                   settings.gate_min_improvement)
+
+    def check(self, value: float | None) -> str | None:
+        """None when a model with this metric may serve, else why not."""
+        if value is None:
+            return f"the evaluation has no '{self.metric}' metric"
+        ok = value >= self.minimum if self.higher_is_better else value <= self.minimum
+        return None if ok else f"{self.metric} {value:.4f} misses the minimum {self.minimum}"
+
+    def improvement(self, value: float | None, serving: float | None) -> str | None:
+        """None when `value` improves enough on the serving model's metric (or there is nothing to compare)."""
+        need = self.min_improvement
+        if need is None or value is None or serving is None:
+            return None
+        better = value >= serving + need if self.higher_is_better else value <= serving - need
+        return None if better else (f"{self.metric} {value:.4f} does not improve on the serving model's "
+                                    f"{serving:.4f} by {need}")
+
+
+# ---- races and rollbacks -----------------------------------------------------------------------------------------
+def superseded_by(candidate_data_time: str | None, current: Current) -> str | None:
+    """Newest data wins: a reason when the endpoint already serves a model from newer data, else None."""
+    if candidate_data_time and current.data_time and candidate_data_time < current.data_time:
+        return f"the endpoint serves a model from newer data ({current.data_time})"
+    return None
+
+
+def rollback_choice(endpoint: str, history: Sequence[Deployment], current: Current | None,
+                    to: str | None) -> Deployment:
+    """The deployment a rollback of `endpoint` returns to: the named one, else the newest good model other than the
+    one now serving. `history` is newest first."""
+    good = [d for d in history if d.outcome in ("Deployed", "Created") and d.model_path]
+    if to is not None:
+        chosen = next((d for d in good if d.id == to), None)
+        if chosen is None:
+            raise NotFound(f"no successful deployment '{to}' on endpoint '{endpoint}'")
+        return chosen
+    serving = current.deployment_id if current else None
+    older = [d for d in good if d.id != serving and (current is None or d.model_path != current.model_path)]
+    if not older:
+        raise Refused(f"endpoint '{endpoint}' has no earlier model to roll back to", "NothingToRollBack",
+                      conflict=True)
+    return older[0]
+
+
+def model_refused(result: EndpointResult) -> bool:
+    """The model itself is the problem: the service would not take it (HTTP 400) or could not serve it."""
+    return result.outcome == "RolledBack" or (result.outcome == "Failed" and
+                                              (result.reason or "").startswith(MODEL_REFUSED))

@@ -1,0 +1,96 @@
+"""One model to many endpoints: the steps of `EndpointDeployer.deploy` per endpoint, with at most
+RETRAIN_PATCH_CONCURRENCY endpoints in flight, and the ledger written in batches (leases and attempts of up to 50
+endpoints per transaction, outcomes likewise) while the Studio calls run."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+from shared.adapters.deployment_book import BATCH_ENDPOINTS, Begun
+from shared.records import Current, Deployment, EndpointResult, Run
+from shared.settings import Target
+from shared.usecases.deployment import EndpointDeployer
+from shared.usecases.model_source import ModelSource
+
+log = logging.getLogger("shared.usecases.fanout")
+FLUSH_SECONDS = 1.0  # outcomes are written in full batches, or after this long, or at the end
+
+
+class FanOut:
+    def __init__(self, deployer: EndpointDeployer) -> None:
+        self.deployer = deployer
+        self.ledger = deployer.ledger
+        self.book = deployer.book
+        self.settings = deployer.settings
+
+    def deploy(self, target: Target, endpoints: list[str], source: ModelSource, run: Run, force: bool,
+               trigger: str) -> list[EndpointResult]:
+        default = self.deployer.studio.default_endpoint(target)
+        results: dict[str, EndpointResult] = {}
+        todo = []
+        for ep in dict.fromkeys(endpoints):
+            if ep == default:
+                results[ep] = EndpointResult(ep, "Refused", "the default endpoint is never patched")
+            else:
+                todo.append(ep)
+        todo.sort()  # each batch's `current` rows are then one range query (no read of the target's other rows)
+        owner = uuid.uuid4().hex
+        workers = max(1, min(self.settings.patch_concurrency, len(todo)))
+        finished: queue.Queue[tuple[Deployment, Current] | None] = queue.Queue()
+
+        def work(begun: Begun) -> None:
+            try:
+                assert begun.lease is not None
+                finished.put((self.deployer.work(target, source, run, force, begun), begun.lease))
+            except BaseException:
+                finished.put(None)
+                raise
+
+        in_flight = 0
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fanout") as pool:
+            for i in range(0, len(todo), BATCH_ENDPOINTS):
+                for begun in self._begin_batch(target, todo[i:i + BATCH_ENDPOINTS], source, run, trigger, owner,
+                                               results):
+                    pool.submit(work, begun)
+                    in_flight += 1
+            self._record_outcomes(finished, in_flight, owner, results)
+        return [results[ep] for ep in dict.fromkeys(endpoints) if ep in results]
+
+    def _begin_batch(self, target: Target, chunk: list[str], source: ModelSource, run: Run, trigger: str,
+                     owner: str, results: dict[str, EndpointResult]) -> list[Begun]:
+        """Leases and attempts for a batch of endpoints in one transaction; those that cannot go in it (a held
+        lease, a redelivery, a row changed since read) one at a time. Endpoints with nothing to do get a result."""
+        drafts = [self.deployer.draft(target, ep, source, run, "promote", trigger) for ep in chunk]
+        if len(drafts) > 1:
+            currents = self.ledger.currents(target.name, chunk[0], chunk[-1])
+            began, alone = self.book.begin_many(drafts, owner, self.settings.lease_seconds, currents)
+        else:
+            began, alone = [], drafts
+        for draft in alone:
+            one = self.deployer.begin_alone(draft, owner)
+            if isinstance(one, EndpointResult):
+                results[draft.endpoint] = one
+            else:
+                began.append(one)
+        return began
+
+    def _record_outcomes(self, finished: queue.Queue[tuple[Deployment, Current] | None], in_flight: int,
+                         owner: str, results: dict[str, EndpointResult]) -> None:
+        batch: list[tuple[Deployment, Current]] = []
+        oldest = 0.0
+        for left in range(in_flight - 1, -1, -1):
+            item = finished.get()
+            if item is not None:
+                if not batch:
+                    oldest = time.monotonic()
+                batch.append(item)
+                dep = item[0]
+                results[dep.endpoint] = EndpointResult(dep.endpoint, dep.outcome, dep.reason, dep.id)
+            if batch and (len(batch) >= BATCH_ENDPOINTS or left == 0 or time.monotonic() - oldest > FLUSH_SECONDS):
+                for lost in self.book.finish_many(batch, owner):
+                    log.warning("the lease on %s was taken over while deploying %s", lost.endpoint, lost.id)
+                batch = []

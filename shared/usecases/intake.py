@@ -1,0 +1,184 @@
+"""Training data in: a landed (or uploaded) CSV is validated as a stream, routed to its endpoints, and its BES
+job submitted and started - once per file version, however often the event is delivered. Bad data is moved to
+rejected/ with the reason, and never reaches a job."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+
+from shared.adapters.classic.errors import StudioApiError, describe_error
+from shared.adapters.classic.models import AzureBlobDataReference, BatchJobRequest
+from shared.adapters.events import EventPublisher
+from shared.adapters.ledger import Ledger
+from shared.adapters.storage import Storage
+from shared.adapters.studio import StudioClients
+from shared.decisions import advance, route
+from shared.errors import DataRejected, NotFound, Refused
+from shared.logs import context
+from shared.records import BlobRef, Run, iso, now_iso, run_id_for
+from shared.settings import Settings
+from shared.validation import DataSpec, validate_csv
+
+log = logging.getLogger("shared.usecases.intake")
+CLAIM_SECONDS = 600
+UPLOAD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,200}\.csv")
+
+
+@dataclass
+class TrainingIntake:
+    """Accept a data file (landed or uploaded): validate, route, submit and start its BES job."""
+
+    settings: Settings
+    storage: Storage
+    ledger: Ledger
+    studio: StudioClients
+    events: EventPublisher
+
+    def accept(self, ref: BlobRef, trigger: str = "blob") -> Run | None:
+        """Validate a landed data file and start its training job. Redeliveries return the same run."""
+        try:
+            props = self.storage.properties(ref)
+        except ResourceNotFoundError:
+            log.info("%s no longer exists; nothing to do", ref.path)
+            return None
+        run_id = run_id_for(ref.path, str(props.etag))
+        with context(run=run_id):
+            owner = uuid.uuid4().hex
+            draft = Run(id=run_id, target="?", data_path=ref.path, data_etag=str(props.etag),
+                        data_time=iso(props.last_modified), trigger=trigger, claimed_by=owner,
+                        claimed_until=time.time() + CLAIM_SECONDS)
+            run, created = self.ledger.create_run(draft)
+            if not created:
+                if run.status != "Accepted":
+                    log.info("%s was handled already (run %s is %s)", ref.path, run.id, run.status)
+                    return run
+                if not self._claim(run, owner):
+                    log.info("%s is being handled by another invocation", ref.path)
+                    return run
+            try:
+                return self._accept(run, ref, props.size)
+            finally:
+                if run.claimed_by == owner and run.status == "Accepted":
+                    run.claimed_by, run.claimed_until = None, 0.0
+                    self.ledger.save_run(run, check_etag=False)
+
+    def from_blob(self, path: str, trigger: str = "http") -> Run | None:
+        """Retrain from a file already in the data container."""
+        try:
+            ref = BlobRef.parse(path)
+        except ValueError as exc:
+            raise Refused(str(exc)) from None
+        if ref.container != self.settings.data_container or ".." in ref.name.split("/"):
+            raise Refused(f"training data is taken only from the '{self.settings.data_container}' container",
+                          "OutsideContainer")
+        if not self.storage.exists(ref):
+            raise NotFound(f"{ref.path} does not exist")
+        return self.accept(ref, trigger=trigger)
+
+    def from_upload(self, name: str, data: bytes, trigger: str = "http") -> Run | None:
+        """Store an uploaded CSV in the data container, then accept it like a landed file."""
+        if not UPLOAD_NAME.fullmatch(name) or ".." in name:
+            raise Refused("name must be a relative path ending in .csv (letters, digits, . _ - /)")
+        ref = BlobRef(self.settings.data_container, name)
+        self.storage.write_bytes(ref, data, "text/csv")
+        return self.accept(ref, trigger=trigger)
+
+    def _claim(self, run: Run, owner: str) -> bool:
+        if run.claimed_by and run.claimed_until > time.time():
+            return False
+        run.claimed_by, run.claimed_until = owner, time.time() + CLAIM_SECONDS
+        try:
+            self.ledger.save_run(run)
+            return True
+        except ResourceModifiedError:
+            return False
+
+    def _accept(self, run: Run, ref: BlobRef, size: int) -> Run:
+        s = self.settings
+        try:
+            if not ref.name.lower().endswith(".csv"):
+                raise DataRejected("UnsupportedFileType", "training data must be a .csv file")
+            if size > s.max_data_bytes:
+                raise DataRejected("TooLarge", f"{size} bytes is over RETRAIN_MAX_DATA_BYTES")
+            where = route(s.targets, ref.name)
+            run.target, run.endpoints = where.target.name, where.endpoints
+            if where.tenant is not None and self.studio.endpoint(where.target, where.tenant) is None:
+                raise DataRejected("NoSuchEndpoint", f"the file routes to endpoint '{where.tenant}', which does not "
+                                                     f"exist on target '{where.target.name}'")
+            spec = DataSpec(s.required_columns, s.numeric_columns, s.label_column, s.min_rows)
+            report = validate_csv(self.storage.chunks(ref, etag=run.data_etag), spec)
+        except DataRejected as exc:
+            return self._reject(run, ref, exc)
+        run.rows = report.rows
+        run.smoke_row = {k: v for k, v in report.first_row.items() if k != s.label_column}
+        self.ledger.save_run(run, check_etag=False)
+        self.events.publish("TrainingDataAccepted", ref.path, {
+            "runId": run.id, "blob": ref.path, "rows": report.rows, "bytes": report.bytes,
+            "labels": report.label_counts, "target": run.target, "endpoints": run.endpoints})
+        return self._submit(run, ref)
+
+    def _reject(self, run: Run, ref: BlobRef, exc: DataRejected) -> Run:
+        log.warning("rejected %s: %s", ref.path, exc)
+        moved = self.storage.reject(ref, dict(exc.as_reason(), runId=run.id))
+        advance(run, "Rejected")
+        run.error = f"{exc.code}: {exc}"
+        run.claimed_by, run.claimed_until = None, 0.0
+        self.ledger.save_run(run, check_etag=False)
+        self.events.publish("TrainingDataRejected", ref.path, {
+            "runId": run.id, "blob": ref.path, "code": exc.code, "message": exc.message, "line": exc.line,
+            "movedTo": moved.path})
+        return run
+
+    def _data_reference(self, ref: BlobRef, write: bool) -> AzureBlobDataReference:
+        """How BES reaches a blob: the account's connection string when the app has a key, else a SAS token."""
+        connection_string = self.storage.connection_string_for_jobs()
+        if connection_string is not None:
+            return AzureBlobDataReference(ConnectionString=connection_string, RelativeLocation=ref.path)
+        lifetime = timedelta(minutes=self.settings.job_deadline_minutes + 60)
+        minter = self.storage.minter
+        token = minter.write_token(ref.container, ref.name, lifetime) if write else \
+            minter.read_token(ref.container, ref.name, lifetime)
+        return AzureBlobDataReference(BaseLocation=minter.base_location, RelativeLocation=ref.path,
+                                      SasBlobToken=token)
+
+    def _submit(self, run: Run, ref: BlobRef) -> Run:
+        s = self.settings
+        bes = self.studio.bes(s.target(run.target))
+        model_ref = BlobRef(s.models_container, f"{run.id}/model.ilearner")
+        eval_ref = BlobRef(s.models_container, f"{run.id}/evaluation.csv")
+        request = BatchJobRequest(
+            Inputs={"input1": self._data_reference(ref, write=False)},
+            Outputs={s.model_output: self._data_reference(model_ref, write=True),
+                     s.evaluation_output: self._data_reference(eval_ref, write=True)},
+            GlobalParameters=dict(s.bes_global_parameters))
+        try:
+            if run.job_id is None:
+                run.job_id = bes.submit(request)
+                advance(run, "Submitted")
+                run.submitted_at, run.model_path, run.evaluation_path = now_iso(), model_ref.path, eval_ref.path
+                self.ledger.save_run(run, check_etag=False)
+            bes.start(run.job_id)
+        except StudioApiError as exc:
+            if exc.transient:
+                raise  # past the retry budget: let the platform retry the trigger
+            advance(run, "Failed")
+            run.error = f"BES refused the job: {describe_error(exc)}"
+            run.claimed_by, run.claimed_until = None, 0.0
+            self.ledger.save_run(run, check_etag=False)
+            self.events.publish("JobFailed", run.data_path or run.id, {"runId": run.id, "jobId": run.job_id,
+                                                                       "error": run.error})
+            return run
+        advance(run, "Running")
+        run.claimed_by, run.claimed_until = None, 0.0
+        self.ledger.save_run(run, check_etag=False)
+        log.info("BES job %s started for %s", run.job_id, ref.path)
+        self.events.publish("JobSubmitted", ref.path, {"runId": run.id, "jobId": run.job_id, "target": run.target,
+                                                       "endpoints": run.endpoints, "model": run.model_path})
+        return run

@@ -1,0 +1,80 @@
+"""A `.ilearner` landed in the models container: promote the run that wrote it, or deploy a model a person dropped
+there (by its path: `models/<tenant>/<file>.ilearner` goes to that tenant's endpoint). A dropped file that is
+empty, routes nowhere, or that no endpoint could serve is moved to rejected/ with the reason."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from azure.core.exceptions import ResourceNotFoundError
+from azure.storage.blob import BlobProperties
+
+from shared.adapters.events import EventPublisher
+from shared.adapters.ledger import Ledger
+from shared.adapters.storage import Storage
+from shared.adapters.studio import StudioClients
+from shared.decisions import model_refused, route
+from shared.errors import DataRejected
+from shared.logs import context
+from shared.records import BlobRef, PromoteResult, Run, iso, now_iso, run_id_for
+from shared.settings import Settings
+from shared.usecases.promotion import Promotion
+
+
+@dataclass
+class ModelLanding:
+    """A `.ilearner` in the models container: its run's promotion, or a hand-dropped model's deployment."""
+
+    settings: Settings
+    storage: Storage
+    ledger: Ledger
+    studio: StudioClients
+    events: EventPublisher
+    promotion: Promotion
+
+    def landed(self, ref: BlobRef, trigger: str = "blob") -> PromoteResult | None:
+        if not ref.name.lower().endswith(".ilearner"):
+            return None
+        first = ref.name.split("/", 1)[0]
+        run = self.ledger.get_run(first) if "/" in ref.name else None
+        if run is not None and run.kind == "bes":
+            return self.promotion.promote(run)
+        try:
+            props = self.storage.properties(ref)
+        except ResourceNotFoundError:
+            return None
+        run_id = run_id_for(ref.path, str(props.etag))
+        with context(run=run_id):
+            return self._hand_dropped(ref, run_id, props, trigger)
+
+    def _hand_dropped(self, ref: BlobRef, run_id: str, props: BlobProperties, trigger: str) -> PromoteResult:
+        try:
+            if props.size == 0:
+                raise DataRejected("EmptyModel", "the model file is empty")
+            where = route(self.settings.targets, ref.name)
+            if where.tenant is not None and self.studio.endpoint(where.target, where.tenant) is None:
+                raise DataRejected("NoSuchEndpoint", f"the file routes to endpoint '{where.tenant}', which does not "
+                                                     f"exist on target '{where.target.name}'")
+        except DataRejected as exc:
+            self.reject(ref, run_id, exc.code, exc.message)
+            return PromoteResult(run_id, "Rejected", reason=exc.message)
+        run, _ = self.ledger.create_run(Run(
+            id=run_id, kind="manual", status="Finished", target=where.target.name, endpoints=where.endpoints,
+            data_time=iso(props.last_modified), model_path=ref.path, trigger=trigger, finished_at=now_iso()))
+        sibling = BlobRef(ref.container, ref.name.rsplit("/", 1)[0] + "/evaluation.csv") if "/" in ref.name \
+            else None
+        if sibling is not None and not run.metrics and self.storage.exists(sibling):
+            run.metrics, run.evaluation_path = self.storage.read_evaluation(sibling), sibling.path
+            self.ledger.save_run(run, check_etag=False)
+        result = self.promotion.promote(run, force=not run.metrics)
+        if result.endpoints and all(model_refused(r) for r in result.endpoints):
+            # Every endpoint refused to serve it: the file is bad. Keep it in rejected/ with the reason.
+            reasons = "; ".join(sorted({r.reason or "unknown" for r in result.endpoints}))
+            result.status, result.reason = "Rejected", f"no endpoint could serve the model: {reasons}"
+            self.reject(ref, run.id, "ModelNotServable", result.reason)
+        return result
+
+    def reject(self, ref: BlobRef, run_id: str, code: str, message: str) -> None:
+        moved = self.storage.reject(ref, {"code": code, "message": message, "runId": run_id})
+        self.events.publish("ModelRejected", ref.path, {"runId": run_id, "model": ref.path, "code": code,
+                                                        "reason": message, "movedTo": moved.path})

@@ -1,0 +1,86 @@
+"""The reconcile timer's work: finish what a missed event or a crash left - runs never submitted, jobs to start or
+poll, finished jobs whose model no trigger promoted - and cancel jobs past their deadline."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from shared.adapters.classic.errors import StudioApiError, TransportError, describe_error
+from shared.adapters.events import EventPublisher
+from shared.adapters.ledger import Ledger
+from shared.adapters.studio import StudioClients
+from shared.decisions import advance
+from shared.logs import context
+from shared.records import BlobRef, Run, now_iso
+from shared.settings import Settings
+from shared.usecases.intake import TrainingIntake
+from shared.usecases.promotion import Promotion
+from shared.usecases.training import TrainingJobs
+
+log = logging.getLogger("shared.usecases.reconcile")
+RESUBMIT_AFTER = timedelta(minutes=2)
+
+
+@dataclass
+class Reconciler:
+    """One reconcile pass over the runs that still need work."""
+
+    settings: Settings
+    ledger: Ledger
+    studio: StudioClients
+    events: EventPublisher
+    intake: TrainingIntake
+    jobs: TrainingJobs
+    promotion: Promotion
+
+    def reconcile(self) -> dict[str, int]:
+        summary = {"checked": 0, "promoted": 0, "failed": 0, "started": 0, "cancelled": 0, "resubmitted": 0}
+        deadline = timedelta(minutes=self.settings.job_deadline_minutes)
+        now = datetime.now(UTC)
+        for run in self.ledger.list_runs(("Accepted", "Submitted", "Running", "Finished"), limit=500):
+            if run.status == "Finished" and (run.promoted or run.kind != "bes"):
+                continue
+            summary["checked"] += 1
+            with context(run=run.id):
+                try:
+                    done = self._one(run, now, deadline)
+                    if done:
+                        summary[done] += 1
+                except (StudioApiError, TransportError) as exc:
+                    log.warning("reconcile of run %s: %s", run.id, describe_error(exc))
+        return summary
+
+    def _one(self, run: Run, now: datetime, deadline: timedelta) -> str:
+        """Move one run on; returns what was done (a summary key), or "" for nothing."""
+        age = now - datetime.fromisoformat((run.submitted_at or run.created_at).replace("Z", "+00:00"))
+        if run.status == "Accepted":
+            if run.claimed_until < time.time() and run.data_path and age > RESUBMIT_AFTER:
+                self.intake.accept(BlobRef.parse(run.data_path), trigger="reconcile")
+                return "resubmitted"
+            return ""
+        target = self.settings.target(run.target)
+        bes = self.studio.bes(target)
+        assert run.job_id is not None
+        status = bes.get(run.job_id)
+        if status.StatusCode == "NotStarted" and run.status == "Submitted":
+            bes.start(run.job_id)
+            advance(run, "Running")
+            self.ledger.save_run(run, check_etag=False)
+            return "started"
+        if status.StatusCode in ("NotStarted", "Running"):
+            if age <= deadline:
+                return ""
+            bes.cancel(run.job_id)
+            advance(run, "Failed")
+            run.error, run.finished_at = f"the job ran past the deadline of {deadline}", now_iso()
+            self.ledger.save_run(run, check_etag=False)
+            self.events.publish("JobFailed", run.data_path or run.id, {
+                "runId": run.id, "jobId": run.job_id, "status": "DeadlineExceeded", "details": run.error})
+            return "cancelled"
+        if status.StatusCode in ("Failed", "Cancelled"):
+            self.jobs.ended(run, status)
+            return "failed"
+        return "promoted" if self.promotion.promote(run).status == "Done" else ""

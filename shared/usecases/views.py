@@ -1,0 +1,100 @@
+"""What the operator reads: endpoints (the service's view, without keys, beside the ledger's pointer and history),
+runs, and the app's health. Shapes are the HTTP API's (camelCase)."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from shared.adapters.classic.errors import StudioApiError, TransportError, describe_error
+from shared.adapters.classic.models import Endpoint
+from shared.adapters.ledger import Ledger
+from shared.adapters.studio import StudioClients
+from shared.decisions import find_target
+from shared.errors import NotFound, Refused
+from shared.records import RUN_STATUSES, Run
+from shared.settings import Settings
+
+RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+RUN_HIDDEN = {"claimed_by", "claimed_until", "smoke_row"}
+
+
+def run_view(run: Run) -> dict[str, Any]:
+    """A run as the API shows it: camelCase, no internal claim bookkeeping."""
+    return run.model_dump(by_alias=True, exclude=RUN_HIDDEN)
+
+
+@dataclass
+class Views:
+    """Read-only answers for the HTTP API."""
+
+    settings: Settings
+    ledger: Ledger
+    studio: StudioClients
+
+    def endpoint(self, target_name: str | None, name: str, ep: Endpoint | None = None) -> dict[str, Any]:
+        """An endpoint: the service's view (no keys), what the ledger says it serves, and its history."""
+        target = find_target(self.settings, target_name)
+        ep = ep or self.studio.endpoint(target, name)
+        if ep is None:
+            raise NotFound(f"endpoint '{name}' does not exist on target '{target.name}'")
+        res = ep.resource(target.resource_name)
+        loc = (res.Location or {}) if res else {}
+        cur = self.ledger.current(target.name, name)
+        return {
+            "name": ep.Name, "target": target.name, "description": ep.Description,
+            "apiLocation": ep.ApiLocation, "throttleLevel": ep.ThrottleLevel,
+            "maxConcurrentCalls": ep.MaxConcurrentCalls, "isDefault": ep.Name == self.studio.default_endpoint(target),
+            "model": {"baseLocation": loc.get("BaseLocation"), "relativeLocation": loc.get("RelativeLocation")},
+            "current": cur.model_dump(by_alias=True, exclude={"lease_owner", "lease_until"}) if cur else None,
+            "history": [d.model_dump(by_alias=True) for d in self.ledger.history(target.name, name)],
+        }
+
+    def endpoints(self, target_name: str | None = None) -> list[dict[str, Any]]:
+        targets = [find_target(self.settings, target_name)] if target_name else self.settings.targets
+        out = []
+        for target in targets:
+            default = self.studio.default_endpoint(target)
+            for ep in self.studio.management(target).list_endpoints():
+                cur = self.ledger.current(target.name, ep.Name)
+                res = ep.resource(target.resource_name)
+                out.append({"name": ep.Name, "target": target.name, "isDefault": ep.Name == default,
+                            "model": (res.Location or {}).get("RelativeLocation") if res else None,
+                            "deploymentId": cur.deployment_id if cur else None,
+                            "runId": cur.run_id if cur else None})
+        return out
+
+    def run(self, run_id: str) -> Run:
+        run = self.ledger.get_run(run_id) if RUN_ID.fullmatch(run_id) else None
+        if run is None:
+            raise NotFound(f"no run '{run_id}'")
+        return run
+
+    def runs(self, statuses: tuple[str, ...] | None = None, limit: int = 50) -> list[Run]:
+        bad = [s for s in statuses or () if s not in RUN_STATUSES]
+        if bad:
+            raise Refused(f"unknown run status {', '.join(bad)}; use {', '.join(RUN_STATUSES)}", "InvalidRequest")
+        return self.ledger.list_runs(statuses, limit)
+
+    def health(self) -> dict[str, Any]:
+        """Can the app reach what it needs? Storage (the ledger), and each target's management API (one try)."""
+        checks: dict[str, dict[str, Any]] = {}
+        started = time.monotonic()
+        try:
+            self.ledger.list_runs(("Running",), limit=1)
+            checks["storage"] = {"ok": True}
+        except Exception as exc:  # noqa: BLE001 - a health check reports, it does not raise
+            checks["storage"] = {"ok": False, "error": type(exc).__name__}
+        for target in self.settings.targets:
+            try:
+                service = self.studio.management(target).get_service(max_attempts=1)
+                checks[f"studio:{target.name}"] = {"ok": True, "service": service.Name}
+            except (StudioApiError, TransportError) as exc:
+                checks[f"studio:{target.name}"] = {"ok": False, "error": describe_error(exc)}
+        ok = all(c["ok"] for c in checks.values())
+        return {"status": "ok" if ok else "degraded", "checks": checks,
+                "eventGrid": "configured" if self.settings.eventgrid_endpoint else "not configured",
+                "targets": [t.name for t in self.settings.targets],
+                "durationMs": int((time.monotonic() - started) * 1000)}

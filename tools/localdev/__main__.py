@@ -1,0 +1,83 @@
+"""Hands-on helpers for a stack started by `make run` (they read `.local/stack.json`):
+
+  python -m tools.localdev drop FILE training-data/tenant-a/new.csv   upload a file into a container (with progress)
+  python -m tools.localdev score tenant-a [--rows 5]                  score census rows through an endpoint, as a client
+                                                                 of the scoring service would (its key from Studio)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from azure.storage.blob import BlobServiceClient
+
+from tools.emulator import census_schema
+from tools.emulator.census import generate_rows
+from tools.localdev import studio
+from tools.localdev.azurite import PROJECT_ROOT
+
+
+def _stack(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise SystemExit(f"{path} does not exist: start the stack with `make run` first")
+    return dict(json.loads(path.read_text()))
+
+
+def drop(stack: dict[str, Any], file: Path, destination: str) -> int:
+    container, _, name = destination.partition("/")
+    if not name:
+        raise SystemExit("the destination is <container>/<path>, e.g. training-data/tenant-a/new.csv")
+    size = file.stat().st_size
+    client = BlobServiceClient.from_connection_string(stack["storage_connection_string"])
+
+    def progress(current: int, total: int | None) -> None:
+        total = total or size
+        print(f"\rupload: {current / 1e6:,.1f} / {total / 1e6:,.1f} MB ({100 * current // max(total, 1)}%)",
+              end="", file=sys.stderr, flush=True)
+
+    with file.open("rb") as data:
+        client.get_blob_client(container, name).upload_blob(data, overwrite=True, length=size,
+                                                            progress_hook=progress, max_concurrency=2)
+    print(f"\nuploaded {file} to {container}/{name}", file=sys.stderr)
+    return 0
+
+
+def score(stack: dict[str, Any], endpoint: str, rows: int, seed: int) -> int:
+    manifest = json.loads(Path(stack["emulator_manifest"]).read_text())
+    sample = [dict(zip(census_schema.COLUMNS, row, strict=True)) for row in generate_rows(rows, seed=seed)]
+    features = [{k: v for k, v in row.items() if k != census_schema.LABEL} for row in sample]
+    try:
+        ep = studio.get_endpoint(manifest, endpoint)
+        scores = studio.score(ep, features)
+    except studio.StudioCallFailed as exc:
+        raise SystemExit(str(exc)) from None
+    print(f"endpoint {endpoint} serves {studio.serving(ep)}")
+    for row, p in zip(sample, scores, strict=True):
+        print(f"  age {row['age']:>3}  {row['education']:<13} {row['occupation']:<18} P(income >50K) = {p:.3f}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.localdev", description=__doc__.splitlines()[0])
+    parser.add_argument("--stack", type=Path, default=PROJECT_ROOT / ".local" / "stack.json")
+    sub = parser.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("drop", help="upload a file into a container")
+    d.add_argument("file", type=Path)
+    d.add_argument("destination", help="<container>/<path>")
+    s = sub.add_parser("score", help="score census rows through an endpoint")
+    s.add_argument("endpoint")
+    s.add_argument("--rows", type=int, default=5)
+    s.add_argument("--seed", type=int, default=2026)
+    args = parser.parse_args(argv)
+    stack = _stack(args.stack)
+    if args.command == "drop":
+        return drop(stack, args.file, args.destination)
+    return score(stack, args.endpoint, args.rows, args.seed)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

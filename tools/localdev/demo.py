@@ -1,0 +1,218 @@
+"""`make demo`: the whole story on one machine, through the app's public surfaces only (its HTTP API, the storage
+container, the emulator's Studio APIs and its Event Grid topic).
+
+Brings the stack up (Azurite, the emulator, the function app under Core Tools or devhost), adds an endpoint through
+the app, scores census rows through it, drops a drifted census CSV into `training-data/<endpoint>/`, follows the run
+live until the endpoint serves the retrained model, then prints the scores before and after, the timings, the
+ledger history and the events. Exits 0 on success, 1 with a message on any failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+from azure.storage.blob import BlobServiceClient
+
+from tools.emulator import census_schema
+from tools.emulator.census import csv_text, generate_rows
+from tools.localdev import studio
+from tools.localdev.azurite import PROJECT_ROOT
+from tools.localdev.stack import Stack
+
+ENDPOINT = "demo-tenant"
+FAILURES = {"Retrain.TrainingDataRejected", "Retrain.JobFailed", "Retrain.ModelRejected",
+            "Retrain.EndpointUpdateFailed", "Retrain.EndpointRolledBack"}
+
+
+class DemoFailed(Exception):
+    pass
+
+
+def _wall(iso: str) -> float:
+    """An ISO 8601 UTC time (as events and the emulator write them) as a POSIX timestamp."""
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+class Demo:
+    def __init__(self, stack: Stack, rows: int, timeout: float) -> None:
+        self.stack = stack
+        self.rows = rows
+        self.timeout = timeout
+        self.api = f"{stack.functions_url}/api"
+        self.http = requests.Session()
+        assert stack.emulator is not None and stack.azurite is not None
+        self.manifest = stack.emulator.manifest
+        self.blobs = BlobServiceClient.from_connection_string(stack.azurite.connection_string)
+        self.t0 = time.monotonic()
+
+    def say(self, text: str) -> None:
+        print(f"[{time.monotonic() - self.t0:6.1f}s] {text}", flush=True)
+
+    def call(self, method: str, path: str, expect: int, **kw: Any) -> Any:
+        resp = self.http.request(method, f"{self.api}{path}", timeout=120, **kw)
+        if resp.status_code != expect:
+            raise DemoFailed(f"{method} /api{path} answered {resp.status_code}, expected {expect}: {resp.text[:500]}")
+        return resp.json()
+
+    # ---- Studio side (what a user sees in the Studio portal) ----------------------------------------------------
+    def score(self, rows: list[dict[str, Any]]) -> list[float]:
+        try:
+            return studio.score(studio.get_endpoint(self.manifest, ENDPOINT, self.http), rows, self.http)
+        except studio.StudioCallFailed as exc:
+            raise DemoFailed(str(exc)) from None
+
+    def events(self) -> list[dict[str, Any]]:
+        resp = self.http.get(f"{self.manifest['admin_url']}/eventgrid/topics/retrain/events", timeout=30)
+        resp.raise_for_status()
+        return list(resp.json())
+
+    # ---- the story ------------------------------------------------------------------------------------------
+    def run(self) -> None:
+        health = self.call("GET", "/health", 200)
+        self.say(f"app healthy: {', '.join(k for k, v in health['checks'].items() if v['ok'])}")
+        created = self.call("POST", "/endpoints", 201, json={
+            "name": ENDPOINT, "description": "created by make demo"})
+        self.say(f"endpoint '{ENDPOINT}' added through POST /api/endpoints; it serves "
+                 f"{created['model']['relativeLocation']}")
+        sample = [dict(zip(census_schema.COLUMNS, row, strict=True))
+                  for row in generate_rows(5, seed=2026, drift=1.0)]
+        for row in sample:
+            row.pop(census_schema.LABEL)
+        before = self.score(sample)
+        self.say(f"scored {len(sample)} census rows through '{ENDPOINT}'")
+
+        data_path = f"{ENDPOINT}/census-drifted.csv"
+        csv = csv_text(self.rows, seed=11, drift=1.0).encode()
+        self.blobs.get_blob_client("training-data", data_path).upload_blob(csv, overwrite=True)
+        landed = time.time()
+        self.say(f"dropped training-data/{data_path} ({self.rows:,} rows, {len(csv) / 1e6:.1f} MB, drifted)")
+        run, model_seen, verified = self.follow(f"training-data/{data_path}", landed)
+
+        after = self.score(sample)
+        self.report(sample, before, after, run, landed, model_seen, verified)
+
+    def follow(self, data_path: str, landed: float) -> tuple[dict[str, Any], float, float]:
+        """Poll the runs API, the models container and the events until the endpoint is verified. Returns the run
+        and the wall-clock times the model landed (the BES job ended, per the emulator) and the endpoint was
+        verified (the EndpointUpdated event's time)."""
+        deadline = time.monotonic() + self.timeout
+        shown: set[str] = set()
+        run: dict[str, Any] | None = None
+        model_seen = 0.0
+
+        def stage(key: str, text: str) -> None:
+            if key not in shown:
+                shown.add(key)
+                self.say(text)
+
+        while time.monotonic() < deadline:
+            if run is None or run["status"] in ("Accepted", "Submitted", "Running"):
+                runs = self.call("GET", "/runs?limit=20", 200)["runs"]
+                run = next((r for r in runs if r.get("dataPath") == data_path), run)
+            if run is not None:
+                run = self.call("GET", f"/runs/{run['id']}", 200)
+                stage("accepted", f"accepted: run {run['id'][:12]} ({run.get('rows') or '?'} rows valid)")
+                if run["status"] in ("Submitted", "Running", "Finished"):
+                    stage("running", f"job running: BES job {run['jobId']}")
+                if run["status"] in ("Rejected", "Failed", "Cancelled"):
+                    raise DemoFailed(f"run {run['id']} ended {run['status']}: {run.get('error')}")
+                if not model_seen and run.get("modelPath"):
+                    container, _, name = run["modelPath"].partition("/")
+                    if self.blobs.get_blob_client(container, name).exists():
+                        model_seen = time.time()
+                        stage("model", f"model landed: {run['modelPath']}")
+                gate_metric = self.stack.settings.get("RETRAIN_GATE_METRIC", "AUC")
+                metric = (run.get("metrics") or {}).get(gate_metric)
+                if metric is not None:
+                    minimum = self.stack.settings.get("RETRAIN_GATE_MINIMUM", "0.7")
+                    stage("gate", f"gate: {gate_metric} {metric:.4f} against minimum {minimum}: passed")
+            for item in self.events():
+                event = item["event"]
+                data = event.get("data") or {}
+                if run is None or data.get("runId") != run["id"]:
+                    continue
+                if event["type"] in FAILURES:
+                    raise DemoFailed(f"{event['type']}: {data.get('reason') or data.get('message') or data}")
+                if event["type"] == "Retrain.EndpointUpdated" and data.get("endpoint") == ENDPOINT:
+                    verified = _wall(event["time"])
+                    jobs = self.http.get(f"{self.manifest['admin_url']}/jobs", timeout=30).json()
+                    ended = next((j.get("ended") for j in jobs if j["id"] == run.get("jobId")), None)
+                    model_seen = _wall(ended) if ended else verified
+                    stage("model", f"model landed: {run.get('modelPath')}")
+                    stage("patched", f"patched: PATCH {ENDPOINT} -> {data.get('model')}")
+                    stage("verified", f"verified: {ENDPOINT} shows the new model and a smoke request scored")
+                    return run, model_seen, verified
+            time.sleep(0.1)
+        raise DemoFailed(f"the endpoint was not verified on the new model within {self.timeout:.0f} s of the data "
+                         f"landing (last run state: {run['status'] if run else 'no run yet'}); see "
+                         f"{self.stack.workdir / 'functions.log'}")
+
+    def report(self, sample: list[dict[str, Any]], before: list[float], after: list[float], run: dict[str, Any],
+               landed: float, model_seen: float, verified: float) -> None:
+        print("\nScores through the endpoint (probability of income >50K):")
+        print(f"  {'row':>3}  {'age':>3}  {'education':<13} {'occupation':<18} {'before':>7}  {'after':>7}")
+        for i, (row, b, a) in enumerate(zip(sample, before, after, strict=True), 1):
+            print(f"  {i:>3}  {row['age']:>3}  {row['education']:<13} {row['occupation']:<18} {b:7.3f}  {a:7.3f}")
+        changed = sum(1 for b, a in zip(before, after, strict=True) if abs(b - a) > 1e-6)
+        if not changed:
+            raise DemoFailed("the scores did not change: the endpoint does not serve the retrained model")
+        print(f"\nTimings: data landed -> endpoint verified {verified - landed:.1f} s; "
+              f"model landed -> endpoint verified {verified - model_seen:.1f} s")
+        view = self.call("GET", f"/endpoints/{ENDPOINT}", 200)
+        print(f"\nLedger history of '{ENDPOINT}' (newest first):")
+        for dep in view["history"]:
+            metric = f"{dep['metric']:.4f}" if dep.get("metric") is not None else "-"
+            print(f"  {dep['createdAt']}  {dep['operation']:<8} {dep['outcome']:<10} AUC {metric:<7} "
+                  f"{dep['modelPath']}")
+        print(f"\nRun {run['id']}: {run['status']}, metrics "
+              + ", ".join(f"{k} {v:.4f}" for k, v in sorted((run.get("metrics") or {}).items())))
+        print("\nEvents received on the Event Grid topic:")
+        for item in self.events():
+            event = item["event"]
+            print(f"  {event.get('time', '')[:23]}  {event['type']:<30} {event.get('subject', '')}")
+        print(f"\nDemo finished in {time.monotonic() - self.t0:.1f} s: '{ENDPOINT}' serves the model retrained on "
+              "the new data.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.localdev.demo",
+                                     description="Run the retraining story locally.")
+    parser.add_argument("--rows", type=int, default=20_000, help="rows in the drifted training file")
+    parser.add_argument("--timeout", type=float, default=90, help="seconds to wait for the endpoint to update")
+    parser.add_argument("--workdir", type=Path, default=PROJECT_ROOT / ".local" / "demo")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    shutil.rmtree(args.workdir, ignore_errors=True)
+
+    def progress(text: str) -> None:
+        print(f"[{time.monotonic() - started:6.1f}s] {text}", flush=True)
+
+    stack = Stack(args.workdir, progress=progress)
+    try:
+        stack.start()
+        progress(f"stack up: functions {stack.functions_url} ({stack.host_kind})")
+        demo = Demo(stack, args.rows, args.timeout)
+        demo.t0 = started
+        demo.run()
+        return 0
+    except (DemoFailed, RuntimeError, TimeoutError, requests.RequestException) as exc:
+        print(f"\ndemo FAILED: {exc}", file=sys.stderr)
+        tail = stack.host_log_tail(15)
+        if tail:
+            print(f"\nlast lines of {args.workdir / 'functions.log'}:\n{tail}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        stack.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,207 @@
+"""The whole local stack: Azurite, the emulator (its storage-events source subscribed to the app's Event Grid blob
+webhooks) and the function app under `func start` (when Core Tools is on PATH) or devhost.
+
+Used by `make run` (persistent state in `.local/`, the ports of the last run reused when free), `make demo` and the
+end-to-end tests (a throw-away folder each).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from tools.localdev.appsettings import local_settings_json, settings_from_manifest
+from tools.localdev.azurite import PROJECT_ROOT, Azurite
+from tools.localdev.emulator import EmulatorProcess
+from tools.localdev.ports import free_port, port_is_free
+from tools.localdev.process import spawn, stop
+
+# Settings the stack owns: they point at this run's Azurite and emulator, so they are passed to the host's
+# environment (which wins over local.settings.json, with Core Tools as with devhost).
+STACK_KEYS = ("AzureWebJobsStorage", "RETRAIN_BES_URL", "RETRAIN_BES_KEY", "RETRAIN_MANAGEMENT_URL",
+              "RETRAIN_MANAGEMENT_KEY", "RETRAIN_RESOURCE_NAME", "RETRAIN_EVENTGRID_ENDPOINT", "RETRAIN_EVENTGRID_KEY")
+CONTAINERS = ("training-data", "models", "rejected")
+
+
+def blob_webhooks(base_url: str) -> dict[str, str]:
+    """container -> webhook URL, for every Event Grid blob trigger of function_app, read from its metadata (in a
+    fresh process: a FunctionApp can be indexed only once per process)."""
+    env = {**os.environ, "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+           "RETRAIN_RECONCILE_SCHEDULE": "0 */5 * * * *"}
+    out = subprocess.run([sys.executable, "-m", "tools.devhost", "--list", "--settings", os.devnull], cwd=PROJECT_ROOT,
+                         env=env, capture_output=True, text=True, timeout=120)
+    if out.returncode != 0:
+        raise RuntimeError(f"function_app does not index: {out.stderr.strip()}")
+    hooks = {}
+    for spec in json.loads(out.stdout):
+        if spec["trigger"] == "blobTrigger" and spec["source"] == "EventGrid" and spec["container"]:
+            hooks[spec["container"]] = f"{base_url}/runtime/webhooks/blobs?functionName=Host.Functions.{spec['name']}"
+    return hooks
+
+
+@dataclass
+class Stack:
+    workdir: Path
+    functions_port: int = 0  # 0: a free port
+    persistent: bool = False  # keep Azurite and emulator state in workdir across runs
+    use_func: bool | None = None  # None: Core Tools when `func` is on PATH, else devhost
+    settings_overrides: dict[str, str] = field(default_factory=dict)
+    emulator_args: list[str] = field(default_factory=list)
+    local_settings: Path | None = None  # write the app's settings here if the file is absent
+    progress: Any = None  # callable(str) for progress lines
+    azurite: Azurite | None = None
+    emulator: EmulatorProcess | None = None
+    host_proc: subprocess.Popen[bytes] | None = None
+    settings: dict[str, str] = field(default_factory=dict)
+    functions_url: str = ""
+    host_kind: str = ""
+
+    def _say(self, text: str) -> None:
+        if self.progress is not None:
+            self.progress(text)
+
+    @property
+    def state_path(self) -> Path:
+        return self.workdir / "stack.json"
+
+    def _previous(self) -> dict[str, Any]:
+        if self.persistent and self.state_path.exists():
+            try:
+                return dict(json.loads(self.state_path.read_text()))
+            except ValueError:
+                return {}
+        return {}
+
+    def start(self) -> Stack:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        previous = self._previous().get("ports", {})
+        try:
+            self._start(previous)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self, previous: dict[str, int]) -> None:
+        self._say("starting Azurite (blob, queue, table)")
+        self.azurite = Azurite(self.workdir / "azurite", blob_port=previous.get("blob", 0),
+                               queue_port=previous.get("queue", 0), table_port=previous.get("table", 0),
+                               extra_args=[] if self.persistent else ["--inMemoryPersistence"]).start()
+        port = self.functions_port or previous.get("functions") or 0
+        if not port or not port_is_free("127.0.0.1", port):
+            port = free_port()
+        self.functions_url = f"http://127.0.0.1:{port}"
+        emulator_port = previous.get("emulator", 0)
+        if not emulator_port or not port_is_free("127.0.0.1", emulator_port):
+            emulator_port = free_port()
+        self._say("starting the Studio (classic) emulator")
+        subscribe = [f"--subscribe={c}={url}" for c, url in blob_webhooks(self.functions_url).items()]
+        self.emulator = EmulatorProcess(
+            self.azurite.connection_string, self.workdir / "emulator",
+            args=["--port", str(emulator_port), "--events-poll-seconds", "0.25", *subscribe, *self.emulator_args],
+            data_dir=self.workdir / "emulator" / "data" if self.persistent else None).start()
+        self.settings = settings_from_manifest(self.emulator.manifest, self.azurite.connection_string,
+                                               **{"RETRAIN_RECONCILE_SCHEDULE": "0 */5 * * * *",
+                                                  **self.settings_overrides})
+        self._prepare_storage()
+        if self.local_settings is None:  # a private settings file, so a developer's own file cannot leak in
+            self.local_settings = self.workdir / "local.settings.json"
+            self.local_settings.write_text(local_settings_json(self.settings) + "\n")
+        elif not self.local_settings.exists():
+            self.local_settings.write_text(local_settings_json(self.settings) + "\n")
+            self._say(f"wrote {self.local_settings} from the emulator manifest")
+        self._start_host(port)
+        self._write_state(port, emulator_port)
+
+    def _prepare_storage(self) -> None:
+        from azure.core.exceptions import ResourceExistsError
+        from azure.data.tables import TableServiceClient
+        from azure.storage.blob import BlobServiceClient
+
+        assert self.azurite is not None
+        blobs = BlobServiceClient.from_connection_string(self.azurite.connection_string)
+        for name in CONTAINERS:
+            with contextlib.suppress(ResourceExistsError):
+                blobs.create_container(name)
+        tables = TableServiceClient.from_connection_string(self.azurite.connection_string)
+        prefix = self.settings.get("RETRAIN_TABLE_PREFIX", "retrain")
+        for table in (f"{prefix}Runs", f"{prefix}Deployments"):
+            tables.create_table_if_not_exists(table)
+
+    def _start_host(self, port: int) -> None:
+        env = {**os.environ, **self.settings}
+        func_bin = shutil.which("func") if self.use_func is not False else None
+        if self.use_func and func_bin is None:
+            raise RuntimeError("Core Tools (func) is not on PATH")
+        log_path = self.workdir / "functions.log"
+        if func_bin is not None:
+            self.host_kind = "func start (Core Tools)"
+            cmd = [func_bin, "start", "--port", str(port)]
+            project_settings = PROJECT_ROOT / "local.settings.json"
+            if not project_settings.exists():  # Core Tools reads the worker runtime from the project's file
+                project_settings.write_text(local_settings_json(self.settings) + "\n")
+                self._say(f"wrote {project_settings} for Core Tools")
+            # The Python worker must run in this venv (where requirements.txt is installed).
+            env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+            env["VIRTUAL_ENV"] = sys.prefix
+            env["languageWorkers__python__defaultExecutablePath"] = sys.executable
+        else:
+            self.host_kind = "devhost (Core Tools not found)"
+            cmd = [sys.executable, "-m", "tools.devhost", "--port", str(port), "--settings", str(self.local_settings)]
+        self._say(f"starting the function app under {self.host_kind}")
+        self.host_proc = spawn(cmd, log_path=log_path, cwd=PROJECT_ROOT, env=env)
+        deadline = time.monotonic() + 120
+        while True:
+            if self.host_proc.poll() is not None:
+                raise RuntimeError(f"the function host exited with {self.host_proc.returncode}:\n"
+                                   f"{self.host_log_tail()}")
+            try:
+                if requests.get(f"{self.functions_url}/admin/host/status", timeout=2).ok:
+                    return
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the function host did not come up in 120 s:\n{self.host_log_tail()}")
+            time.sleep(0.2)
+
+    def host_log_tail(self, lines: int = 40) -> str:
+        path = self.workdir / "functions.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+    def _write_state(self, functions_port: int, emulator_port: int) -> None:
+        assert self.azurite is not None and self.emulator is not None
+        state = {"functions_url": self.functions_url,
+                 "storage_connection_string": self.azurite.connection_string,
+                 "emulator_manifest": str(self.emulator.manifest_path),
+                 "host": self.host_kind,
+                 "ports": {"blob": self.azurite.blob_port, "queue": self.azurite.queue_port,
+                           "table": self.azurite.table_port, "functions": functions_port,
+                           "emulator": emulator_port}}
+        self.state_path.write_text(json.dumps(state, indent=2) + "\n")
+
+    def stop(self) -> None:
+        if self.host_proc is not None:
+            stop(self.host_proc, grace=15)
+            self.host_proc = None
+        if self.emulator is not None:
+            self.emulator.stop()
+            self.emulator = None
+        if self.azurite is not None:
+            self.azurite.stop()
+            self.azurite = None
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
