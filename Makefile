@@ -32,6 +32,7 @@ demo: deps
 test: deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+## test-unit: the fast tests alone (no Azurite, no emulator; seconds)
 test-unit: deps
 	$(PY) -m pytest -m unit $(PYTEST_ARGS)
 

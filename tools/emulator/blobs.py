@@ -39,26 +39,14 @@ class StorageAccount:
 
     @classmethod
     def parse(cls, connection_string: str) -> StorageAccount:
-        parts: dict[str, str] = {}
-        for item in connection_string.strip().strip(";").split(";"):
-            if not item.strip():
-                continue
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise ValueError(f"'{key[:30]}' is not a key=value pair")
-            parts[key.strip().lower()] = value.strip()
-        if parts.get("usedevelopmentstorage", "").lower() == "true":
-            return cls("devstoreaccount1", "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/"
-                       "KBHBeksoGMGw==", "http://127.0.0.1:10000/devstoreaccount1")
-        name = parts.get("accountname")
-        if not name:
+        """Read by the storage SDK itself (`UseDevelopmentStorage=true` included); ValueError when malformed."""
+        from azure.storage.blob import BlobServiceClient as SyncClient
+
+        client = SyncClient.from_connection_string(connection_string.strip())
+        if not client.account_name:
             raise ValueError("the connection string has no AccountName")
-        endpoint = parts.get("blobendpoint")
-        if not endpoint:
-            protocol = parts.get("defaultendpointsprotocol", "https")
-            suffix = parts.get("endpointsuffix", "core.windows.net")
-            endpoint = f"{protocol}://{name}.blob.{suffix}"
-        return cls(name, parts.get("accountkey"), endpoint.rstrip("/"))
+        return cls(client.account_name, getattr(client.credential, "account_key", None),
+                   client.url.split("?")[0].rstrip("/"))
 
     @property
     def base_location(self) -> str:

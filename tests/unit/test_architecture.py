@@ -1,0 +1,102 @@
+"""The shape of the shipped code, checked from its source: small modules and classes, imports that point one way
+(entry points -> composition -> use cases -> decisions/records and adapters), no cycle, no tooling or tests."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = [ROOT / "function_app.py", *sorted((ROOT / "blueprints").rglob("*.py")),
+           *sorted((ROOT / "shared").rglob("*.py"))]
+MAX_MODULE_LINES, MAX_CLASS_LINES = 300, 200
+
+# Which layer may import which (a module's layer is the first prefix that matches its name).
+LAYERS = [
+    ("function_app", "entry"), ("blueprints", "entry"), ("shared.composition", "composition"),
+    ("shared.usecases", "usecases"), ("shared.adapters", "adapters"), ("shared.settings", "config"),
+    ("shared.logs", "config"), ("shared.decisions", "core"), ("shared.records", "core"), ("shared.errors", "core"),
+    ("shared.validation", "core"), ("shared.api", "core"), ("shared", "core"),
+]
+MAY_IMPORT = {
+    "entry": {"entry", "composition", "usecases", "adapters", "config", "core"},
+    "composition": {"usecases", "adapters", "config", "core"},
+    "usecases": {"usecases", "adapters", "config", "core"},
+    "adapters": {"adapters", "config", "core"},
+    "config": {"config"},
+    "core": {"core", "config"},
+}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def layer(name: str) -> str:
+    return next(lay for prefix, lay in LAYERS if name == prefix or name.startswith(prefix + "."))
+
+
+def imports(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+MODULES = {module_name(p): p for p in SHIPPED}
+GRAPH = {name: {m for m in imports(path) if m in MODULES and m != name} for name, path in MODULES.items()}
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(ROOT)))
+def test_modules_and_classes_are_small(path: Path):
+    text = path.read_text()
+    assert len(text.splitlines()) <= MAX_MODULE_LINES, f"{path.name} is over {MAX_MODULE_LINES} lines"
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.ClassDef):
+            length = (node.end_lineno or node.lineno) - node.lineno + 1
+            assert length <= MAX_CLASS_LINES, f"class {node.name} is {length} lines"
+
+
+def test_shipped_code_never_imports_tooling_tests_or_the_functions_sdk_below_the_entry_points():
+    for name, path in MODULES.items():
+        for imported in imports(path):
+            assert not imported.startswith(("tools", "tests")), f"{name} imports {imported}"
+            if layer(name) != "entry":
+                assert not imported.startswith("azure.functions"), f"{name} imports {imported}"
+
+
+def test_imports_point_one_way():
+    wrong = [f"{a} ({layer(a)}) -> {b} ({layer(b)})" for a, targets in GRAPH.items() for b in targets
+             if layer(b) not in MAY_IMPORT[layer(a)]]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_there_is_no_import_cycle():
+    state: dict[str, int] = {}
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(GRAPH[node]):
+            assert state.get(nxt) != 1, "cycle: " + " -> ".join([*trail, node, nxt])
+            if nxt not in state:
+                visit(nxt, [*trail, node])
+        state[node] = 2
+
+    for name in sorted(GRAPH):
+        if name not in state:
+            visit(name, [])
+
+
+def test_the_checks_can_fail():
+    """The graph is real: the entry points reach the use cases, which reach the adapters and decisions."""
+    assert "shared.composition" in GRAPH["blueprints.runtime"]
+    assert "shared.decisions" in GRAPH["shared.usecases.intake"] and "shared.adapters.ledger" in GRAPH[
+        "shared.usecases.intake"]
+    assert layer("shared.adapters.ledger") == "adapters" and "usecases" not in MAY_IMPORT["adapters"]

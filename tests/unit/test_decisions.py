@@ -1,0 +1,173 @@
+"""The rules alone (no storage, no service): routing, the gate, newest wins, rollback choice, run transitions."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import SecretStr
+
+from shared.decisions import (
+    ACTIVE_RUN_STATUSES,
+    RUN_TRANSITIONS,
+    Gate,
+    IllegalTransition,
+    advance,
+    check_endpoint_name,
+    check_transition,
+    find_target,
+    model_refused,
+    rollback_choice,
+    route,
+    superseded_by,
+)
+from shared.errors import DataRejected, NotFound, Refused
+from shared.records import RUN_STATUSES, Current, Deployment, EndpointResult, Run
+from shared.settings import Target
+
+
+def target(name: str = "default", prefix: str = "", endpoints: list[str] | None = None,
+           tenants: bool = True) -> Target:
+    return Target(name=name, management_url="https://m/workspaces/w/webservices/s", management_key=SecretStr("k"),
+                  resource_name="r", endpoints=endpoints or [], data_prefix=prefix, tenant_routing=tenants)
+
+
+# ---- routing -------------------------------------------------------------------------------------------------
+def test_a_tenant_folder_routes_to_that_endpoint_alone():
+    where = route([target(endpoints=["a", "b"])], "tenant-a/2024/data.csv")
+    assert (where.endpoints, where.tenant) == (["tenant-a"], "tenant-a")
+
+
+def test_a_top_level_file_routes_to_the_targets_endpoints():
+    where = route([target(endpoints=["a", "b"])], "data.csv")
+    assert (where.endpoints, where.tenant) == (["a", "b"], None)
+
+
+def test_without_tenant_routing_a_folder_goes_to_the_targets_endpoints():
+    assert route([target(endpoints=["*"], tenants=False)], "x/data.csv").endpoints == ["*"]
+
+
+def test_the_longest_data_prefix_wins():
+    general, special = target("general", endpoints=["g"]), target("special", "vip/", endpoints=["v"], tenants=False)
+    assert route([general, special], "vip/file.csv").target.name == "special"
+    assert route([general, special], "other.csv").target.name == "general"
+
+
+@pytest.mark.parametrize(("name", "code"), [("Bad_Tenant/x.csv", "InvalidTenant"), ("data.csv", "NoEndpoints")])
+def test_unroutable_files_are_rejected_with_a_code(name, code):
+    with pytest.raises(DataRejected) as info:
+        route([target()], name)
+    assert info.value.code == code
+
+
+def test_a_file_outside_every_prefix_has_no_target():
+    with pytest.raises(DataRejected) as info:
+        route([target(prefix="only/", endpoints=["a"])], "elsewhere.csv")
+    assert info.value.code == "NoTarget"
+
+
+def test_endpoint_names_follow_the_service_rule():
+    check_endpoint_name("tenant-a1")
+    for bad in ("-a", "a-", "A", "a" * 25, "a_b", ""):
+        with pytest.raises(Refused):
+            check_endpoint_name(bad)
+
+
+def test_find_target_names_the_missing_one():
+    from shared.settings import load_settings
+
+    settings = load_settings({"AzureWebJobsStorage": "UseDevelopmentStorage=true",
+                              "RETRAIN_BES_URL": "http://127.0.0.1:1/w/s", "RETRAIN_BES_KEY": "k" * 10,
+                              "RETRAIN_MANAGEMENT_URL": "http://127.0.0.1:1/workspaces/w/webservices/s",
+                              "RETRAIN_MANAGEMENT_KEY": "k" * 10, "RETRAIN_RESOURCE_NAME": "r"})
+    assert find_target(settings, None).name == "default" == find_target(settings, "default").name
+    with pytest.raises(NotFound, match="nope"):
+        find_target(settings, "nope")
+
+
+# ---- the gate ------------------------------------------------------------------------------------------------
+def test_the_gate_minimum_either_way_round():
+    auc = Gate("AUC", 0.7)
+    assert auc.check(0.7) is None and auc.check(0.9) is None
+    assert "misses the minimum" in (auc.check(0.69) or "")
+    assert "no 'AUC' metric" in (auc.check(None) or "")
+    loss = Gate("Log Loss", 0.5, higher_is_better=False)
+    assert loss.check(0.4) is None and loss.check(0.6) is not None
+
+
+def test_the_required_improvement_over_the_serving_model():
+    assert Gate("AUC", 0.7).improvement(0.71, 0.9) is None  # off unless set
+    gate = Gate("AUC", 0.7, min_improvement=0.02)
+    assert gate.improvement(0.92, 0.9) is None
+    assert "does not improve" in (gate.improvement(0.91, 0.9) or "")
+    assert gate.improvement(0.5, None) is None and gate.improvement(None, 0.9) is None
+    loss = Gate("Log Loss", 1.0, higher_is_better=False, min_improvement=0.1)
+    assert loss.improvement(0.3, 0.5) is None and loss.improvement(0.45, 0.5) is not None
+
+
+# ---- newest wins ---------------------------------------------------------------------------------------------
+def test_a_model_from_older_data_is_superseded():
+    cur = Current(target="t", endpoint="e", data_time="2026-01-02T00:00:00.000Z")
+    assert superseded_by("2026-01-01T00:00:00.000Z", cur) is not None
+    assert superseded_by("2026-01-03T00:00:00.000Z", cur) is None
+    assert superseded_by("2026-01-02T00:00:00.000Z", cur) is None
+    assert superseded_by("2026-01-01T00:00:00.000Z", Current(target="t", endpoint="e")) is None
+
+
+# ---- rollback choice -----------------------------------------------------------------------------------------
+def dep(dep_id: str, outcome: str = "Deployed", model: str | None = None) -> Deployment:
+    return Deployment(id=dep_id, target="t", endpoint="e", outcome=outcome, model_path=model or f"models/{dep_id}")
+
+
+def test_rollback_returns_to_the_newest_good_model_other_than_the_serving_one():
+    history = [dep("d4"), dep("d3", "RolledBack"), dep("d2", "Failed"), dep("d1"), dep("d0", "Created")]
+    serving = Current(target="t", endpoint="e", deployment_id="d4", model_path="models/d4")
+    assert rollback_choice("e", history, serving, None).id == "d1"
+
+
+def test_rollback_skips_attempts_of_the_model_now_serving():
+    history = [dep("d3", model="models/same"), dep("d2", model="models/same"), dep("d1")]
+    serving = Current(target="t", endpoint="e", deployment_id="d3", model_path="models/same")
+    assert rollback_choice("e", history, serving, None).id == "d1"
+
+
+def test_rollback_to_a_named_deployment_and_the_refusals():
+    history = [dep("d2"), dep("d1"), dep("bad", "Failed")]
+    assert rollback_choice("e", history, None, "d1").id == "d1"
+    with pytest.raises(NotFound, match="'bad'"):
+        rollback_choice("e", history, None, "bad")
+    with pytest.raises(Refused) as info:
+        rollback_choice("e", [dep("only")], Current(target="t", endpoint="e", deployment_id="only",
+                                                    model_path="models/only"), None)
+    assert info.value.code == "NothingToRollBack" and info.value.conflict
+
+
+# ---- outcomes and the run lifecycle --------------------------------------------------------------------------
+def test_which_outcomes_blame_the_model():
+    assert model_refused(EndpointResult("e", "RolledBack", "smoke failed"))
+    assert model_refused(EndpointResult("e", "Failed", "the service refused the model: BadArgument"))
+    assert not model_refused(EndpointResult("e", "Failed", "PATCH failed: 503"))
+    assert not model_refused(EndpointResult("e", "Deployed"))
+
+
+def test_every_status_has_its_transitions_and_terminal_ones_have_none():
+    assert set(RUN_TRANSITIONS) == set(RUN_STATUSES)
+    for status in RUN_STATUSES:
+        assert (not RUN_TRANSITIONS[status]) == (status not in ACTIVE_RUN_STATUSES)
+
+
+@pytest.mark.parametrize(("now", "new"), [(a, b) for a in RUN_STATUSES for b in RUN_STATUSES])
+def test_transitions_follow_the_table(now, new):
+    if new == now or new in RUN_TRANSITIONS[now]:
+        check_transition(now, new)
+    else:
+        with pytest.raises(IllegalTransition):
+            check_transition(now, new)
+
+
+def test_advance_moves_a_run_or_refuses():
+    run = Run(id="r", target="t")
+    advance(run, "Submitted")
+    advance(run, "Running")
+    advance(run, "Finished")
+    with pytest.raises(IllegalTransition):
+        advance(run, "Running")
+    assert run.status == "Finished"
