@@ -121,8 +121,11 @@ def runs_get(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
 
 def _deployment_answer(result: EndpointResult) -> func.HttpResponse:
     view = result.view()
-    if result.outcome == "Deployed":
+    if result.outcome in ("Deployed", "Unchanged"):
         return json_response(view)
+    if result.outcome == "Pending":
+        raise ApiError(503, "DeploymentPending", result.reason or "the deployment could not be finished now; the "
+                       "previous model serves", {"Retry-After": "30"}, result=view)
     if result.outcome == "Superseded":
         raise ApiError(409, "Superseded", result.reason or "a model from newer data serves this endpoint",
                        result=view)

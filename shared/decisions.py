@@ -119,25 +119,40 @@ class Gate:
 
 
 # ---- races and rollbacks -----------------------------------------------------------------------------------------
-def superseded_by(candidate_data_time: str | None, current: Current) -> str | None:
-    """Newest data wins: a reason when the endpoint already serves a model from newer data, else None."""
-    if candidate_data_time and current.data_time and candidate_data_time < current.data_time:
+def superseded_by(candidate: Run, current: Current) -> str | None:
+    """Newest data wins: a reason when the endpoint already serves a model from newer data, else None. The order
+    is total (see `Run.order`), so of two different files one is always the newer, even within one second."""
+    if current.data_order:
+        newer = candidate.order < current.data_order
+    else:  # a pointer written before orders were recorded: its data time alone
+        newer = bool(current.data_time) and candidate.data_time < str(current.data_time)
+    if newer:
         return f"the endpoint serves a model from newer data ({current.data_time})"
     return None
 
 
 def rollback_choice(endpoint: str, history: Sequence[Deployment], current: Current | None,
                     to: str | None) -> Deployment:
-    """The deployment a rollback of `endpoint` returns to: the named one, else the newest good model other than the
-    one now serving. `history` is newest first."""
+    """The deployment a rollback of `endpoint` returns to: the named one, else the newest good model older than
+    the one now serving. A rollback walks back: when what serves was itself put back by a rollback, the walk goes
+    on from the deployment it restored, so consecutive rollbacks step through history instead of toggling.
+    `history` is newest first."""
     good = [d for d in history if d.outcome in ("Deployed", "Created") and d.model_path]
     if to is not None:
         chosen = next((d for d in good if d.id == to), None)
         if chosen is None:
             raise NotFound(f"no successful deployment '{to}' on endpoint '{endpoint}'")
         return chosen
-    serving = current.deployment_id if current else None
-    older = [d for d in good if d.id != serving and (current is None or d.model_path != current.model_path)]
+    by_id = {d.id: d for d in history}
+    position = current.deployment_id if current else None
+    walked: set[str] = set()
+    while position in by_id and by_id[position].restores and position not in walked:
+        walked.add(position)
+        position = by_id[position].restores
+    at = next((i for i, d in enumerate(history) if d.id == position), -1)
+    serving = current.model_path if current else None
+    good_ids = {d.id for d in good}
+    older = [d for d in history[at + 1:] if d.id in good_ids and d.model_path != serving]
     if not older:
         raise Refused(f"endpoint '{endpoint}' has no earlier model to roll back to", "NothingToRollBack",
                       conflict=True)

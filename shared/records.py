@@ -87,6 +87,12 @@ class Run(Record):
     submitted_at: str | None = None
     finished_at: str | None = None
 
+    @property
+    def order(self) -> str:
+        """Where this run's data stands in "newest data wins": when the data landed (Last-Modified, whole
+        seconds), then when the app took it in (ms), then the run id - a total order, never a tie between runs."""
+        return f"{self.data_time}|{self.created_at}|{self.id}"
+
 
 class Deployment(Record):
     """One attempt to put a model on one endpoint."""
@@ -100,9 +106,11 @@ class Deployment(Record):
     model_base: str | None = None  # BaseLocation, no token
     model_path: str | None = None  # RelativeLocation
     data_time: str | None = None
+    data_order: str | None = None  # the run's `order`
     metric: float | None = None
     reason: str | None = None
     trigger: str = "blob"
+    restores: str | None = None  # a rollback: the deployment whose model it put back
     duration_ms: int | None = None
     created_at: str = Field(default_factory=now_iso)
 
@@ -117,6 +125,7 @@ class Current(Record):
     model_base: str | None = None
     model_path: str | None = None
     data_time: str | None = None
+    data_order: str | None = None
     metric: float | None = None
     lease_owner: str | None = None
     lease_until: float = 0.0
@@ -126,6 +135,7 @@ class Current(Record):
         self.deployment_id, self.run_id = dep.id, dep.run_id
         self.model_base, self.model_path, self.data_time, self.metric = (dep.model_base, dep.model_path,
                                                                          dep.data_time, dep.metric)
+        self.data_order = dep.data_order
 
 
 @dataclass

@@ -167,9 +167,14 @@ class Settings(BaseSettings):
     job_poll_seconds: float = Field(2, gt=0, validation_alias="RETRAIN_JOB_POLL_SECONDS")
     job_wait_seconds: float = Field(60, ge=0, validation_alias="RETRAIN_JOB_WAIT_SECONDS")
     job_deadline_minutes: float = Field(120, gt=0, validation_alias="RETRAIN_JOB_DEADLINE_MINUTES")
-    verify_delay_seconds: float = Field(0, ge=0, validation_alias="RETRAIN_VERIFY_DELAY_SECONDS")
+    # The real service took ~30 s to serve a PATCHed model: verification waits at most this long for proof that
+    # the new model answers (its answers differ from the old one's), and past it one good answer is proof enough.
+    verify_switch_seconds: float = Field(45, ge=0, validation_alias="RETRAIN_VERIFY_SWITCH_SECONDS")
+    verify_poll_seconds: float = Field(2, gt=0, validation_alias="RETRAIN_VERIFY_POLL_SECONDS")
     smoke_row: Annotated[dict[str, Any] | None, NoDecode] = Field(None, validation_alias="RETRAIN_SMOKE_ROW")
     lease_seconds: float = Field(300, gt=0, validation_alias="RETRAIN_LEASE_SECONDS")
+    # How long an operator's HTTP call waits for an endpoint another deployment holds (then 409 EndpointBusy).
+    interactive_wait_seconds: float = Field(20, ge=0, validation_alias="RETRAIN_INTERACTIVE_WAIT_SECONDS")
     reconcile_schedule: str = Field("0 */5 * * * *", validation_alias="RETRAIN_RECONCILE_SCHEDULE")
 
     @field_validator("endpoints", "required_columns", "numeric_columns", mode="before")

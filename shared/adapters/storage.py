@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import io
 import json
 import logging
@@ -13,7 +14,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient, ContentSettings
 
 from shared.adapters.sas import SasMinter
@@ -71,8 +73,6 @@ class Storage:
         client = self.blob.get_blob_client(ref.container, ref.name)
         kwargs: dict[str, Any] = {"max_concurrency": 1}
         if etag:
-            from azure.core import MatchConditions
-
             kwargs.update(etag=etag, match_condition=MatchConditions.IfNotModified)
         yield from client.download_blob(**kwargs).chunks()
 
@@ -86,36 +86,40 @@ class Storage:
         self.blob.get_blob_client(ref.container, ref.name).upload_blob(
             data, overwrite=True, content_settings=ContentSettings(content_type=content_type))
 
+    def create(self, ref: BlobRef, data: bytes, content_type: str) -> bool:
+        """Write a new blob, never over an existing one. True when written; False when a blob with the very same
+        content is there already (a retried upload); raises ResourceExistsError for different content."""
+        digest = hashlib.md5(data, usedforsecurity=False).digest()
+        client = self.blob.get_blob_client(ref.container, ref.name)
+        try:
+            client.upload_blob(data, overwrite=False, content_settings=ContentSettings(
+                content_type=content_type, content_md5=bytearray(digest)))
+            return True
+        except ResourceExistsError:
+            existing = client.get_blob_properties().content_settings.content_md5
+            if existing is not None and bytes(existing) == digest:
+                return False
+            raise
+
     def reject(self, ref: BlobRef, reason: dict[str, Any]) -> BlobRef:
         """Move a file to the rejected container (copy, then delete) with `<name>.reason.json` beside it.
 
-        Nothing is lost: the source is deleted only once the copy is complete, and only if it has not changed
-        since it was copied. Idempotent: when the source is already gone, it only (re)writes the reason.
+        Nothing is lost: each version of a file gets its own name in rejected/ (the plain path when free, else
+        `<stem>~<version>.<ext>`), never overwriting an earlier rejection; the source is deleted only once the
+        copy is complete, and only if it has not changed since. Idempotent: a retry finds its own copy again.
         """
-        from azure.core import MatchConditions
-        from azure.core.exceptions import ResourceModifiedError
-
-        target = BlobRef(self.settings.rejected_container, f"{ref.container}/{ref.name}")
         source = self.blob.get_blob_client(ref.container, ref.name)
-        dest = self.blob.get_blob_client(target.container, target.name)
         with contextlib.suppress(ResourceExistsError):
-            self.blob.create_container(target.container)
-        body = dict(reason, source=ref.path, rejectedAt=datetime.now(UTC).isoformat())
-        self.write_bytes(BlobRef(target.container, target.name + ".reason.json"),
-                         json.dumps(body, indent=2).encode(), "application/json")
+            self.blob.create_container(self.settings.rejected_container)
         try:
             props = source.get_blob_properties()
         except ResourceNotFoundError:
-            return target  # moved already
-        copy = dest.start_copy_from_url(source.url + self.minter.read_token(ref.container, ref.name,
-                                                                             timedelta(hours=1)))
-        status = copy.get("copy_status")
-        deadline = time.monotonic() + 600
-        while status == "pending" and time.monotonic() < deadline:
-            time.sleep(0.2)
-            status = dest.get_blob_properties().copy.status
-        if status != "success":
-            raise OSError(f"copying {ref.path} to {target.path} did not complete ({status})")
+            return self._rejected_names(ref, "")[0]  # moved already
+        version = str(props.etag).strip('"')
+        target = self._copy_aside(ref, version)
+        body = dict(reason, source=ref.path, sourceEtag=version, rejectedAt=datetime.now(UTC).isoformat())
+        self.write_bytes(BlobRef(target.container, target.name + ".reason.json"),
+                         json.dumps(body, indent=2).encode(), "application/json")
         try:
             source.delete_blob(etag=props.etag, match_condition=MatchConditions.IfNotModified)
         except ResourceModifiedError:
@@ -123,6 +127,36 @@ class Storage:
         except ResourceNotFoundError:
             pass
         return target
+
+    def _rejected_names(self, ref: BlobRef, version: str) -> list[BlobRef]:
+        stem, dot, ext = ref.name.rpartition(".")
+        tag = hashlib.sha256(version.encode()).hexdigest()[:12]
+        versioned = f"{stem}~{tag}.{ext}" if dot and "/" not in ext else f"{ref.name}~{tag}"
+        folder = self.settings.rejected_container
+        return [BlobRef(folder, f"{ref.container}/{ref.name}"), BlobRef(folder, f"{ref.container}/{versioned}")]
+
+    def _copy_aside(self, ref: BlobRef, version: str) -> BlobRef:
+        """Copy this version of `ref` to the first free rejected/ name (or find where an earlier try put it)."""
+        url = self.blob.get_blob_client(ref.container, ref.name).url + self.minter.read_token(
+            ref.container, ref.name, timedelta(hours=1))
+        for target in self._rejected_names(ref, version):
+            dest = self.blob.get_blob_client(target.container, target.name)
+            try:
+                copy = dest.start_copy_from_url(url, metadata={"sourceetag": version, "source": ref.path},
+                                                match_condition=MatchConditions.IfMissing)
+            except ResourceExistsError:
+                if dest.get_blob_properties().metadata.get("sourceetag") == version:
+                    return target  # an earlier try of this very rejection
+                continue  # an earlier rejection of another version: keep it, use the next name
+            status = copy.get("copy_status")
+            deadline = time.monotonic() + 600
+            while status == "pending" and time.monotonic() < deadline:
+                time.sleep(0.2)
+                status = dest.get_blob_properties().copy.status
+            if status != "success":
+                raise OSError(f"copying {ref.path} to {target.path} did not complete ({status})")
+            return target
+        raise ResourceExistsError(f"{ref.path}: every rejected/ name for this version is taken")
 
     def read_evaluation(self, ref: BlobRef) -> dict[str, float]:
         """The first row of an Evaluate Model CSV as metric -> value (non-numeric cells are skipped)."""

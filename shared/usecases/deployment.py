@@ -32,11 +32,21 @@ LEASE_WAIT_SECONDS = 300
 T = TypeVar("T")
 
 
-def wait_for_lease(take: Callable[[], T]) -> T:
-    """Call `take` until it stops raising LeaseBusy (exponential back-off to 1 s), for at most LEASE_WAIT_SECONDS."""
-    retrying = Retrying(retry=retry_if_exception_type(LeaseBusy), stop=stop_after_delay(LEASE_WAIT_SECONDS),
+def wait_for_lease(take: Callable[[], T], seconds: float = LEASE_WAIT_SECONDS) -> T:
+    """Call `take` until it stops raising LeaseBusy (exponential back-off to 1 s), for at most `seconds`."""
+    retrying = Retrying(retry=retry_if_exception_type(LeaseBusy), stop=stop_after_delay(seconds),
                         wait=wait_exponential(multiplier=0.05, max=1.0), reraise=True)
     return retrying(take)
+
+
+@dataclass
+class Plan:
+    """What an operator's action deploys, decided under the endpoint's lease."""
+
+    source: ModelSource
+    run: Run
+    operation: Operation
+    restores: str | None = None
 
 
 @dataclass
@@ -57,13 +67,45 @@ class EndpointDeployer:
     def acquire(self, target: Target, endpoint: str, owner: str) -> Current:
         return wait_for_lease(lambda: self.ledger.acquire(target.name, endpoint, owner, self.settings.lease_seconds))
 
+    def deploy_decided(self, target: Target, endpoint: str, decide: Callable[[Current], Plan | EndpointResult],
+                       trigger: str) -> EndpointResult:
+        """Take the endpoint's lease first (waiting at most RETRAIN_INTERACTIVE_WAIT_SECONDS), decide what to deploy
+        from what it serves now, and deploy that under the same lease: concurrent operator calls queue up and each
+        sees what the one before did, so none repeats or undoes another's work by accident."""
+        owner = uuid.uuid4().hex
+        try:
+            cur = wait_for_lease(lambda: self.ledger.acquire(target.name, endpoint, owner,
+                                                             self.settings.lease_seconds),
+                                 self.settings.interactive_wait_seconds)
+        except LeaseBusy:
+            raise Refused(f"another deployment to '{endpoint}' is in progress; try again shortly", "EndpointBusy",
+                          conflict=True) from None
+        try:
+            plan = decide(cur)
+        except BaseException:
+            self.ledger.release(cur, owner)
+            raise
+        if isinstance(plan, EndpointResult):
+            self.ledger.release(cur, owner)
+            return plan
+        dep = self.draft(target, endpoint, plan.source, plan.run, plan.operation, trigger)
+        dep.restores = plan.restores
+        self.ledger.add_deployment(dep)
+        dep = self.work(target, plan.source, plan.run, True, Begun(dep, True, cur))
+        try:
+            self.book.finish(dep, cur, owner)
+        except ResourceModifiedError:
+            log.warning("the lease on %s was taken over while deploying %s", endpoint, dep.id)
+        return EndpointResult(endpoint, dep.outcome, dep.reason, dep.id)
+
     def draft(self, target: Target, endpoint: str, source: ModelSource, run: Run | None, operation: Operation,
               trigger: str, dep_id: str | None = None) -> Deployment:
         dep_id = dep_id or (f"run-{run.id}" if run is not None and operation == "promote" else new_operation_id())
         return Deployment(
             id=dep_id, target=target.name, endpoint=endpoint, operation=operation, run_id=run.id if run else None,
             model_base=source.base, model_path=source.relative, data_time=run.data_time if run else now_iso(),
-            metric=run.metrics.get(self.gate.metric) if run else None, trigger=trigger)
+            data_order=run.order if run else None, metric=run.metrics.get(self.gate.metric) if run else None,
+            trigger=trigger)
 
     def begin_alone(self, draft: Deployment, owner: str) -> Begun | EndpointResult:
         """Begin one endpoint (waiting for a held lease); an EndpointResult when there is nothing to do: the lease
@@ -110,7 +152,7 @@ class EndpointDeployer:
               cur: Current) -> tuple[Outcome, str | None]:
         endpoint, subject = dep.endpoint, f"{target.name}/{dep.endpoint}"
         if dep.operation == "promote" and run is not None:
-            newer = superseded_by(run.data_time, cur)
+            newer = superseded_by(run, cur)
             if newer is not None:
                 return "Superseded", newer
             weaker = None if force else self.gate.improvement(dep.metric, cur.metric)
@@ -120,26 +162,46 @@ class EndpointDeployer:
                                                                "reason": weaker})
                 return "Rejected", weaker
         mgmt = self.studio.management(target)
+        row = self.verifier.smoke_row(target, run)
         try:
             before = mgmt.get_endpoint(endpoint)
-            mgmt.patch_model(endpoint, target.resource_name, source.location())
+            old_answers = self.verifier.answers(before, row)
+            if source.by_refresh:
+                mgmt.refresh(endpoint, overwrite_resources=True)
+            else:
+                mgmt.patch_model(endpoint, target.resource_name, source.location())
         except (StudioApiError, TransportError, Refused) as exc:
-            refused = isinstance(exc, StudioApiError) and exc.status == 400
-            reason = f"{MODEL_REFUSED}: {describe_error(exc)}" if refused else f"PATCH failed: {describe_error(exc)}"
-            self.events.publish("EndpointUpdateFailed", subject, {"runId": dep.run_id, "endpoint": endpoint,
-                                                                  "model": dep.model_path, "reason": reason})
-            return "Failed", reason
-        problem = self.verifier.verify(target, endpoint, source.relative, run)
-        if problem is not None:
-            rolled = self.verifier.restore(target, endpoint, before)
+            return self._patch_failed(subject, dep, exc)
+        verdict = self.verifier.verify(target, endpoint, source.relative, row, old_answers)
+        if not verdict.ok:
+            problem = str(verdict.problem)
+            rolled = self.verifier.restore(target, endpoint, before, row, old_answers)
             self.events.publish("EndpointUpdateFailed", subject, {
-                "runId": dep.run_id, "endpoint": endpoint, "model": dep.model_path, "reason": problem})
+                "runId": dep.run_id, "endpoint": endpoint, "model": dep.model_path, "reason": problem,
+                "willRetry": verdict.transient})
             self.events.publish("EndpointRolledBack", subject, {
                 "runId": dep.run_id, "endpoint": endpoint, "failedModel": dep.model_path,
                 "restoredModel": cur.model_path, "restored": rolled is None, "reason": problem})
-            return "RolledBack", problem + ("" if rolled is None else f"; the rollback also failed: {rolled}")
+            reason = problem + ("" if rolled is None else f"; the rollback also failed: {rolled}")
+            if verdict.transient:  # unproven, not wrong: the old model serves again and the attempt stays open
+                return "Pending", f"{reason}; the previous model serves again and the deployment will be retried"
+            return "RolledBack", reason
         cur.serve(dep)
         self.events.publish("EndpointUpdated", subject, {
             "runId": dep.run_id, "endpoint": endpoint, "target": target.name, "model": dep.model_path,
             "metric": dep.metric, "operation": dep.operation, "deploymentId": dep.id})
         return "Deployed", None
+
+    def _patch_failed(self, subject: str, dep: Deployment, exc: Exception) -> tuple[Outcome, str]:
+        """A PATCH the service refused (the model's fault: final) or that did not get through (retried later)."""
+        if isinstance(exc, StudioApiError) and exc.status == 400:
+            outcome: Outcome = "Failed"
+            reason = f"{MODEL_REFUSED}: {describe_error(exc)}"
+        elif isinstance(exc, TransportError) or (isinstance(exc, StudioApiError) and exc.transient):
+            outcome, reason = "Pending", f"PATCH did not get through ({describe_error(exc)}); it will be retried"
+        else:
+            outcome, reason = "Failed", f"PATCH failed: {describe_error(exc)}"
+        self.events.publish("EndpointUpdateFailed", subject, {"runId": dep.run_id, "endpoint": dep.endpoint,
+                                                              "model": dep.model_path, "reason": reason,
+                                                              "willRetry": outcome == "Pending"})
+        return outcome, reason

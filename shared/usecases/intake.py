@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 
 from shared.adapters.classic.errors import StudioApiError, describe_error
 from shared.adapters.classic.models import AzureBlobDataReference, BatchJobRequest
@@ -83,11 +83,17 @@ class TrainingIntake:
         return self.accept(ref, trigger=trigger)
 
     def from_upload(self, name: str, data: bytes, trigger: str = "http") -> Run | None:
-        """Store an uploaded CSV in the data container, then accept it like a landed file."""
+        """Store an uploaded CSV in the data container (never over an existing file: a name holds one version, and
+        the same bytes again are a retry of the same upload), then accept it like a landed file."""
         if not UPLOAD_NAME.fullmatch(name) or ".." in name:
             raise Refused("name must be a relative path ending in .csv (letters, digits, . _ - /)")
         ref = BlobRef(self.settings.data_container, name)
-        self.storage.write_bytes(ref, data, "text/csv")
+        try:
+            self.storage.create(ref, data, "text/csv")
+        except ResourceExistsError:
+            raise Refused(f"{ref.path} exists already with other content; upload under a new name (files are "
+                          "never overwritten: the one there may be the data behind a live model)", "BlobExists",
+                          conflict=True) from None
         return self.accept(ref, trigger=trigger)
 
     def _claim(self, run: Run, owner: str) -> bool:

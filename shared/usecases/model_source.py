@@ -23,7 +23,7 @@ log = logging.getLogger("shared.usecases.model_source")
 class ModelSource:
     def __init__(self, settings: Settings, minter: SasMinter, studio: StudioClients, relative: str,
                  base: str | None = None, target: Target | None = None, job_id: str | None = None,
-                 results_location: ResourceLocation | None = None) -> None:
+                 results_location: ResourceLocation | None = None, by_refresh: bool = False) -> None:
         self.settings = settings
         self.minter = minter
         self.studio = studio
@@ -32,6 +32,7 @@ class ModelSource:
         self.target = target
         self.job_id = job_id
         self._location = results_location
+        self.by_refresh = by_refresh  # the default endpoint's model: put back by a refresh, not a PATCH
         self._lock = threading.Lock()
         self.refreshed_by_get = 0
         self.minted = 0

@@ -6,7 +6,6 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from shared.adapters.classic.errors import StudioApiError, TransportError, describe_error
 from shared.adapters.classic.models import Endpoint
 from shared.adapters.events import EventPublisher
 from shared.adapters.ledger import Ledger
@@ -14,9 +13,9 @@ from shared.adapters.storage import Storage
 from shared.adapters.studio import StudioClients
 from shared.decisions import ENDPOINT_NAME, Gate, check_endpoint_name, find_target, rollback_choice
 from shared.errors import NotFound, Refused
-from shared.records import BlobRef, Deployment, EndpointResult, Run, new_operation_id, now_iso
+from shared.records import BlobRef, Current, Deployment, EndpointResult, Run, new_operation_id, now_iso
 from shared.settings import Settings, Target
-from shared.usecases.deployment import EndpointDeployer
+from shared.usecases.deployment import EndpointDeployer, Plan
 from shared.usecases.model_source import ModelSource
 
 
@@ -53,7 +52,8 @@ class Operations:
 
     def patch_model(self, target_name: str | None, endpoint: str, model_path: str, force: bool = True,
                     trigger: str = "http") -> EndpointResult:
-        """Patch one endpoint with a given `.ilearner` (a path in this app's storage)."""
+        """Patch one endpoint with a given `.ilearner` (a path in this app's storage). Nothing is done (outcome
+        `Unchanged`) when the endpoint serves that model already."""
         target = find_target(self.settings, target_name)
         ref = self._model_ref(model_path)
         self.require_endpoint(target, endpoint)
@@ -68,54 +68,45 @@ class Operations:
         run = Run(id=f"manual-{uuid.uuid4().hex[:12]}", kind="manual", status="Finished", target=target.name,
                   endpoints=[endpoint], model_path=ref.path, metrics={self.gate.metric: metric}
                   if metric is not None else {}, trigger=trigger)
-        return self.deployer.deploy(target, endpoint, self._source(ref.path), run=run, operation="patch",
-                                    force=True, trigger=trigger)
+
+        def decide(cur: Current) -> Plan | EndpointResult:
+            if cur.deployment_id and cur.model_path == ref.path:
+                return EndpointResult(endpoint, "Unchanged", "the endpoint serves this model already",
+                                      cur.deployment_id)
+            return Plan(self._source(ref.path), run, "patch")
+
+        return self.deployer.deploy_decided(target, endpoint, decide, trigger)
 
     def rollback(self, target_name: str | None, endpoint: str, to: str | None = None,
                  trigger: str = "http") -> EndpointResult:
-        """Go back to the previous good model of an endpoint, or to a named deployment."""
+        """Go back to the previous good model of an endpoint (walking back through its history), or to a named
+        deployment. The choice is made under the endpoint's lease, from what it serves at that moment."""
         target = find_target(self.settings, target_name)
         self.require_endpoint(target, endpoint)
-        chosen = rollback_choice(endpoint, self.ledger.history(target.name, endpoint),
-                                 self.ledger.current(target.name, endpoint), to)
-        assert chosen.model_path is not None
-        if self.deployer.verifier.location_for(chosen.model_base or "", chosen.model_path) is None:
-            return self._refresh_back(target, endpoint, chosen, trigger)  # the model it was created with
-        run = Run(id=chosen.run_id or f"rollback-{chosen.id}", kind="manual", status="Finished", target=target.name,
-                  endpoints=[endpoint], model_path=chosen.model_path, data_time=chosen.data_time or now_iso(),
-                  metrics={self.gate.metric: chosen.metric} if chosen.metric is not None else {}, trigger=trigger)
-        source = self._source(chosen.model_path, chosen.model_base)
-        result = self.deployer.deploy(target, endpoint, source, run=run, operation="rollback", force=True,
-                                      trigger=trigger)
+        chosen: list[Deployment] = []
+
+        def decide(cur: Current) -> Plan:
+            pick = rollback_choice(endpoint, self.ledger.history(target.name, endpoint), cur, to)
+            chosen.append(pick)
+            assert pick.model_path is not None
+            taken_in = pick.data_order.split("|")[1] if pick.data_order else now_iso()  # keeps its data's order
+            run = Run(id=pick.run_id or f"rollback-{pick.id}", kind="manual", status="Finished",
+                      target=target.name, endpoints=[endpoint], model_path=pick.model_path,
+                      data_time=pick.data_time or now_iso(), created_at=taken_in, trigger=trigger,
+                      metrics={self.gate.metric: pick.metric} if pick.metric is not None else {})
+            by_refresh = self.deployer.verifier.location_for(pick.model_base or "", pick.model_path) is None
+            return Plan(self._source(pick.model_path, pick.model_base, by_refresh), run, "rollback", pick.id)
+
+        result = self.deployer.deploy_decided(target, endpoint, decide, trigger)
         if result.outcome == "Deployed":
-            self._rolled_back(target, endpoint, chosen, result.deployment_id)
+            self.events.publish("EndpointRolledBack", f"{target.name}/{endpoint}", {
+                "endpoint": endpoint, "restoredModel": chosen[0].model_path, "toDeployment": chosen[0].id,
+                "deploymentId": result.deployment_id})
         return result
 
-    def _refresh_back(self, target: Target, endpoint: str, chosen: Deployment, trigger: str) -> EndpointResult:
-        owner = uuid.uuid4().hex
-        cur = self.deployer.acquire(target, endpoint, owner)
-        dep = Deployment(id=new_operation_id(), target=target.name, endpoint=endpoint, operation="rollback",
-                         model_base=chosen.model_base, model_path=chosen.model_path, trigger=trigger)
-        try:
-            self.studio.management(target).refresh(endpoint, overwrite_resources=True)
-            dep.outcome = "Deployed"
-            cur.serve(dep)
-        except (StudioApiError, TransportError) as exc:
-            dep.outcome, dep.reason = "Failed", describe_error(exc)
-        finally:
-            self.ledger.release(cur, owner)
-        self.ledger.save_deployment(dep)
-        if dep.outcome == "Deployed":
-            self._rolled_back(target, endpoint, chosen, dep.id)
-        return EndpointResult(endpoint, dep.outcome, dep.reason, dep.id)
-
-    def _rolled_back(self, target: Target, endpoint: str, chosen: Deployment, deployment_id: str | None) -> None:
-        self.events.publish("EndpointRolledBack", f"{target.name}/{endpoint}", {
-            "endpoint": endpoint, "restoredModel": chosen.model_path, "toDeployment": chosen.id,
-            "deploymentId": deployment_id})
-
-    def _source(self, relative: str, base: str | None = None) -> ModelSource:
-        return ModelSource(self.settings, self.storage.minter, self.studio, relative, base=base)
+    def _source(self, relative: str, base: str | None = None, by_refresh: bool = False) -> ModelSource:
+        return ModelSource(self.settings, self.storage.minter, self.studio, relative, base=base,
+                           by_refresh=by_refresh)
 
     def _model_ref(self, model_path: str) -> BlobRef:
         try:

@@ -57,6 +57,11 @@ class Promotion:
                     return self._below_gate(run, target, reason, metric)
             results = self.fanout.deploy(target, self._resolve(target, run.endpoints), source, run, force,
                                          run.trigger)
+            pending = [r.endpoint for r in results if r.outcome == "Pending"]
+            if pending:  # not final: the reconcile timer (or a redelivery) finishes these endpoints
+                return PromoteResult(run.id, "Pending", results, reason=f"{len(pending)} endpoint(s) still to do: "
+                                     f"{', '.join(pending[:10])}", sas_refreshed_by_get=source.refreshed_by_get,
+                                     sas_minted=source.minted)
             if not run.promoted:
                 run.promoted = True
                 self.ledger.save_run(run, check_etag=False)

@@ -41,7 +41,7 @@ class Reconciler:
         deadline = timedelta(minutes=self.settings.job_deadline_minutes)
         now = datetime.now(UTC)
         for run in self.ledger.list_runs(("Accepted", "Submitted", "Running", "Finished"), limit=500):
-            if run.status == "Finished" and (run.promoted or run.kind != "bes"):
+            if run.status == "Finished" and run.promoted:
                 continue
             summary["checked"] += 1
             with context(run=run.id):
@@ -56,6 +56,9 @@ class Reconciler:
     def _one(self, run: Run, now: datetime, deadline: timedelta) -> str:
         """Move one run on; returns what was done (a summary key), or "" for nothing."""
         age = now - datetime.fromisoformat((run.submitted_at or run.created_at).replace("Z", "+00:00"))
+        if run.kind == "manual":  # a hand-dropped model whose deployment did not finish
+            force = not run.metrics
+            return "promoted" if self.promotion.promote(run, force=force).status == "Done" else ""
         if run.status == "Accepted":
             if run.claimed_until < time.time() and run.data_path and age > RESUBMIT_AFTER:
                 self.intake.accept(BlobRef.parse(run.data_path), trigger="reconcile")

@@ -1,10 +1,14 @@
-"""Proving a swap and undoing one: after a PATCH the endpoint must show the new model and answer a smoke scoring
-request; when it does not, the model it had before is put back (a fresh token when the blob is ours, else the
-documented refresh from the default endpoint)."""
+"""Proving a swap and undoing one. The real service takes a while (~30 s) to serve a PATCHed model, and until it
+does the old model answers, so "the smoke request scored" proves nothing by itself. A swap is verified when the
+endpoint shows the new model and either answers the smoke row differently from the old model (proof it switched)
+or answers at all once the switch time has passed. An error that retrying cannot fix (the model cannot load)
+fails it at once; throttling that outlasts the checks leaves it unproven, to be tried again later.
+Putting the old model back is verified the same way, against the old model's answers."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -17,6 +21,18 @@ from shared.errors import Refused
 from shared.records import Run
 from shared.settings import Settings, Target
 
+Answers = list[dict[str, str]]
+
+
+@dataclass
+class Verdict:
+    problem: str | None = None
+    transient: bool = False  # the check itself could not be done (throttling, timeouts): try again later
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
 
 @dataclass
 class Verifier:
@@ -27,53 +43,89 @@ class Verifier:
     ledger: Ledger
     minter: SasMinter
 
-    def verify(self, target: Target, endpoint: str, relative: str, run: Run | None) -> str | None:
-        """None when the endpoint shows the new model and a smoke request scores; else what is wrong."""
-        if self.settings.verify_delay_seconds:
-            time.sleep(self.settings.verify_delay_seconds)
+    def smoke_row(self, target: Target, run: Run | None) -> dict[str, str] | None:
+        """The row to score: the run's own first data row, the configured one, or a recent run's."""
+        row = (run.smoke_row if run else None) or self.settings.smoke_row
+        if row:
+            return {str(k): str(v) for k, v in row.items()}
+        for recent in self.ledger.list_runs(("Finished", "Running"), limit=20):
+            if recent.target == target.name and recent.smoke_row:
+                return recent.smoke_row
+        return None
+
+    def answers(self, ep: Endpoint, row: dict[str, str] | None) -> Answers | None:
+        """How the endpoint answers the row now (one try), or None when it does not answer."""
+        if row is None or not self._scorable(ep):
+            return None
+        try:
+            return self.studio.scoring(str(ep.ApiLocation), str(ep.PrimaryKey)).score([row], max_attempts=1)
+        except (StudioApiError, TransportError):
+            return None
+
+    def verify(self, target: Target, endpoint: str, relative: str, row: dict[str, str] | None,
+               old_answers: Answers | None) -> Verdict:
+        """Is the new model (`relative`) the one answering, and does it answer?"""
         try:
             ep = self.studio.management(target).get_endpoint(endpoint)
         except (StudioApiError, TransportError) as exc:
-            return f"verification GET failed: {describe_error(exc)}"
+            return Verdict(f"verification GET failed: {describe_error(exc)}", transient=True)
         res = ep.resource(target.resource_name)
         shown = (res.Location or {}).get("RelativeLocation") if res else None
         if shown != relative:
-            return f"the endpoint shows model {shown!r}, not {relative!r}"
-        row = (run.smoke_row if run else None) or self.settings.smoke_row or self._last_smoke_row(target)
-        if not row:
-            return None
-        if not ep.ApiLocation or not ep.PrimaryKey or not self.settings.rrs_host_allowed(ep.ApiLocation):
-            return "the endpoint has no usable ApiLocation for a smoke request"
-        try:
-            scored = self.studio.scoring(ep.ApiLocation, ep.PrimaryKey).score([row])
-        except (StudioApiError, TransportError) as exc:
-            return f"the smoke scoring request failed: {describe_error(exc)}"
-        if len(scored) != 1:
-            return "the smoke scoring request returned no row"
-        return None
+            return Verdict(f"the endpoint shows model {shown!r}, not {relative!r}")
+        if row is None:
+            return Verdict()  # nothing to score with: the GET is all the proof there is
+        if not self._scorable(ep):
+            return Verdict("the endpoint has no usable ApiLocation for a smoke request")
+        return self._until_answering(ep, row, lambda got: old_answers is None or got != old_answers)
 
-    def _last_smoke_row(self, target: Target) -> dict[str, str] | None:
-        for run in self.ledger.list_runs(("Finished", "Running"), limit=20):
-            if run.target == target.name and run.smoke_row:
-                return run.smoke_row
-        return None
+    def _scorable(self, ep: Endpoint) -> bool:
+        return bool(ep.ApiLocation and ep.PrimaryKey and self.settings.rrs_host_allowed(ep.ApiLocation))
 
-    def restore(self, target: Target, endpoint: str, before: Endpoint) -> str | None:
-        """Put the model the endpoint had back; None on success, else why not."""
+    def _until_answering(self, ep: Endpoint, row: dict[str, str], proves: Callable[[Answers], bool]) -> Verdict:
+        switch, poll = self.settings.verify_switch_seconds, self.settings.verify_poll_seconds
+        started = time.monotonic()
+        last: BaseException | None = None
+        while True:
+            asked = time.monotonic()
+            try:
+                got = self.studio.scoring(str(ep.ApiLocation), str(ep.PrimaryKey)).score([row], max_attempts=1)
+            except StudioApiError as exc:
+                if not exc.transient:
+                    return Verdict(f"the smoke scoring request failed: {describe_error(exc)}")
+                last = exc
+            except TransportError as exc:
+                last = exc
+            else:
+                if len(got) != 1:
+                    return Verdict("the smoke scoring request returned no row")
+                if proves(got) or asked - started >= switch:
+                    return Verdict()
+            if time.monotonic() - started >= 2 * switch + poll and last is not None:
+                return Verdict(f"the smoke scoring request could not be made: {describe_error(last)}", transient=True)
+            time.sleep(poll)
+
+    def restore(self, target: Target, endpoint: str, before: Endpoint, row: dict[str, str] | None,
+                old_answers: Answers | None) -> str | None:
+        """Put the model the endpoint had back, and check it answers as before; None on success, else why not."""
         res = before.resource(target.resource_name)
         loc = res.Location if res else None
         if not loc or not loc.get("RelativeLocation"):
             return "the endpoint had no model to go back to"
+        mgmt = self.studio.management(target)
         try:
             location = self.location_for(str(loc.get("BaseLocation") or ""), str(loc["RelativeLocation"]),
                                          loc.get("SasBlobToken"))
             if location is None:
-                self.studio.management(target).refresh(endpoint, overwrite_resources=True)
+                mgmt.refresh(endpoint, overwrite_resources=True)
             else:
-                self.studio.management(target).patch_model(endpoint, target.resource_name, location)
+                mgmt.patch_model(endpoint, target.resource_name, location)
         except (StudioApiError, TransportError, Refused) as exc:
             return describe_error(exc)
-        return None
+        if row is None or not self._scorable(before):
+            return None
+        verdict = self._until_answering(before, row, lambda got: old_answers is not None and got == old_answers)
+        return verdict.problem
 
     def location_for(self, base: str, relative: str, token: object = None) -> ResourceLocation | None:
         """A PATCH location for a model: a fresh token when the blob is ours, its own token while it lasts,

@@ -75,9 +75,12 @@ class Client:
             time.sleep(0.2)
 
 
-def start_stack(name: str, **overrides: str) -> Stack:
+def start_stack(name: str, propagation_seconds: float = 0.0, **overrides: str) -> Stack:
+    """A stack for the story tests; the model switch is instant unless a test asks for the real service's delay
+    (the verification under a delay is tested in tests/integration/library/test_hostile.py)."""
     workdir = RUNS_DIR / f"e2e-{name}-{uuid.uuid4().hex[:6]}"
-    stack = Stack(Path(workdir), use_func=False, settings_overrides=dict(overrides)).start()
+    stack = Stack(Path(workdir), use_func=False, settings_overrides=dict(overrides),
+                  propagation_seconds=propagation_seconds).start()
     assert stack.emulator is not None
     remember_secrets(stack.emulator.manifest)
     return stack

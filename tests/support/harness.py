@@ -30,7 +30,8 @@ class Harness:
         env = settings_from_manifest(manifest, **{
             "RETRAIN_TABLE_PREFIX": f"t{uuid.uuid4().hex[:10]}", "RETRAIN_HTTP_BACKOFF_SECONDS": "0.05",
             "RETRAIN_HTTP_MAX_BACKOFF_SECONDS": "2", "RETRAIN_JOB_POLL_SECONDS": "0.2",
-            "RETRAIN_SMOKE_ROW": json.dumps(SMOKE_ROW), **overrides})
+            "RETRAIN_SMOKE_ROW": json.dumps(SMOKE_ROW), "RETRAIN_VERIFY_SWITCH_SECONDS": "1",
+            "RETRAIN_VERIFY_POLL_SECONDS": "0.1", **overrides})
         self.settings = load_settings(env)
         self.app = Retraining(self.settings)
         self.app.ensure_storage()

@@ -105,11 +105,25 @@ def test_the_required_improvement_over_the_serving_model():
 
 # ---- newest wins ---------------------------------------------------------------------------------------------
 def test_a_model_from_older_data_is_superseded():
-    cur = Current(target="t", endpoint="e", data_time="2026-01-02T00:00:00.000Z")
-    assert superseded_by("2026-01-01T00:00:00.000Z", cur) is not None
-    assert superseded_by("2026-01-03T00:00:00.000Z", cur) is None
-    assert superseded_by("2026-01-02T00:00:00.000Z", cur) is None
-    assert superseded_by("2026-01-01T00:00:00.000Z", Current(target="t", endpoint="e")) is None
+    cur = Current(target="t", endpoint="e", data_time="2026-01-02T00:00:00.000Z")  # a pointer from before orders
+    assert superseded_by(Run(id="a", target="t", data_time="2026-01-01T00:00:00.000Z"), cur) is not None
+    assert superseded_by(Run(id="b", target="t", data_time="2026-01-03T00:00:00.000Z"), cur) is None
+    assert superseded_by(Run(id="c", target="t", data_time="2026-01-01T00:00:00.000Z"),
+                         Current(target="t", endpoint="e")) is None
+
+
+def test_newest_data_wins_is_a_total_order_even_within_one_second():
+    second = "2026-01-02T00:00:01.000Z"  # Last-Modified has whole seconds: both files landed "at once"
+    big = Run(id="big", target="t", data_time=second, created_at="2026-01-02T00:00:01.100Z")
+    small = Run(id="small", target="t", data_time=second, created_at="2026-01-02T00:00:01.300Z")
+    serving_small = Current(target="t", endpoint="e", data_time=second, data_order=small.order)
+    serving_big = Current(target="t", endpoint="e", data_time=second, data_order=big.order)
+    assert superseded_by(big, serving_small) is not None  # the earlier-taken file never replaces the later
+    assert superseded_by(small, serving_big) is None
+    assert superseded_by(small, serving_small) is None  # a redelivery of what serves is not "older"
+    twin = Run(id="twin", target="t", data_time=second, created_at=small.created_at)
+    assert (superseded_by(twin, serving_small) is None) != (superseded_by(small, Current(
+        target="t", endpoint="e", data_order=twin.order)) is None)  # equal times: the id decides, one way
 
 
 # ---- rollback choice -----------------------------------------------------------------------------------------
@@ -127,6 +141,25 @@ def test_rollback_skips_attempts_of_the_model_now_serving():
     history = [dep("d3", model="models/same"), dep("d2", model="models/same"), dep("d1")]
     serving = Current(target="t", endpoint="e", deployment_id="d3", model_path="models/same")
     assert rollback_choice("e", history, serving, None).id == "d1"
+
+
+def test_consecutive_rollbacks_walk_back_through_history_instead_of_toggling():
+    d1, d2, d3 = dep("d1"), dep("d2"), dep("d3")
+    history = [d3, d2, d1, dep("d0", "Created")]
+    first = rollback_choice("e", history, Current(target="t", endpoint="e", deployment_id="d3",
+                                                  model_path="models/d3"), None)
+    assert first.id == "d2"
+    r1 = Deployment(id="r1", target="t", endpoint="e", outcome="Deployed", operation="rollback",
+                    model_path="models/d2", restores="d2")
+    history = [r1, *history]
+    second = rollback_choice("e", history, Current(target="t", endpoint="e", deployment_id="r1",
+                                                   model_path="models/d2"), None)
+    assert second.id == "d1"  # not d3, the model the first rollback removed
+    r2 = Deployment(id="r2", target="t", endpoint="e", outcome="Deployed", operation="rollback",
+                    model_path="models/d1", restores="d1")
+    third = rollback_choice("e", [r2, *history], Current(target="t", endpoint="e", deployment_id="r2",
+                                                         model_path="models/d1"), None)
+    assert third.id == "d0"
 
 
 def test_rollback_to_a_named_deployment_and_the_refusals():

@@ -153,6 +153,7 @@ class Store:
         self._dirty = False
         tmp = self.state_file.with_suffix(".tmp")
         tmp.write_text(self.ws.model_dump_json())
+        os.chmod(tmp, 0o600)  # it holds the workspace's keys
         os.replace(tmp, self.state_file)
 
     async def _save_loop(self) -> None:

@@ -49,6 +49,14 @@ def blob_webhooks(base_url: str) -> dict[str, str]:
     return hooks
 
 
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read (it holds keys or a connection string with the account key)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.chmod(path, 0o600)  # also when it existed with wider bits
+
 @dataclass
 class Stack:
     workdir: Path
@@ -57,6 +65,9 @@ class Stack:
     use_func: bool | None = None  # None: Core Tools when `func` is on PATH, else devhost
     settings_overrides: dict[str, str] = field(default_factory=dict)
     emulator_args: list[str] = field(default_factory=list)
+    # The real service serves a PATCHed model after ~30 s; locally a shorter but non-zero switch keeps the
+    # verification honest (it must prove the new model answers) without slowing the story down.
+    propagation_seconds: float = 2.0
     local_settings: Path | None = None  # write the app's settings here if the file is absent
     progress: Any = None  # callable(str) for progress lines
     azurite: Azurite | None = None
@@ -65,6 +76,11 @@ class Stack:
     settings: dict[str, str] = field(default_factory=dict)
     functions_url: str = ""
     host_kind: str = ""
+
+    def _switch_seconds(self) -> str:
+        """How long verification may wait for the local switch: a margin over the emulator's propagation (none
+        when the switch is instant, as a test stack may ask)."""
+        return f"{self.propagation_seconds * 1.5 + 1:g}" if self.propagation_seconds else "0"
 
     def _say(self, text: str) -> None:
         if self.progress is not None:
@@ -108,17 +124,20 @@ class Stack:
         subscribe = [f"--subscribe={c}={url}" for c, url in blob_webhooks(self.functions_url).items()]
         self.emulator = EmulatorProcess(
             self.azurite.connection_string, self.workdir / "emulator",
-            args=["--port", str(emulator_port), "--events-poll-seconds", "0.25", *subscribe, *self.emulator_args],
+            args=["--port", str(emulator_port), "--events-poll-seconds", "0.25",
+                  "--propagation-seconds", f"{self.propagation_seconds:g}", *subscribe, *self.emulator_args],
             data_dir=self.workdir / "emulator" / "data" if self.persistent else None).start()
         self.settings = settings_from_manifest(self.emulator.manifest, self.azurite.connection_string,
                                                **{"RETRAIN_RECONCILE_SCHEDULE": "0 */5 * * * *",
+                                                  "RETRAIN_VERIFY_SWITCH_SECONDS": self._switch_seconds(),
+                                                  "RETRAIN_VERIFY_POLL_SECONDS": "0.5",
                                                   **self.settings_overrides})
         self._prepare_storage()
         if self.local_settings is None:  # a private settings file, so a developer's own file cannot leak in
             self.local_settings = self.workdir / "local.settings.json"
-            self.local_settings.write_text(local_settings_json(self.settings) + "\n")
+            write_private(self.local_settings, local_settings_json(self.settings) + "\n")
         elif not self.local_settings.exists():
-            self.local_settings.write_text(local_settings_json(self.settings) + "\n")
+            write_private(self.local_settings, local_settings_json(self.settings) + "\n")
             self._say(f"wrote {self.local_settings} from the emulator manifest")
         self._start_host(port)
         self._write_state(port, emulator_port)
@@ -149,7 +168,7 @@ class Stack:
             cmd = [func_bin, "start", "--port", str(port)]
             project_settings = PROJECT_ROOT / "local.settings.json"
             if not project_settings.exists():  # Core Tools reads the worker runtime from the project's file
-                project_settings.write_text(local_settings_json(self.settings) + "\n")
+                write_private(project_settings, local_settings_json(self.settings) + "\n")
                 self._say(f"wrote {project_settings} for Core Tools")
             # The Python worker must run in this venv (where requirements.txt is installed).
             env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
@@ -187,7 +206,7 @@ class Stack:
                  "ports": {"blob": self.azurite.blob_port, "queue": self.azurite.queue_port,
                            "table": self.azurite.table_port, "functions": functions_port,
                            "emulator": emulator_port}}
-        self.state_path.write_text(json.dumps(state, indent=2) + "\n")
+        write_private(self.state_path, json.dumps(state, indent=2) + "\n")
 
     def stop(self) -> None:
         if self.host_proc is not None:

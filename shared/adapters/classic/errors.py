@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+# Answers with a transient status that retrying cannot change: the endpoint cannot load its model.
+PERMANENT_DETAIL_CODES = frozenset({"ResourceLoadFailed"})
 
 
 class StudioApiError(Exception):
@@ -23,7 +25,7 @@ class StudioApiError(Exception):
 
     @property
     def transient(self) -> bool:
-        return self.status in TRANSIENT_STATUSES
+        return self.status in TRANSIENT_STATUSES and self.detail_code not in PERMANENT_DETAIL_CODES
 
     @classmethod
     def from_response(cls, status: int, body: Any, retry_after: float | None, operation: str) -> StudioApiError:

@@ -13,14 +13,14 @@ class ScoringClient:
         self.api_location = api_location.rstrip("/")
         self._key = key
 
-    def score(self, rows: list[dict[str, Any]]) -> list[dict[str, str]]:
+    def score(self, rows: list[dict[str, Any]], max_attempts: int | None = None) -> list[dict[str, str]]:
         """Score rows (classic table format); returns one dict per row with every output column."""
         names = list(rows[0]) if rows else []
         body = {"Inputs": {"input1": {"ColumnNames": names, "Values": [[str(r.get(n, "")) for n in names]
                                                                        for r in rows]}},
                 "GlobalParameters": {}}
         resp = self.http.request("POST", f"{self.api_location}/execute?api-version=2.0&details=true",
-                                 "score", self._key, json_body=body)
+                                 "score", self._key, json_body=body, max_attempts=max_attempts)
         output = resp.json()["Results"]["output1"]
         if isinstance(output, list):  # swagger format
             return [{k: str(v) for k, v in row.items()} for row in output]
