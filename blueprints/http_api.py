@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import azure.functions as func
 
 from blueprints.http_support import ApiError, api, json_response, parse_body
-from blueprints.runtime import retraining
+from blueprints.runtime import retraining_for_http as retraining
 from shared.api import CreateEndpoint, PatchModel, RetrainFromBlob, Rollback
 from shared.decisions import model_refused
 from shared.records import EndpointResult, Run

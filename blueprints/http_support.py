@@ -59,6 +59,8 @@ def parse_body(req: func.HttpRequest, model: type[M], limit: int = JSON_BODY_LIM
         data = json.loads(raw or b"{}")
     except ValueError as exc:
         raise ApiError(400, "InvalidJson", f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, "InvalidJson", "the body nests too deeply") from None
     if not isinstance(data, dict):
         raise ApiError(400, "InvalidJson", "the body must be a JSON object")
     try:

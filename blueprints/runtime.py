@@ -20,7 +20,13 @@ logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(l
 
 
 def retraining() -> Retraining:
+    """The library for triggers and the timer (the full retry budgets)."""
     return _retraining()
+
+
+def retraining_for_http() -> Retraining:
+    """The library for an operator's HTTP call (short retry budgets: it answers, at worst with Retry-After)."""
+    return _retraining(interactive=True)
 
 
 @contextlib.contextmanager

@@ -8,8 +8,9 @@ from typing import Any
 
 from shared.adapters.events import EventPublisher
 from shared.adapters.ledger import Ledger
+from shared.adapters.outbox import Outbox
 from shared.adapters.storage import Storage
-from shared.adapters.studio import StudioClients
+from shared.adapters.studio import StudioClients, interactive_policy
 from shared.decisions import Gate
 from shared.logs import register_secret
 from shared.settings import Settings, get_settings
@@ -37,7 +38,9 @@ def _storage_credential(settings: Settings) -> Any:
 class Retraining:
     """The library, assembled: adapters (`storage`, `ledger`, `studio`, `events`) and use cases."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, interactive: bool = False) -> None:
+        """`interactive`: for an operator's HTTP calls - short retry budgets for Studio and storage, so each call
+        answers (an error with Retry-After at worst) well within the front end's limit."""
         self.settings = settings
         for secret in [settings.bes_key, settings.management_key, settings.eventgrid_key,
                        settings.storage_connection_string] + [t.management_key for t in settings.targets] + \
@@ -45,11 +48,12 @@ class Retraining:
             if secret is not None:
                 register_secret(secret.get_secret_value())
         credential = _storage_credential(settings)
-        self.storage = Storage(settings, credential)
+        retries = 1 if interactive else 3
+        self.storage = Storage(settings, credential, retries)
         register_secret(self.storage.account_key)
-        self.ledger = Ledger(settings, credential)
-        self.events = EventPublisher(settings)
-        self.studio = StudioClients(settings)
+        self.ledger = Ledger(settings, credential, retries)
+        self.events = EventPublisher(settings, Outbox(self.ledger.outbox))
+        self.studio = StudioClients(settings, interactive_policy(settings) if interactive else None)
 
         gate = Gate.from_settings(settings)
         verifier = Verifier(settings, self.studio, self.ledger, self.storage.minter)
@@ -74,9 +78,10 @@ class Retraining:
         self.studio.close()
 
 
-@functools.lru_cache(maxsize=1)
-def retraining() -> Retraining:
-    """The app's one `Retraining`, built on first use (settings are validated then, not at import)."""
-    built = Retraining(get_settings())
+@functools.lru_cache(maxsize=2)
+def retraining(interactive: bool = False) -> Retraining:
+    """The app's `Retraining` (one for triggers and the timer, one with short budgets for HTTP calls), built on
+    first use: settings are validated then, not at import."""
+    built = Retraining(get_settings(), interactive)
     built.ensure_storage()
     return built

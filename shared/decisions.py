@@ -17,7 +17,7 @@ MODEL_REFUSED = "the service refused the model"
 
 # ---- run lifecycle ---------------------------------------------------------------------------------------------
 RUN_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
-    "Accepted": frozenset({"Rejected", "Submitted", "Failed"}),
+    "Accepted": frozenset({"Rejected", "Submitted", "Failed", "Cancelled"}),
     "Submitted": frozenset({"Running", "Finished", "Failed", "Cancelled"}),
     "Running": frozenset({"Finished", "Failed", "Cancelled"}),
     "Finished": frozenset(),
@@ -70,6 +70,18 @@ def route(targets: Sequence[Target], name: str) -> Route:
                                               "(RETRAIN_ENDPOINTS) for files outside a tenant folder")
         return Route(target, list(target.endpoints))
     raise DataRejected("NoTarget", f"no target takes files at '{name}'")
+
+
+def unreadable_name(name: str) -> str | None:
+    """Why a blob with this name cannot be read back through the storage SDK (URLs drop '.' and '..' segments,
+    and '\\' becomes '/'), or None when it can."""
+    if "\\" in name:
+        return "its name has a backslash"
+    if any(part in (".", "..") for part in name.split("/")):
+        return "its name has a '.' or '..' segment"
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        return "its name has a control character"
+    return None
 
 
 def find_target(settings: Settings, name: str | None) -> Target:

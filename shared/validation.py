@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import io
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from shared.errors import DataRejected
 
 MAX_LABEL_VALUES = 20
-__all__ = ["DataRejected", "DataReport", "DataSpec", "validate_csv"]
+__all__ = ["DataRejected", "DataReport", "DataSpec", "evaluation_metrics", "validate_csv"]
 
 
 @dataclass
@@ -130,3 +131,30 @@ def validate_csv(chunks: Iterable[bytes], spec: DataSpec) -> DataReport:
         raise DataRejected("NotTwoClasses", f"the label column '{spec.label_column}' has {len(counts)} class(es) "
                                             f"({', '.join(sorted(counts)[:5])}); two are required")
     return report
+
+
+def evaluation_metrics(data: bytes, required: str | None = None) -> dict[str, float]:
+    """The first row of an Evaluate Model CSV as metric -> value (cells that are not numbers are left out). Raises
+    DataRejected (BadEvaluation) when it has no row, is not UTF-8, or lacks a finite `required` metric - a gate
+    must never pass for want of a number."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise DataRejected("BadEvaluation", "the evaluation file is not UTF-8 text") from None
+    try:
+        first = next(csv.DictReader(io.StringIO(text)), None)
+    except csv.Error as exc:
+        raise DataRejected("BadEvaluation", f"the evaluation file is not CSV: {exc}") from None
+    if first is None:
+        raise DataRejected("BadEvaluation", "the evaluation file has no row of metrics")
+    metrics: dict[str, float] = {}
+    for key, value in first.items():
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            continue
+        if key is not None and math.isfinite(number):
+            metrics[key.strip()] = number
+    if required is not None and required not in metrics:
+        raise DataRejected("BadEvaluation", f"the evaluation file has no numeric '{required}' (the gate's metric)")
+    return metrics

@@ -1,15 +1,19 @@
 """Event publishing: CloudEvents 1.0 to an Event Grid topic through azure-eventgrid, type prefix `Retrain.`.
 
-When no topic is configured the app says so once and carries on. Publishing never fails a deployment: errors are
-retried within a small budget (the SDK's pipeline) and then logged. Event data carries ids, locations and
-metrics, never secrets (and is scrubbed once more before it leaves).
+Every event goes to the outbox first, then to the topic; the reconcile timer sends what the topic did not take
+(`flush`). Delivery is at least once, with a stable id per event (derived from its content) for consumers to
+deduplicate by. Publishing never fails or slows the operation it reports: after a failed send the topic is left
+alone for CIRCUIT_SECONDS and events wait in the outbox. Event data carries ids, locations and metrics, never
+secrets (and is scrubbed once more before it is stored or sent). With no topic configured, events are logged.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
+import time
 from typing import Any
 
 from azure.core.credentials import AzureKeyCredential
@@ -17,27 +21,37 @@ from azure.core.exceptions import AzureError
 from azure.core.messaging import CloudEvent
 from azure.eventgrid import EventGridPublisherClient
 
+from shared.adapters.outbox import Outbox
 from shared.logs import scrub
+from shared.records import now_iso
 from shared.settings import Settings
 
 log = logging.getLogger("shared.events")
 
 EVENT_TYPES = ("TrainingDataAccepted", "TrainingDataRejected", "JobSubmitted", "JobFinished", "JobFailed",
                "ModelRejected", "EndpointUpdated", "EndpointUpdateFailed", "EndpointRolledBack")
+CIRCUIT_SECONDS = 30.0
+
+
+def event_id(event_type: str, subject: str, data: dict[str, Any]) -> str:
+    return hashlib.sha256(f"{event_type}\n{subject}\n{json.dumps(data, sort_keys=True)}".encode()).hexdigest()[:32]
 
 
 class EventPublisher:
-    """Publishes `Retrain.*` CloudEvents to the configured topic (or logs them when there is none)."""
+    """Publishes `Retrain.*` CloudEvents through the outbox to the configured topic (or logs them)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, outbox: Outbox) -> None:
         self.source = settings.event_source
+        self.outbox = outbox
         self._client: EventGridPublisherClient | None = None
-        self._warned = False
         self._lock = threading.Lock()
+        self._skip_until = 0.0
         if settings.eventgrid_endpoint and settings.eventgrid_key:
             self._client = EventGridPublisherClient(
                 settings.eventgrid_endpoint, AzureKeyCredential(settings.eventgrid_key.get_secret_value()),
-                retry_total=3, retry_backoff_factor=0.3, retry_backoff_max=5, connection_timeout=5, read_timeout=10)
+                retry_total=1, retry_backoff_factor=0.2, retry_backoff_max=1, connection_timeout=3, read_timeout=5)
+        else:
+            log.info("no Event Grid topic configured (RETRAIN_EVENTGRID_ENDPOINT): events are only logged")
 
     def publish(self, event_type: str, subject: str, data: dict[str, Any]) -> None:
         if event_type not in EVENT_TYPES:
@@ -48,15 +62,57 @@ class EventPublisher:
             log.warning("could not serialise Retrain.%s for %s (%s)", event_type, subject, exc)
             return
         if self._client is None:
-            with self._lock:
-                if not self._warned:
-                    self._warned = True
-                    log.info("no Event Grid topic configured (RETRAIN_EVENTGRID_ENDPOINT): events are only logged")
             log.info("event Retrain.%s %s %s", event_type, subject, json.dumps(clean, sort_keys=True))
             return
-        event = CloudEvent(source=self.source, type=f"Retrain.{event_type}", subject=subject, data=clean)
+        ident, when = event_id(event_type, subject, clean), now_iso()
         try:
-            self._client.send([event])
-        except (AzureError, OSError) as exc:
-            log.warning("could not publish Retrain.%s for %s (%s); the operation goes on", event_type, subject,
+            if not self.outbox.add(ident, event_type, subject, clean, when):
+                return  # announced before: it is sent, or waits in the outbox
+        except AzureError as exc:  # no outbox now: send it directly rather than not at all
+            log.warning("could not store Retrain.%s in the outbox (%s); sending it directly", event_type,
                         type(exc).__name__)
+        if time.monotonic() < self._skip_until:
+            return  # the topic failed a moment ago: the outbox keeps it for the next reconcile
+        if self._send([self._event(ident, event_type, subject, clean, when)]):
+            self._forget([ident])
+
+    def flush(self, limit: int = 1000) -> int:
+        """Send what waits in the outbox, oldest first, 100 per request; the number sent."""
+        if self._client is None:
+            return 0
+        sent = 0
+        rows = self.outbox.pending(limit)
+        for i in range(0, len(rows), 100):
+            chunk = rows[i:i + 100]
+            events = [self._event(r["RowKey"], r["type"], r["subject"], r["data"], r["time"]) for r in chunk]
+            if not self._send(events, from_outbox=True):
+                break
+            self._forget([r["RowKey"] for r in chunk])
+            sent += len(chunk)
+        return sent
+
+    def _event(self, ident: str, event_type: str, subject: str, data: Any, when: str) -> CloudEvent[Any]:
+        from datetime import datetime
+
+        return CloudEvent(source=self.source, type=f"Retrain.{event_type}", subject=subject, data=data, id=ident,
+                          time=datetime.fromisoformat(when.replace("Z", "+00:00")))
+
+    def _send(self, events: list[CloudEvent[Any]], from_outbox: bool = False) -> bool:
+        assert self._client is not None
+        try:
+            self._client.send(events)
+            with self._lock:
+                self._skip_until = 0.0
+            return True
+        except (AzureError, OSError) as exc:
+            with self._lock:
+                self._skip_until = time.monotonic() + CIRCUIT_SECONDS
+            log.warning("could not publish %d event(s) (%s); they wait in the outbox%s", len(events),
+                        type(exc).__name__, "" if from_outbox else " and the operation goes on")
+            return False
+
+    def _forget(self, ids: list[str]) -> None:
+        try:
+            self.outbox.remove(ids)
+        except AzureError as exc:  # sent but not forgotten: sent again later (at least once)
+            log.warning("could not clear %d sent event(s) from the outbox (%s)", len(ids), type(exc).__name__)

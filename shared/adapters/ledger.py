@@ -21,7 +21,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
-from shared.adapters.transport import pooled_transport
+from shared.adapters.transport import pooled_transport, sdk_retries
 from shared.records import Current, Deployment, Record, Run, now_iso
 from shared.settings import Settings
 
@@ -68,18 +68,21 @@ def leased_by_other(cur: Current | None, owner: str) -> bool:
 class Ledger:
     """Reads and writes of the two tables."""
 
-    def __init__(self, settings: Settings, credential: Any = None) -> None:
+    def __init__(self, settings: Settings, credential: Any = None, retries: int = 3) -> None:
         if settings.storage_connection_string is not None:
             self.service = TableServiceClient.from_connection_string(
-                settings.storage_connection_string.get_secret_value(), transport=pooled_transport())
+                settings.storage_connection_string.get_secret_value(), transport=pooled_transport(),
+                **sdk_retries(retries))
         else:
             url = settings.storage_table_uri or f"https://{settings.storage_account_name}.table.core.windows.net"
-            self.service = TableServiceClient(url, credential=credential, transport=pooled_transport())
+            self.service = TableServiceClient(url, credential=credential, transport=pooled_transport(),
+                                              **sdk_retries(retries))
         self.runs: TableClient = self.service.get_table_client(f"{settings.table_prefix}Runs")
         self.deployments: TableClient = self.service.get_table_client(f"{settings.table_prefix}Deployments")
+        self.outbox: TableClient = self.service.get_table_client(f"{settings.table_prefix}Outbox")
 
     def ensure_tables(self) -> None:
-        for table in (self.runs, self.deployments):
+        for table in (self.runs, self.deployments, self.outbox):
             with contextlib.suppress(ResourceExistsError):
                 table.create_table()
 
@@ -121,6 +124,17 @@ class Ledger:
         runs = [from_entity(Run, e) for e in self.runs.query_entities(query, parameters=names)]
         runs.sort(key=lambda r: r.created_at, reverse=True)
         return runs[:limit]
+
+    def unfinished_runs(self) -> list[Run]:
+        """Every run that still needs work - active, or finished with a model not yet promoted - oldest first,
+        however much finished history there is."""
+        query = ("PartitionKey eq 'run' and ( status eq @accepted or status eq @submitted or status eq @running "
+                 "or ( status eq @finished and promoted eq @no ) )")
+        params = {"accepted": "Accepted", "submitted": "Submitted", "running": "Running", "finished": "Finished",
+                  "no": False}
+        runs = [from_entity(Run, e) for e in self.runs.query_entities(query, parameters=params)]
+        runs.sort(key=lambda r: r.created_at)
+        return runs
 
     # ---- deployments ---------------------------------------------------------------------------------------
     def add_deployment(self, dep: Deployment) -> tuple[Deployment, bool]:

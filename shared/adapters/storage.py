@@ -4,11 +4,10 @@ moving rejected files aside with a reason, and reading a run's evaluation CSV.""
 from __future__ import annotations
 
 import contextlib
-import csv
 import hashlib
-import io
 import json
 import logging
+import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -19,9 +18,10 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from azure.storage.blob import BlobServiceClient, ContentSettings
 
 from shared.adapters.sas import SasMinter
-from shared.adapters.transport import pooled_transport
+from shared.adapters.transport import pooled_transport, sdk_retries
 from shared.records import BlobRef
 from shared.settings import Settings
+from shared.validation import evaluation_metrics
 
 log = logging.getLogger("shared.storage")
 CHUNK_BYTES = 4 * 1024 * 1024
@@ -31,7 +31,7 @@ _CHUNKING: dict[str, Any] = {"max_single_get_size": CHUNK_BYTES, "max_chunk_get_
 class Storage:
     """The app's storage account."""
 
-    def __init__(self, settings: Settings, credential: Any = None) -> None:
+    def __init__(self, settings: Settings, credential: Any = None, retries: int = 3) -> None:
         """From the connection string when there is one (the SDK reads `UseDevelopmentStorage=true` too), else
         from the account's URL and `credential` (a managed identity)."""
         self.settings = settings
@@ -40,10 +40,11 @@ class Storage:
         if settings.storage_connection_string is not None:
             self.connection_string = settings.storage_connection_string.get_secret_value()
             self.blob = BlobServiceClient.from_connection_string(self.connection_string, transport=pooled_transport(),
-                                                                 **_CHUNKING)
+                                                                 **_CHUNKING, **sdk_retries(retries))
         else:
             url = settings.storage_blob_uri or f"https://{settings.storage_account_name}.blob.core.windows.net"
-            self.blob = BlobServiceClient(url, credential=credential, transport=pooled_transport(), **_CHUNKING)
+            self.blob = BlobServiceClient(url, credential=credential, transport=pooled_transport(), **_CHUNKING,
+                                          **sdk_retries(retries))
         self.account_key: str | None = getattr(self.blob.credential, "account_key", None)
         self.minter = SasMinter(self.blob, self.account_key)
 
@@ -128,6 +129,18 @@ class Storage:
             pass
         return target
 
+    def note_unreadable(self, ref: BlobRef, reason: dict[str, Any]) -> BlobRef:
+        """For a file that cannot be read back (so neither moved nor deleted): a `.reason.json` in rejected/ under
+        a name that can be, saying where the file is and why it stays there."""
+        safe = re.sub(r"[\\\x00-\x1f\x7f]", "_", ref.name)
+        safe = "/".join({".": "_dot_", "..": "_dotdot_"}.get(part, part) for part in safe.split("/"))
+        note = BlobRef(self.settings.rejected_container, f"{ref.container}/{safe}.reason.json")
+        with contextlib.suppress(ResourceExistsError):
+            self.blob.create_container(self.settings.rejected_container)
+        body = dict(reason, source=ref.path, stays=True, rejectedAt=datetime.now(UTC).isoformat())
+        self.write_bytes(note, json.dumps(body, indent=2).encode(), "application/json")
+        return note
+
     def _rejected_names(self, ref: BlobRef, version: str) -> list[BlobRef]:
         stem, dot, ext = ref.name.rpartition(".")
         tag = hashlib.sha256(version.encode()).hexdigest()[:12]
@@ -158,16 +171,6 @@ class Storage:
             return target
         raise ResourceExistsError(f"{ref.path}: every rejected/ name for this version is taken")
 
-    def read_evaluation(self, ref: BlobRef) -> dict[str, float]:
-        """The first row of an Evaluate Model CSV as metric -> value (non-numeric cells are skipped)."""
-        text = self.read_bytes(ref, limit=1024 * 1024).decode("utf-8-sig")
-        rows = list(csv.DictReader(io.StringIO(text)))
-        if not rows:
-            raise ValueError(f"{ref.path} has no evaluation row")
-        metrics = {}
-        for key, value in rows[0].items():
-            try:
-                metrics[key.strip()] = float(value)
-            except (TypeError, ValueError):
-                continue
-        return metrics
+    def read_evaluation(self, ref: BlobRef, required: str | None = None) -> dict[str, float]:
+        """A run's Evaluate Model CSV as metric -> value (see `validation.evaluation_metrics`)."""
+        return evaluation_metrics(self.read_bytes(ref, limit=1024 * 1024), required)

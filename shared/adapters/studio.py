@@ -15,14 +15,27 @@ from shared.logs import register_secret
 from shared.settings import Settings, Target
 
 
+def background_policy(settings: Settings) -> HttpPolicy:
+    """Triggers and the timer: the full retry budget (past it, the platform retries or reconcile does)."""
+    return HttpPolicy(max_attempts=settings.http_max_attempts, backoff_seconds=settings.http_backoff_seconds,
+                      max_backoff_seconds=settings.http_max_backoff_seconds,
+                      connect_timeout=settings.connect_timeout_seconds, read_timeout=settings.read_timeout_seconds,
+                      pool_size=max(32, settings.patch_concurrency * 2))
+
+
+def interactive_policy(settings: Settings) -> HttpPolicy:
+    """An operator's HTTP call: a short budget, so it answers (503 + Retry-After) well within the front end's
+    230 s instead of sleeping through a throttling storm."""
+    return HttpPolicy(max_attempts=min(2, settings.http_max_attempts), backoff_seconds=settings.http_backoff_seconds,
+                      max_backoff_seconds=min(5.0, settings.http_max_backoff_seconds),
+                      connect_timeout=settings.connect_timeout_seconds,
+                      read_timeout=min(30.0, settings.read_timeout_seconds), pool_size=32)
+
+
 class StudioClients:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, policy: HttpPolicy | None = None) -> None:
         self.settings = settings
-        self.http = StudioHttp(HttpPolicy(
-            max_attempts=settings.http_max_attempts, backoff_seconds=settings.http_backoff_seconds,
-            max_backoff_seconds=settings.http_max_backoff_seconds, connect_timeout=settings.connect_timeout_seconds,
-            read_timeout=settings.read_timeout_seconds, pool_size=max(32, settings.patch_concurrency * 2)),
-            allowed_hosts=settings.host_allowed)
+        self.http = StudioHttp(policy or background_policy(settings), allowed_hosts=settings.host_allowed)
         self._lock = threading.Lock()
         self._default_endpoints: dict[str, str] = {}
 

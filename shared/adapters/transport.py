@@ -30,6 +30,12 @@ def pooled_transport(pool_size: int = 64) -> Any:
     return RequestsTransport(session=pooled_session(pool_size), session_owner=False)
 
 
+def sdk_retries(total: int) -> dict[str, Any]:
+    """The Azure SDK clients' retry policy: `total` retries, back-off capped at 8 s, a 5 s connect timeout - so an
+    unreachable storage account is an error within seconds, not after the SDK's default ten tries."""
+    return {"retry_total": total, "retry_backoff_factor": 0.4, "retry_backoff_max": 8, "connection_timeout": 5}
+
+
 def retry_after_seconds(value: str | None) -> float | None:
     """Seconds to wait from a Retry-After header, or None when absent or unreadable. Fractions ("0.2", which the
     emulator's faults send) are read too; urllib3 reads whole seconds and HTTP dates."""

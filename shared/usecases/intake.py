@@ -19,7 +19,7 @@ from shared.adapters.events import EventPublisher
 from shared.adapters.ledger import Ledger
 from shared.adapters.storage import Storage
 from shared.adapters.studio import StudioClients
-from shared.decisions import advance, route
+from shared.decisions import advance, route, unreadable_name
 from shared.errors import DataRejected, NotFound, Refused
 from shared.logs import context
 from shared.records import BlobRef, Run, iso, now_iso, run_id_for
@@ -43,6 +43,9 @@ class TrainingIntake:
 
     def accept(self, ref: BlobRef, trigger: str = "blob") -> Run | None:
         """Validate a landed data file and start its training job. Redeliveries return the same run."""
+        problem = unreadable_name(ref.name)
+        if problem is not None:
+            return self._unreadable(ref, problem, trigger)
         try:
             props = self.storage.properties(ref)
         except ResourceNotFoundError:
@@ -68,6 +71,40 @@ class TrainingIntake:
                 if run.claimed_by == owner and run.status == "Accepted":
                     run.claimed_by, run.claimed_until = None, 0.0
                     self.ledger.save_run(run, check_etag=False)
+
+    def resume(self, run: Run) -> Run | None:
+        """Go on with a run a crash left Accepted - unless its file version is gone (replaced or deleted): then
+        the run ends Cancelled, saying so (a new version is a run of its own)."""
+        assert run.data_path is not None
+        ref = BlobRef.parse(run.data_path)
+        try:
+            props = self.storage.properties(ref)
+        except ResourceNotFoundError:
+            return self._version_gone(run, "deleted")
+        if str(props.etag) != run.data_etag:
+            return self._version_gone(run, "replaced by a newer version")
+        return self.accept(ref, trigger="reconcile")
+
+    def _version_gone(self, run: Run, how: str) -> Run:
+        advance(run, "Cancelled")
+        run.error = f"VersionGone: the file was {how} before it could be read in full; that version no longer exists"
+        run.claimed_by, run.claimed_until, run.finished_at = None, 0.0, now_iso()
+        self.ledger.save_run(run, check_etag=False)
+        log.warning("run %s: %s", run.id, run.error)
+        return run
+
+    def _unreadable(self, ref: BlobRef, problem: str, trigger: str) -> Run:
+        """A file the SDK cannot read back: recorded as rejected (with a reason file and an event); it stays put."""
+        message = f"the file cannot be read back: {problem}; it stays where it is (rename it to retrain)"
+        run, created = self.ledger.create_run(Run(id=run_id_for(ref.path, "unreadable"), target="?",
+                                                  status="Rejected", data_path=ref.path, trigger=trigger,
+                                                  error=f"UnreadableName: {message}"))
+        if created:
+            note = self.storage.note_unreadable(ref, {"code": "UnreadableName", "message": message, "runId": run.id})
+            self.events.publish("TrainingDataRejected", ref.path, {
+                "runId": run.id, "blob": ref.path, "code": "UnreadableName", "message": message, "line": None,
+                "movedTo": None, "reasonAt": note.path})
+        return run
 
     def from_blob(self, path: str, trigger: str = "http") -> Run | None:
         """Retrain from a file already in the data container."""
@@ -107,6 +144,8 @@ class TrainingIntake:
             return False
 
     def _accept(self, run: Run, ref: BlobRef, size: int) -> Run:
+        if run.rows is not None:  # validated and announced by an earlier try: only the submit is left
+            return self._submit(run, ref)
         s = self.settings
         try:
             if not ref.name.lower().endswith(".csv"):
@@ -122,6 +161,10 @@ class TrainingIntake:
             report = validate_csv(self.storage.chunks(ref, etag=run.data_etag), spec)
         except DataRejected as exc:
             return self._reject(run, ref, exc)
+        except ResourceModifiedError:
+            return self._version_gone(run, "replaced by a newer version")
+        except ResourceNotFoundError:
+            return self._version_gone(run, "deleted")
         run.rows = report.rows
         run.smoke_row = {k: v for k, v in report.first_row.items() if k != s.label_column}
         self.ledger.save_run(run, check_etag=False)

@@ -13,7 +13,7 @@ from shared.adapters.events import EventPublisher
 from shared.adapters.ledger import Ledger
 from shared.adapters.storage import Storage
 from shared.adapters.studio import StudioClients
-from shared.decisions import model_refused, route
+from shared.decisions import model_refused, route, unreadable_name
 from shared.errors import DataRejected
 from shared.logs import context
 from shared.records import BlobRef, PromoteResult, Run, iso, now_iso, run_id_for
@@ -35,6 +35,15 @@ class ModelLanding:
     def landed(self, ref: BlobRef, trigger: str = "blob") -> PromoteResult | None:
         if not ref.name.lower().endswith(".ilearner"):
             return None
+        problem = unreadable_name(ref.name)
+        if problem is not None:  # it cannot be moved either: a note in rejected/ says where it is and why
+            message = f"the file cannot be read back: {problem}; it stays where it is"
+            run_id = run_id_for(ref.path, "unreadable")
+            note = self.storage.note_unreadable(ref, {"code": "UnreadableName", "message": message, "runId": run_id})
+            self.events.publish("ModelRejected", ref.path, {"runId": run_id, "model": ref.path,
+                                                            "code": "UnreadableName", "reason": message,
+                                                            "movedTo": None, "reasonAt": note.path})
+            return PromoteResult(run_id, "Rejected", reason=message)
         first = ref.name.split("/", 1)[0]
         run = self.ledger.get_run(first) if "/" in ref.name else None
         if run is not None and run.kind == "bes":
@@ -48,6 +57,9 @@ class ModelLanding:
             return self._hand_dropped(ref, run_id, props, trigger)
 
     def _hand_dropped(self, ref: BlobRef, run_id: str, props: BlobProperties, trigger: str) -> PromoteResult:
+        sibling = BlobRef(ref.container, ref.name.rsplit("/", 1)[0] + "/evaluation.csv") if "/" in ref.name \
+            else None
+        metrics: dict[str, float] = {}
         try:
             if props.size == 0:
                 raise DataRejected("EmptyModel", "the model file is empty")
@@ -55,17 +67,15 @@ class ModelLanding:
             if where.tenant is not None and self.studio.endpoint(where.target, where.tenant) is None:
                 raise DataRejected("NoSuchEndpoint", f"the file routes to endpoint '{where.tenant}', which does not "
                                                      f"exist on target '{where.target.name}'")
+            if sibling is not None and self.storage.exists(sibling):  # an evaluation there must be usable
+                metrics = self.storage.read_evaluation(sibling, self.settings.gate_metric)
         except DataRejected as exc:
             self.reject(ref, run_id, exc.code, exc.message)
             return PromoteResult(run_id, "Rejected", reason=exc.message)
         run, _ = self.ledger.create_run(Run(
             id=run_id, kind="manual", status="Finished", target=where.target.name, endpoints=where.endpoints,
-            data_time=iso(props.last_modified), model_path=ref.path, trigger=trigger, finished_at=now_iso()))
-        sibling = BlobRef(ref.container, ref.name.rsplit("/", 1)[0] + "/evaluation.csv") if "/" in ref.name \
-            else None
-        if sibling is not None and not run.metrics and self.storage.exists(sibling):
-            run.metrics, run.evaluation_path = self.storage.read_evaluation(sibling), sibling.path
-            self.ledger.save_run(run, check_etag=False)
+            data_time=iso(props.last_modified), model_path=ref.path, trigger=trigger, finished_at=now_iso(),
+            metrics=metrics, evaluation_path=sibling.path if metrics and sibling else None))
         result = self.promotion.promote(run, force=not run.metrics)
         if result.endpoints and all(model_refused(r) for r in result.endpoints):
             # Every endpoint refused to serve it: the file is bad. Keep it in rejected/ with the reason.

@@ -12,7 +12,7 @@ from shared.adapters.ledger import Ledger
 from shared.adapters.storage import Storage
 from shared.adapters.studio import StudioClients
 from shared.decisions import ENDPOINT_NAME, Gate, check_endpoint_name, find_target, rollback_choice
-from shared.errors import NotFound, Refused
+from shared.errors import DataRejected, NotFound, Refused
 from shared.records import BlobRef, Current, Deployment, EndpointResult, Run, new_operation_id, now_iso
 from shared.settings import Settings, Target
 from shared.usecases.deployment import EndpointDeployer, Plan
@@ -60,7 +60,10 @@ class Operations:
         metric = None
         sibling = BlobRef(ref.container, ref.name.rsplit("/", 1)[0] + "/evaluation.csv") if "/" in ref.name else None
         if sibling is not None and self.storage.exists(sibling):
-            metric = self.storage.read_evaluation(sibling).get(self.gate.metric)
+            try:
+                metric = self.storage.read_evaluation(sibling, self.gate.metric)[self.gate.metric]
+            except DataRejected as exc:
+                raise Refused(f"{sibling.path}: {exc.message}", exc.code) from None
         if not force:
             reason = self.gate.check(metric)
             if reason is not None:

@@ -14,7 +14,7 @@ from shared.adapters.ledger import Ledger
 from shared.adapters.studio import StudioClients
 from shared.decisions import advance
 from shared.logs import context
-from shared.records import BlobRef, Run, now_iso
+from shared.records import Run, now_iso
 from shared.settings import Settings
 from shared.usecases.intake import TrainingIntake
 from shared.usecases.promotion import Promotion
@@ -37,12 +37,13 @@ class Reconciler:
     promotion: Promotion
 
     def reconcile(self) -> dict[str, int]:
-        summary = {"checked": 0, "promoted": 0, "failed": 0, "started": 0, "cancelled": 0, "resubmitted": 0}
+        """One pass over every unfinished run (however much history there is); one run's failure is logged and
+        counted, and never stops the pass."""
+        summary = {"checked": 0, "promoted": 0, "failed": 0, "started": 0, "cancelled": 0, "resubmitted": 0,
+                   "errors": 0, "eventsSent": self._flush_events()}
         deadline = timedelta(minutes=self.settings.job_deadline_minutes)
         now = datetime.now(UTC)
-        for run in self.ledger.list_runs(("Accepted", "Submitted", "Running", "Finished"), limit=500):
-            if run.status == "Finished" and run.promoted:
-                continue
+        for run in self.ledger.unfinished_runs():
             summary["checked"] += 1
             with context(run=run.id):
                 try:
@@ -51,7 +52,18 @@ class Reconciler:
                         summary[done] += 1
                 except (StudioApiError, TransportError) as exc:
                     log.warning("reconcile of run %s: %s", run.id, describe_error(exc))
+                    summary["errors"] += 1
+                except Exception:
+                    log.exception("reconcile of run %s failed; going on with the others", run.id)
+                    summary["errors"] += 1
         return summary
+
+    def _flush_events(self) -> int:
+        try:
+            return self.events.flush()
+        except Exception:
+            log.exception("could not send the outbox's events; the next pass tries again")
+            return 0
 
     def _one(self, run: Run, now: datetime, deadline: timedelta) -> str:
         """Move one run on; returns what was done (a summary key), or "" for nothing."""
@@ -61,7 +73,7 @@ class Reconciler:
             return "promoted" if self.promotion.promote(run, force=force).status == "Done" else ""
         if run.status == "Accepted":
             if run.claimed_until < time.time() and run.data_path and age > RESUBMIT_AFTER:
-                self.intake.accept(BlobRef.parse(run.data_path), trigger="reconcile")
+                self.intake.resume(run)
                 return "resubmitted"
             return ""
         target = self.settings.target(run.target)

@@ -53,7 +53,7 @@ class TrainingJobs:
             run.model_path = model.RelativeLocation
         if evaluation is not None:
             run.evaluation_path = evaluation.RelativeLocation
-            try:
+            try:  # an unreadable evaluation leaves no metrics: the gate then refuses the model (fails closed)
                 run.metrics = self.storage.read_evaluation(BlobRef.parse(evaluation.RelativeLocation))
             except (ValueError, ResourceNotFoundError) as exc:
                 log.warning("could not read the evaluation of run %s: %s", run.id, exc)

@@ -82,7 +82,10 @@ class Verifier:
     def _scorable(self, ep: Endpoint) -> bool:
         return bool(ep.ApiLocation and ep.PrimaryKey and self.settings.rrs_host_allowed(ep.ApiLocation))
 
-    def _until_answering(self, ep: Endpoint, row: dict[str, str], proves: Callable[[Answers], bool]) -> Verdict:
+    def _until_answering(self, ep: Endpoint, row: dict[str, str], proves: Callable[[Answers], bool],
+                         errors_expected: bool = False) -> Verdict:
+        """Score the row until `proves` holds, or one answer comes after the switch time. `errors_expected`: the
+        model being replaced may fail (a restore), so only an error after the switch time counts."""
         switch, poll = self.settings.verify_switch_seconds, self.settings.verify_poll_seconds
         started = time.monotonic()
         last: BaseException | None = None
@@ -91,7 +94,7 @@ class Verifier:
             try:
                 got = self.studio.scoring(str(ep.ApiLocation), str(ep.PrimaryKey)).score([row], max_attempts=1)
             except StudioApiError as exc:
-                if not exc.transient:
+                if not exc.transient and not (errors_expected and asked - started < switch):
                     return Verdict(f"the smoke scoring request failed: {describe_error(exc)}")
                 last = exc
             except TransportError as exc:
@@ -124,7 +127,8 @@ class Verifier:
             return describe_error(exc)
         if row is None or not self._scorable(before):
             return None
-        verdict = self._until_answering(before, row, lambda got: old_answers is not None and got == old_answers)
+        verdict = self._until_answering(before, row, lambda got: old_answers is not None and got == old_answers,
+                                        errors_expected=True)
         return verdict.problem
 
     def location_for(self, base: str, relative: str, token: object = None) -> ResourceLocation | None:

@@ -19,6 +19,7 @@ from shared.settings import Settings
 
 RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 RUN_HIDDEN = {"claimed_by", "claimed_until", "smoke_row"}
+HEALTH_TIMEOUT = 5.0  # seconds: a health check says "slow" rather than being slow itself
 
 
 def run_view(run: Run) -> dict[str, Any]:
@@ -89,7 +90,7 @@ class Views:
             checks["storage"] = {"ok": False, "error": type(exc).__name__}
         for target in self.settings.targets:
             try:
-                service = self.studio.management(target).get_service(max_attempts=1)
+                service = self.studio.management(target).get_service(max_attempts=1, read_timeout=HEALTH_TIMEOUT)
                 checks[f"studio:{target.name}"] = {"ok": True, "service": service.Name}
             except (StudioApiError, TransportError) as exc:
                 checks[f"studio:{target.name}"] = {"ok": False, "error": describe_error(exc)}

@@ -58,7 +58,7 @@ class StudioHttp:
 
     def request(self, method: str, url: str, operation: str, key: str, json_body: Any = None,
                 idempotent: bool = True, expect: tuple[int, ...] = (200,),
-                max_attempts: int | None = None) -> requests.Response:
+                max_attempts: int | None = None, read_timeout: float | None = None) -> requests.Response:
         """Send with retries; return the response when its status is in `expect`, else raise StudioApiError
         (its `attempts` says how many tries this call made)."""
         host = urlsplit(url).netloc.lower()
@@ -81,17 +81,18 @@ class StudioHttp:
                             retry=retry_if_exception(retryable), reraise=True, sleep=self._sleep,
                             before_sleep=before_sleep)
         try:
-            return retrying(self._once, method, url, operation, key, json_body, expect)
+            return retrying(self._once, method, url, operation, key, json_body, expect,
+                            read_timeout or self.policy.read_timeout)
         except StudioApiError as exc:
             exc.attempts = int(retrying.statistics.get("attempt_number", 1))
             raise
 
     def _once(self, method: str, url: str, operation: str, key: str, json_body: Any,
-              expect: tuple[int, ...]) -> requests.Response:
+              expect: tuple[int, ...], read_timeout: float) -> requests.Response:
         headers = {"Authorization": f"Bearer {key}", "Accept": "application/json"}
         try:
             resp = self.session.request(method, url, json=json_body, headers=headers,
-                                        timeout=(self.policy.connect_timeout, self.policy.read_timeout))
+                                        timeout=(self.policy.connect_timeout, read_timeout))
         except requests.exceptions.ConnectTimeout as exc:
             raise TransportError(operation, exc, maybe_processed=False) from None
         except requests.exceptions.ConnectionError as exc:

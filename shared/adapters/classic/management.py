@@ -20,8 +20,9 @@ class ManagementClient:
     def _ep(self, name: str) -> str:
         return f"{self.service_url}/endpoints/{quote(name, safe='')}"
 
-    def get_service(self, max_attempts: int | None = None) -> WebService:
-        resp = self.http.request("GET", self.service_url, "get web service", self._key, max_attempts=max_attempts)
+    def get_service(self, max_attempts: int | None = None, read_timeout: float | None = None) -> WebService:
+        resp = self.http.request("GET", self.service_url, "get web service", self._key, max_attempts=max_attempts,
+                                 read_timeout=read_timeout)
         return WebService.model_validate(resp.json())
 
     def list_endpoints(self) -> list[Endpoint]:
