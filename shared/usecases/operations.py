@@ -86,10 +86,21 @@ class Operations:
         deployment. The choice is made under the endpoint's lease, from what it serves at that moment."""
         target = find_target(self.settings, target_name)
         self.require_endpoint(target, endpoint)
+        seen = self.ledger.current(target.name, endpoint)  # what the caller's request saw
         chosen: list[Deployment] = []
 
-        def decide(cur: Current) -> Plan:
-            pick = rollback_choice(endpoint, self.ledger.history(target.name, endpoint), cur, to)
+        def decide(cur: Current) -> Plan | EndpointResult:
+            history = self.ledger.history(target.name, endpoint)
+            if to is None and seen is not None and cur.deployment_id != seen.deployment_id and \
+                    any(d.id == cur.deployment_id and d.operation == "rollback" for d in history):
+                # another rollback landed while this one waited: the caller asked for one step back, not two
+                return EndpointResult(endpoint, "Unchanged", f"a concurrent rollback already went back; the "
+                                      f"endpoint serves {cur.model_path}", cur.deployment_id)
+            if to is not None and cur.model_path and any(d.id == to and d.model_path == cur.model_path
+                                                         for d in history):
+                return EndpointResult(endpoint, "Unchanged", f"the endpoint serves {cur.model_path} already",
+                                      cur.deployment_id)
+            pick = rollback_choice(endpoint, history, cur, to)
             chosen.append(pick)
             assert pick.model_path is not None
             taken_in = pick.data_order.split("|")[1] if pick.data_order else now_iso()  # keeps its data's order

@@ -113,6 +113,14 @@ def test_permanent_errors_are_not_retried_and_budget_is_bounded():
     assert http.session.calls == 3 and len(sleeps) == 2
 
 
+def test_a_model_the_endpoint_cannot_load_is_not_retried():
+    body = {"error": {"code": "InternalError", "details": [{"code": "ResourceLoadFailed", "message": "no"}]}}
+    http, _ = make_http([FakeResponse(500, body)] * 5)
+    with pytest.raises(StudioApiError) as info:
+        http.request("POST", "http://h/score", "score", "k")
+    assert http.session.calls == 1 and not info.value.transient
+
+
 def test_a_submit_is_not_retried_after_a_read_timeout():
     http, _ = make_http([requests.exceptions.ReadTimeout("slow"), FakeResponse(200, "job")])
     with pytest.raises(TransportError):

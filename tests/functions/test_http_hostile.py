@@ -1,0 +1,81 @@
+"""The HTTP API under hostile input and failing dependencies: a JSON error with a fitting status, within the
+front end's limits, never a stack trace (issue 9)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from blueprints import http_api
+from shared.records import BlobRef
+from tests.functions.conftest import call_http
+from tools.emulator.census import csv_text
+
+INITIAL_MODEL = BlobRef("experimentoutput", "initial/census-model.ilearner")
+
+
+@pytest.fixture
+def app(wire):
+    return lambda **overrides: wire(**{"RETRAIN_ENDPOINTS": "*", **overrides})
+
+
+def test_deeply_nested_json_is_a_400_not_a_500(app):
+    app()
+    body = ("[" * 20_000 + "]" * 20_000).encode()  # within the size limit, far past any parser's depth
+    answer = call_http(http_api.endpoints_create, "POST", "endpoints", body,
+                       headers={"Content-Type": "application/json"})
+    assert (answer.status, answer.code) == (400, "InvalidJson")
+
+
+def test_an_upload_under_an_existing_name_is_a_409_and_the_file_is_kept(app):
+    h = app()
+    name = f"{h.new_endpoint('up')}/data-{uuid.uuid4().hex[:6]}.csv"
+    first = csv_text(400, seed=1).encode()
+    answer = call_http(http_api.retrain, "POST", "retrain", first, params={"name": name},
+                       headers={"Content-Type": "text/csv"})
+    assert answer.status in (200, 202), answer.text
+    answer = call_http(http_api.retrain, "POST", "retrain", b"age\n1\n", params={"name": name},
+                       headers={"Content-Type": "text/csv"})
+    assert (answer.status, answer.code) == (409, "BlobExists")
+    assert h.app.storage.read_bytes(BlobRef("training-data", name)) == first
+
+
+def test_a_patch_throttled_past_the_short_budget_answers_503_with_retry_after_quickly(app):
+    h = app(RETRAIN_HTTP_BACKOFF_SECONDS="0.01")
+    name = h.new_endpoint("thr")
+    model = BlobRef("models", f"hand/{name}.ilearner")
+    h.app.storage.write_bytes(model, h.app.storage.read_bytes(INITIAL_MODEL))
+    h.fault(route="management.patch_endpoint", status=429, retry_after=25, count=100)
+    started = time.monotonic()
+    answer = call_http(http_api.endpoints_patch_model, "POST", f"endpoints/{name}/model", {"model": model.path},
+                       route_params={"name": name})
+    took = time.monotonic() - started
+    assert (answer.status, answer.code) == (503, "DeploymentPending"), answer.text
+    assert answer.headers["Retry-After"] and took < 60  # not the background budget's minutes of sleeping
+    assert h.serving(name) != model.path
+
+
+def test_patching_the_model_an_endpoint_serves_is_unchanged(app):
+    h = app()
+    name = h.new_endpoint("same")
+    model = BlobRef("models", f"hand/{name}.ilearner")
+    h.app.storage.write_bytes(model, h.app.storage.read_bytes(INITIAL_MODEL))
+    first = call_http(http_api.endpoints_patch_model, "POST", f"endpoints/{name}/model", {"model": model.path},
+                      route_params={"name": name})
+    assert first.status == 200 and first.json["outcome"] == "Deployed"
+    again = call_http(http_api.endpoints_patch_model, "POST", f"endpoints/{name}/model", {"model": model.path},
+                      route_params={"name": name})
+    assert again.status == 200 and again.json["outcome"] == "Unchanged"
+
+
+def test_an_endpoint_held_by_another_deployment_is_a_409_endpoint_busy(app):
+    h = app(RETRAIN_INTERACTIVE_WAIT_SECONDS="0.5")
+    name = h.new_endpoint("busy")
+    model = BlobRef("models", f"hand/{name}.ilearner")
+    h.app.storage.write_bytes(model, h.app.storage.read_bytes(INITIAL_MODEL))
+    h.app.ledger.acquire("default", name, "someone-else", seconds=60)
+    answer = call_http(http_api.endpoints_patch_model, "POST", f"endpoints/{name}/model", {"model": model.path},
+                       route_params={"name": name})
+    assert (answer.status, answer.code) == (409, "EndpointBusy")

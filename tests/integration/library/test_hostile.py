@@ -1,0 +1,308 @@
+"""The promise under races, faults and crashes, one test per way it used to break (issue 9): nothing a user gives
+is lost, the newest data wins, a model that does not serve never stays live, every run converges, no event is
+dropped. Real Azurite and the emulator (its fault injection and model propagation delay); no fakes."""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from shared.adapters.classic.errors import StudioApiError
+from shared.errors import Refused
+from shared.records import BlobRef, Run
+from tools.emulator.census import csv_text
+
+BROKEN_MODEL = ('{"format": "studio-classic-emulator/ilearner", "formatVersion": 1, "learner": "x", "numeric": [], '
+                '"categorical": [], "weights": [1.0], "bias": 0.0, "label": {"positive": "a", "negative": "b"}}')
+
+
+def trained(h, name: str, seed: int, drift: float) -> Run:
+    run: Run | None = h.app.intake.accept(h.upload_data(name, rows=1500, seed=seed, drift=drift))
+    assert run is not None and run.status == "Running", run
+    h.wait_job(run.job_id)
+    return run
+
+
+def land(h, run: Run):
+    """The run's model landing in models/ (as its blob trigger would see it)."""
+    return h.app.models.landed(BlobRef.parse(str(run.model_path)))
+
+
+def rejected_blobs(h, prefix: str) -> list[str]:
+    container = h.app.storage.blob.get_container_client("rejected")
+    return sorted(b.name for b in container.list_blobs(name_starts_with=prefix))
+
+
+# ---- nothing a user gives is lost ----------------------------------------------------------------------------
+def test_an_upload_never_overwrites_the_data_behind_a_model(harness):
+    h = harness(RETRAIN_ENDPOINTS="")
+    tenant = h.new_endpoint("keep")
+    good = csv_text(500, seed=1).encode()
+    run = h.app.intake.from_upload(f"{tenant}/base.csv", good)
+    assert run is not None and run.status == "Running"
+    with pytest.raises(Refused) as info:
+        h.app.intake.from_upload(f"{tenant}/base.csv", b"age,workclass\n39,State-gov\n")
+    assert info.value.code == "BlobExists" and info.value.conflict
+    assert h.app.storage.read_bytes(BlobRef("training-data", f"{tenant}/base.csv")) == good
+    again = h.app.intake.from_upload(f"{tenant}/base.csv", good)  # the same bytes: a retried upload
+    assert again is not None and again.id == run.id
+    assert not rejected_blobs(h, f"training-data/{tenant}/")
+
+
+def test_parallel_uploads_to_one_name_make_one_run_and_the_rest_are_refused(harness):
+    h = harness(RETRAIN_ENDPOINTS="")
+    tenant = h.new_endpoint("par")
+    texts = [csv_text(300, seed=10 + i).encode() for i in range(6)]
+
+    def upload(data: bytes):
+        try:
+            return h.app.intake.from_upload(f"{tenant}/same.csv", data)
+        except Refused as exc:
+            return exc
+
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(upload, texts))
+    runs = [r for r in results if isinstance(r, Run)]
+    refused = [r for r in results if isinstance(r, Refused)]
+    assert len(runs) == 1 and len(refused) == 5 and {r.code for r in refused} == {"BlobExists"}
+    stored = h.app.storage.read_bytes(BlobRef("training-data", f"{tenant}/same.csv"))
+    assert stored == texts[results.index(runs[0])]
+    recorded = [r for r in h.app.ledger.list_runs() if r.data_path == f"training-data/{tenant}/same.csv"]
+    assert [r.status for r in recorded] == ["Running"]
+
+
+def test_two_bad_files_rejected_under_one_name_are_both_kept_with_their_reasons(harness):
+    h = harness(RETRAIN_ENDPOINTS="")
+    tenant = h.new_endpoint("twice")
+    first, second = "age,workclass\n39,State-gov\n", "income\n>50K\n"
+    for text in (first, second):
+        run = h.app.intake.accept(h.upload_data(f"{tenant}/bad.csv", text=text))
+        assert run is not None and run.status == "Rejected"
+    names = rejected_blobs(h, f"training-data/{tenant}/bad")
+    data = [n for n in names if not n.endswith(".reason.json")]
+    assert len(data) == 2 and len([n for n in names if n.endswith(".reason.json")]) == 2
+    kept = {h.app.storage.read_bytes(BlobRef("rejected", n)).decode() for n in data}
+    assert kept == {first, second}
+    for name in data:
+        reason = json.loads(h.app.storage.read_bytes(BlobRef("rejected", name + ".reason.json")))
+        assert reason["code"] == "MissingColumns" and reason["source"] == f"training-data/{tenant}/bad.csv"
+
+
+# ---- the newest data wins ------------------------------------------------------------------------------------
+def test_of_two_files_landing_in_one_second_the_later_wins_whatever_order_the_models_finish(harness):
+    h = harness(RETRAIN_ENDPOINTS="")
+    tenant = h.new_endpoint("sec")
+    for attempt in range(20):
+        big = h.upload_data(f"{tenant}/big-{attempt}.csv", rows=3000, seed=3, drift=0.2)
+        small = h.upload_data(f"{tenant}/small-{attempt}.csv", rows=400, seed=4, drift=1.0)
+        stamps = {h.app.storage.properties(r).last_modified for r in (big, small)}
+        if len(stamps) == 1:
+            break
+    else:
+        pytest.fail("could not land two files within one second")
+    older, newer = h.app.intake.accept(big), h.app.intake.accept(small)
+    assert older.data_time == newer.data_time and older.order < newer.order
+    h.wait_job(older.job_id)
+    h.wait_job(newer.job_id)
+    land(h, newer)
+    late = land(h, older)
+    assert [e.outcome for e in late.endpoints] == ["Superseded"]
+    assert h.serving(tenant) == newer.model_path
+    assert h.app.ledger.current("default", tenant).run_id == newer.id
+
+
+# ---- a model that does not serve never stays live ------------------------------------------------------------
+def test_a_model_that_cannot_load_never_stays_live_when_the_switch_takes_30_s(start_emulator, harness):
+    emu = start_emulator("--propagation-seconds", "30")
+    h = harness(emu.manifest, RETRAIN_ENDPOINTS="", RETRAIN_VERIFY_SWITCH_SECONDS="40",
+                RETRAIN_VERIFY_POLL_SECONDS="1")
+    tenant = h.new_endpoint("slow")
+    good_model, good_score = h.serving(tenant), h.score(tenant)
+    ref = BlobRef("models", f"{tenant}/broken.ilearner")
+    h.app.storage.write_bytes(ref, BROKEN_MODEL.encode())
+    result = h.app.models.landed(ref)
+    assert [e.outcome for e in result.endpoints] == ["RolledBack"], result
+    assert "ResourceLoadFailed" in str(result.endpoints[0].reason)
+    assert "rollback also failed" not in str(result.endpoints[0].reason)
+    assert h.serving(tenant) == good_model
+    for _ in range(3):  # and it stays so: the broken model is not waiting to switch in
+        assert h.score(tenant) == good_score
+        time.sleep(1)
+    history = h.app.ledger.history("default", tenant)
+    assert history[0].outcome == "RolledBack" and all(d.model_path != ref.path for d in history
+                                                      if d.outcome == "Deployed")
+
+
+def test_consecutive_rollbacks_walk_back_through_history(harness):
+    h = harness(RETRAIN_ENDPOINTS="")
+    tenant = h.new_endpoint("walk")
+    created = h.serving(tenant)
+    first, second = trained(h, f"{tenant}/m1.csv", 21, 0.3), trained(h, f"{tenant}/m2.csv", 22, 1.0)
+    for run in (first, second):
+        assert h.app.operations.patch_model("default", tenant, run.model_path).outcome == "Deployed"
+    assert h.app.operations.rollback("default", tenant).outcome == "Deployed"
+    assert h.serving(tenant) == first.model_path
+    assert h.app.operations.rollback("default", tenant).outcome == "Deployed"
+    assert h.serving(tenant) == created  # not back to the model the first rollback removed
+    with pytest.raises(Refused) as info:
+        h.app.operations.rollback("default", tenant)
+    assert info.value.code == "NothingToRollBack"
+
+
+# ---- every run converges -------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("route", "status"), [("management.patch_endpoint", 429), ("rrs.execute", 503)],
+                         ids=["patch-throttled", "smoke-scoring-throttled"])
+def test_throttling_past_the_budget_leaves_the_old_model_pending_and_reconcile_finishes_it(harness, route, status):
+    h = harness(RETRAIN_ENDPOINTS="", RETRAIN_HTTP_MAX_ATTEMPTS="2")
+    tenant = h.new_endpoint("storm")
+    original = h.serving(tenant)
+    run = trained(h, f"{tenant}/storm.csv", 31, 0.8)
+    h.fault(route=route, status=status, retry_after=0.05, count=100000)
+    result = land(h, run)
+    assert result.status == "Pending" and [e.outcome for e in result.endpoints] == ["Pending"]
+    assert "will be retried" in str(result.endpoints[0].reason)
+    assert h.serving(tenant) == original and not h.app.ledger.get_run(run.id).promoted
+    h.clear_faults()
+    summary = h.app.reconciler.reconcile()
+    assert summary["promoted"] == 1, summary
+    assert h.serving(tenant) == run.model_path and h.app.ledger.get_run(run.id).promoted
+    attempts = [d for d in h.app.ledger.history("default", tenant) if d.run_id == run.id]
+    assert [d.outcome for d in attempts] == ["Deployed"]  # the same attempt, finished
+
+
+def test_reconcile_reaches_an_old_stuck_run_behind_600_finished_ones_and_survives_a_broken_one(harness):
+    h = harness(RETRAIN_ENDPOINTS="")
+    tenant = h.new_endpoint("old")
+    stuck = trained(h, f"{tenant}/stuck.csv", 41, 0.7)  # its model landed where no trigger saw it
+    table = h.app.ledger.runs
+    rows = [{"PartitionKey": "run", "RowKey": f"done{i:04d}", "id": f"done{i:04d}", "kind": "bes",
+             "status": "Finished", "target": "default", "promoted": True, "endpoints": "[]", "metrics": "{}",
+             "data_time": "2030-01-01T00:00:00.000Z", "created_at": f"2030-01-01T00:{i // 60:02d}:{i % 60:02d}.000Z",
+             "updated_at": "2030-01-01T00:00:00.000Z", "trigger": "blob", "claimed_until": 0.0} for i in range(600)]
+    for i in range(0, len(rows), 100):
+        table.submit_transaction([("create", r) for r in rows[i:i + 100]])
+    table.create_entity({**rows[0], "RowKey": "broken", "id": "broken", "status": "Running",
+                         "target": "no-such-target", "job_id": "nope", "promoted": False})
+    summary = h.app.reconciler.reconcile()
+    assert summary["errors"] >= 1 and summary["promoted"] >= 1, summary
+    assert h.serving(tenant) == stuck.model_path
+
+
+def test_a_file_replaced_while_it_is_read_ends_its_run_and_the_new_version_trains(harness, monkeypatch):
+    h = harness(RETRAIN_ENDPOINTS="")
+    tenant = h.new_endpoint("swap")
+    ref = h.upload_data(f"{tenant}/moving.csv", rows=500, seed=5)
+    read = h.app.storage.chunks
+
+    def replaced_mid_read(blob, etag=None):
+        h.app.storage.write_bytes(blob, csv_text(600, seed=6).encode())  # a new version lands meanwhile
+        yield from read(blob, etag)
+
+    monkeypatch.setattr(h.app.storage, "chunks", replaced_mid_read)
+    run = h.app.intake.accept(ref)
+    assert run is not None and run.status == "Cancelled" and run.error.startswith("VersionGone")
+    monkeypatch.setattr(h.app.storage, "chunks", read)
+    newer = h.app.intake.accept(ref)
+    assert newer is not None and newer.id != run.id and newer.status == "Running"
+    summary = h.app.reconciler.reconcile()
+    assert h.app.ledger.get_run(run.id).status == "Cancelled" and summary["resubmitted"] == 0
+
+
+def test_a_blob_name_the_sdk_cannot_read_back_is_recorded_once_not_poisoned(harness):
+    h = harness(RETRAIN_ENDPOINTS="")
+    ref = BlobRef("training-data", "tenant-b/..\\..\\bs.csv")
+    run = h.app.intake.accept(ref)
+    assert run is not None and run.status == "Rejected" and run.error.startswith("UnreadableName")
+    again = h.app.intake.accept(ref)
+    assert again is not None and again.id == run.id
+    assert [n for n in rejected_blobs(h, "training-data/tenant-b/") if n.endswith(".reason.json")]
+    events = [e for e in h.events("TrainingDataRejected") if e["data"].get("runId") == run.id]
+    assert len(events) == 1 and events[0]["data"]["code"] == "UnreadableName"
+
+
+@pytest.mark.parametrize("evaluation", ["", "AUC,Accuracy\nhigh,0.9\n"], ids=["empty", "not-numeric"])
+def test_an_unusable_evaluation_beside_a_hand_dropped_model_rejects_it(harness, evaluation):
+    h = harness(RETRAIN_ENDPOINTS="")
+    tenant = h.new_endpoint("eval")
+    serving = h.serving(tenant)
+    run = trained(h, f"{tenant}/e.csv", 51, 0.5)
+    folder = f"{tenant}/hand-{len(evaluation)}"
+    h.app.storage.write_bytes(BlobRef("models", f"{folder}/evaluation.csv"), evaluation.encode())
+    model = BlobRef("models", f"{folder}/model.ilearner")
+    h.app.storage.write_bytes(model, h.app.storage.read_bytes(BlobRef.parse(str(run.model_path))))
+    result = h.app.models.landed(model)
+    assert result is not None and result.status == "Rejected" and "evaluation" in str(result.reason)
+    assert h.serving(tenant) == serving and not h.app.storage.exists(model)
+    codes = [e["data"]["code"] for e in h.events("ModelRejected") if e["data"].get("model") == model.path]
+    assert codes == ["BadEvaluation"]
+
+
+# ---- no duplicate work ---------------------------------------------------------------------------------------
+def test_a_submit_storm_announces_the_data_once_and_runs_one_job(harness):
+    h = harness(RETRAIN_ENDPOINTS="", RETRAIN_HTTP_MAX_ATTEMPTS="2")
+    tenant = h.new_endpoint("once")
+    ref = h.upload_data(f"{tenant}/once.csv", rows=400)
+    h.fault(route="bes.submit", status=503, retry_after=0.05, count=2)
+    with pytest.raises(StudioApiError):
+        h.app.intake.accept(ref)  # past the budget: the platform retries the trigger
+    run = h.app.intake.accept(ref)
+    assert run is not None and run.status == "Running"
+    assert len([e for e in h.events("TrainingDataAccepted") if e["data"]["runId"] == run.id]) == 1
+    assert len(h.jobs_for(ref.path)) == 1
+
+
+def test_parallel_endpoint_creation_with_one_name_creates_it_once(harness):
+    h = harness(RETRAIN_ENDPOINTS="")
+    name = f"once{time.monotonic_ns() % 10**10}"
+
+    def create(_):
+        try:
+            return h.app.operations.add_endpoint(name, "race")
+        except StudioApiError as exc:
+            return exc
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(create, range(8)))
+    errors = [r for r in results if isinstance(r, StudioApiError)]
+    assert len(results) - len(errors) == 1 and {e.status for e in errors} == {409}
+    assert [d.operation for d in h.app.ledger.history("default", name)] == ["create"]
+
+
+def test_parallel_patches_of_the_serving_model_and_parallel_rollbacks_do_the_work_once(harness):
+    h = harness(RETRAIN_ENDPOINTS="")
+    tenant = h.new_endpoint("calm")
+    created = h.serving(tenant)
+    run = trained(h, f"{tenant}/calm.csv", 61, 0.6)
+    assert h.app.operations.patch_model("default", tenant, run.model_path).outcome == "Deployed"
+    with ThreadPoolExecutor(6) as pool:
+        outcomes = list(pool.map(lambda _: h.app.operations.patch_model("default", tenant, run.model_path).outcome,
+                                 range(6)))
+    assert outcomes == ["Unchanged"] * 6
+    with ThreadPoolExecutor(6) as pool:
+        backs = list(pool.map(lambda _: h.app.operations.rollback("default", tenant).outcome, range(6)))
+    assert sorted(backs) == ["Deployed"] + ["Unchanged"] * 5
+    assert h.serving(tenant) == created
+    updated = [e for e in h.events("EndpointUpdated") if e["data"]["endpoint"] == tenant]
+    assert len(updated) == 2  # the patch and the one rollback
+
+
+# ---- no event is dropped -------------------------------------------------------------------------------------
+def test_an_event_grid_outage_delays_events_and_loses_none(harness):
+    h = harness(RETRAIN_ENDPOINTS="")
+    tenant = h.new_endpoint("dark")
+    h.fault(route="eventgrid.publish", status=503, count=100000)
+    run = trained(h, f"{tenant}/dark.csv", 71, 0.7)
+    land(h, run)
+    assert h.serving(tenant) == run.model_path
+    assert not [e for e in h.events() if e["data"].get("runId") == run.id]
+    assert len(h.app.events.outbox.pending(100)) >= 4
+    h.clear_faults()
+    summary = h.app.reconciler.reconcile()
+    assert summary["eventsSent"] >= 4
+    types = [e["type"] for e in h.events() if e["data"].get("runId") == run.id]
+    for expected in ("TrainingDataAccepted", "JobSubmitted", "JobFinished", "EndpointUpdated"):
+        assert types.count(f"Retrain.{expected}") == 1, types
+    assert h.app.events.outbox.pending(100) == []
