@@ -21,6 +21,7 @@ from shared.usecases.model_landing import ModelLanding
 from shared.usecases.operations import Operations
 from shared.usecases.promotion import Promotion
 from shared.usecases.reconcile import Reconciler
+from shared.usecases.submission import JobSubmission
 from shared.usecases.training import TrainingJobs
 from shared.usecases.verification import Verifier
 from shared.usecases.views import Views
@@ -59,7 +60,8 @@ class Retraining:
         verifier = Verifier(settings, self.studio, self.ledger, self.storage.minter)
         self.deployer = EndpointDeployer(settings, self.ledger, self.studio, self.events, verifier, gate)
         self.jobs = TrainingJobs(settings, self.storage, self.ledger, self.studio, self.events)
-        self.intake = TrainingIntake(settings, self.storage, self.ledger, self.studio, self.events)
+        submission = JobSubmission(settings, self.storage, self.ledger, self.studio, self.events)
+        self.intake = TrainingIntake(settings, self.storage, self.ledger, self.studio, self.events, submission)
         self.promotion = Promotion(settings, self.storage, self.ledger, self.studio, self.events, self.jobs,
                                    FanOut(self.deployer), gate)
         self.models = ModelLanding(settings, self.storage, self.ledger, self.studio, self.events, self.promotion)

@@ -172,7 +172,9 @@ class Settings(BaseSettings):
     verify_switch_seconds: float = Field(45, ge=0, validation_alias="RETRAIN_VERIFY_SWITCH_SECONDS")
     verify_poll_seconds: float = Field(2, gt=0, validation_alias="RETRAIN_VERIFY_POLL_SECONDS")
     smoke_row: Annotated[dict[str, Any] | None, NoDecode] = Field(None, validation_alias="RETRAIN_SMOKE_ROW")
-    lease_seconds: float = Field(300, gt=0, validation_alias="RETRAIN_LEASE_SECONDS")
+    # Leases on endpoints and claims on runs live this long unless their holder renews them while it works: a
+    # crashed invocation's hold is over within this many seconds.
+    lease_seconds: float = Field(30, ge=5, validation_alias="RETRAIN_LEASE_SECONDS")
     # How long an operator's HTTP call waits for an endpoint another deployment holds (then 409 EndpointBusy).
     interactive_wait_seconds: float = Field(20, ge=0, validation_alias="RETRAIN_INTERACTIVE_WAIT_SECONDS")
     reconcile_schedule: str = Field("0 */5 * * * *", validation_alias="RETRAIN_RECONCILE_SCHEDULE")

@@ -210,6 +210,20 @@ class Ledger:
         cur.etag = meta.get("etag")
         return cur
 
+    def renew(self, cur: Current, owner: str, seconds: float) -> None:
+        """Extend a lease we hold (compare-and-swap); raise LeaseBusy when it is no longer ours."""
+        if cur.lease_owner != owner:
+            raise LeaseBusy(cur.endpoint)
+        until, cur.lease_until = cur.lease_until, time.time() + seconds
+        try:
+            meta = self.deployments.update_entity(to_entity(cur, target_key(cur.target), current_key(cur.endpoint)),
+                                                  mode=UpdateMode.REPLACE, etag=cur.etag,
+                                                  match_condition=MatchConditions.IfNotModified)
+        except ResourceModifiedError:
+            cur.lease_until = until
+            raise LeaseBusy(cur.endpoint) from None
+        cur.etag = meta.get("etag")
+
     def release(self, cur: Current, owner: str) -> Current:
         """Write `cur` (the new pointer, or the old one unchanged) and drop the lease, if still ours."""
         if cur.lease_owner == owner:

@@ -15,6 +15,7 @@ from typing import TypeVar
 from azure.core.exceptions import ResourceModifiedError
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
+from shared import failpoints
 from shared.adapters.classic.errors import StudioApiError, TransportError, describe_error
 from shared.adapters.deployment_book import Begun, DeploymentBook
 from shared.adapters.events import EventPublisher
@@ -135,13 +136,23 @@ class EndpointDeployer:
             log.warning("the lease on %s was taken over while deploying %s", endpoint, dep.id)
         return EndpointResult(endpoint, dep.outcome, dep.reason, dep.id)
 
+    def keep(self, cur: Current) -> None:
+        """Renew our lease on an endpoint once half of it is gone; LeaseBusy when it is no longer ours."""
+        if cur.lease_until - time.time() < self.settings.lease_seconds / 2:
+            self.ledger.renew(cur, str(cur.lease_owner), self.settings.lease_seconds)
+
     def work(self, target: Target, source: ModelSource, run: Run | None, force: bool, begun: Begun) -> Deployment:
-        """The Studio side of one endpoint's deployment (under its lease); returns the attempt with its outcome."""
+        """The Studio side of one endpoint's deployment (under its lease, renewed as it goes); returns the attempt
+        with its outcome."""
         started = time.monotonic()
         dep = begun.dep
         assert begun.lease is not None
         try:
+            self.keep(begun.lease)
             dep.outcome, dep.reason = self._swap(target, source, run, force, dep, begun.lease)
+        except LeaseBusy:
+            dep.outcome, dep.reason = "Pending", "the endpoint's lease was lost (this invocation was too slow); " \
+                                                "another one finishes the deployment"
         except Exception as exc:
             dep.outcome, dep.reason = "Failed", f"unexpected error: {type(exc).__name__}"
             log.exception("deployment %s to %s failed", dep.id, dep.endpoint)
@@ -172,10 +183,10 @@ class EndpointDeployer:
                 mgmt.patch_model(endpoint, target.resource_name, source.location())
         except (StudioApiError, TransportError, Refused) as exc:
             return self._patch_failed(subject, dep, exc)
-        verdict = self.verifier.verify(target, endpoint, source.relative, row, old_answers)
+        verdict = self.verifier.verify(target, endpoint, source.relative, row, old_answers, lambda: self.keep(cur))
         if not verdict.ok:
             problem = str(verdict.problem)
-            rolled = self.verifier.restore(target, endpoint, before, row, old_answers)
+            rolled = self.verifier.restore(target, endpoint, before, row, old_answers, lambda: self.keep(cur))
             self.events.publish("EndpointUpdateFailed", subject, {
                 "runId": dep.run_id, "endpoint": endpoint, "model": dep.model_path, "reason": problem,
                 "willRetry": verdict.transient})
@@ -186,6 +197,7 @@ class EndpointDeployer:
             if verdict.transient:  # unproven, not wrong: the old model serves again and the attempt stays open
                 return "Pending", f"{reason}; the previous model serves again and the deployment will be retried"
             return "RolledBack", reason
+        failpoints.reached("after-patch")  # verified on the service, not yet in the ledger
         cur.serve(dep)
         self.events.publish("EndpointUpdated", subject, {
             "runId": dep.run_id, "endpoint": endpoint, "target": target.name, "model": dep.model_path,

@@ -10,6 +10,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+from shared import failpoints
 from shared.adapters.deployment_book import BATCH_ENDPOINTS, Begun
 from shared.records import Current, Deployment, EndpointResult, Run
 from shared.settings import Target
@@ -50,14 +51,33 @@ class FanOut:
                 finished.put(None)
                 raise
 
+        chunks = iter([todo[i:i + BATCH_ENDPOINTS] for i in range(0, len(todo), BATCH_ENDPOINTS)])
         in_flight = 0
+        done: list[tuple[Deployment, Current]] = []
+        oldest = 0.0
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fanout") as pool:
-            for i in range(0, len(todo), BATCH_ENDPOINTS):
-                for begun in self._begin_batch(target, todo[i:i + BATCH_ENDPOINTS], source, run, trigger, owner,
-                                               results):
-                    pool.submit(work, begun)
-                    in_flight += 1
-            self._record_outcomes(finished, in_flight, owner, results)
+            while True:
+                # Leases are taken just in time (a batch when fewer than 2x workers are in flight), so none waits
+                # long enough in the queue to expire.
+                while in_flight < 2 * workers and (chunk := next(chunks, None)) is not None:
+                    for begun in self._begin_batch(target, chunk, source, run, trigger, owner, results):
+                        pool.submit(work, begun)
+                        in_flight += 1
+                if in_flight == 0:
+                    break
+                item = finished.get()
+                in_flight -= 1
+                if item is not None:
+                    if not done:
+                        oldest = time.monotonic()
+                    done.append(item)
+                    dep = item[0]
+                    results[dep.endpoint] = EndpointResult(dep.endpoint, dep.outcome, dep.reason, dep.id)
+                    failpoints.reached("mid-fanout")  # one endpoint done, not recorded; others in flight
+                if done and (len(done) >= BATCH_ENDPOINTS or in_flight == 0 or
+                             time.monotonic() - oldest > FLUSH_SECONDS):
+                    self._record(done, owner)
+                    done = []
         return [results[ep] for ep in dict.fromkeys(endpoints) if ep in results]
 
     def _begin_batch(self, target: Target, chunk: list[str], source: ModelSource, run: Run, trigger: str,
@@ -78,19 +98,7 @@ class FanOut:
                 began.append(one)
         return began
 
-    def _record_outcomes(self, finished: queue.Queue[tuple[Deployment, Current] | None], in_flight: int,
-                         owner: str, results: dict[str, EndpointResult]) -> None:
-        batch: list[tuple[Deployment, Current]] = []
-        oldest = 0.0
-        for left in range(in_flight - 1, -1, -1):
-            item = finished.get()
-            if item is not None:
-                if not batch:
-                    oldest = time.monotonic()
-                batch.append(item)
-                dep = item[0]
-                results[dep.endpoint] = EndpointResult(dep.endpoint, dep.outcome, dep.reason, dep.id)
-            if batch and (len(batch) >= BATCH_ENDPOINTS or left == 0 or time.monotonic() - oldest > FLUSH_SECONDS):
-                for lost in self.book.finish_many(batch, owner):
-                    log.warning("the lease on %s was taken over while deploying %s", lost.endpoint, lost.id)
-                batch = []
+    def _record(self, done: list[tuple[Deployment, Current]], owner: str) -> None:
+        """Outcomes and pointers of finished endpoints, up to 50 per transaction."""
+        for lost in self.book.finish_many(done, owner):
+            log.warning("the lease on %s was taken over while deploying %s", lost.endpoint, lost.id)

@@ -8,13 +8,12 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
 
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 
-from shared.adapters.classic.errors import StudioApiError, describe_error
-from shared.adapters.classic.models import AzureBlobDataReference, BatchJobRequest
+from shared import failpoints
 from shared.adapters.events import EventPublisher
 from shared.adapters.ledger import Ledger
 from shared.adapters.storage import Storage
@@ -24,10 +23,14 @@ from shared.errors import DataRejected, NotFound, Refused
 from shared.logs import context
 from shared.records import BlobRef, Run, iso, now_iso, run_id_for
 from shared.settings import Settings
+from shared.usecases.submission import JobSubmission
 from shared.validation import DataSpec, validate_csv
 
 log = logging.getLogger("shared.usecases.intake")
-CLAIM_SECONDS = 600
+
+
+class ClaimLost(RuntimeError):
+    """Another invocation took over this run's claim (ours had lapsed)."""
 UPLOAD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,200}\.csv")
 
 
@@ -40,6 +43,7 @@ class TrainingIntake:
     ledger: Ledger
     studio: StudioClients
     events: EventPublisher
+    submission: JobSubmission
 
     def accept(self, ref: BlobRef, trigger: str = "blob") -> Run | None:
         """Validate a landed data file and start its training job. Redeliveries return the same run."""
@@ -56,17 +60,22 @@ class TrainingIntake:
             owner = uuid.uuid4().hex
             draft = Run(id=run_id, target="?", data_path=ref.path, data_etag=str(props.etag),
                         data_time=iso(props.last_modified), trigger=trigger, claimed_by=owner,
-                        claimed_until=time.time() + CLAIM_SECONDS)
+                        claimed_until=time.time() + self.settings.lease_seconds)
             run, created = self.ledger.create_run(draft)
+            failpoints.reached("after-accept")
             if not created:
                 if run.status != "Accepted":
                     log.info("%s was handled already (run %s is %s)", ref.path, run.id, run.status)
                     return run
-                if not self._claim(run, owner):
-                    log.info("%s is being handled by another invocation", ref.path)
+                run = self._claim_or_wait(run, owner)
+                if run.claimed_by != owner:
+                    log.info("%s was handled by another invocation (run %s is %s)", ref.path, run.id, run.status)
                     return run
             try:
                 return self._accept(run, ref, props.size)
+            except ClaimLost:
+                log.warning("run %s: another invocation took the work over", run.id)
+                return self.ledger.get_run(run.id) or run
             finally:
                 if run.claimed_by == owner and run.status == "Accepted":
                     run.claimed_by, run.claimed_until = None, 0.0
@@ -133,19 +142,41 @@ class TrainingIntake:
                           conflict=True) from None
         return self.accept(ref, trigger=trigger)
 
-    def _claim(self, run: Run, owner: str) -> bool:
-        if run.claimed_by and run.claimed_until > time.time():
-            return False
-        run.claimed_by, run.claimed_until = owner, time.time() + CLAIM_SECONDS
-        try:
-            self.ledger.save_run(run)
-            return True
-        except ResourceModifiedError:
-            return False
+    def _claim_or_wait(self, run: Run, owner: str) -> Run:
+        """Claim an Accepted run for this invocation - at once when free, else when the claim of whoever holds it
+        lapses (a live holder renews it; a dead one's is over within RETRAIN_LEASE_SECONDS). Returns the run:
+        claimed by `owner`, or as another invocation left it once it moved on."""
+        deadline = time.monotonic() + self.settings.lease_seconds + 5
+        current = run
+        while True:
+            if current.status != "Accepted":
+                return current
+            if not (current.claimed_by and current.claimed_until > time.time()):
+                current.claimed_by, current.claimed_until = owner, time.time() + self.settings.lease_seconds
+                try:
+                    return self.ledger.save_run(current)
+                except ResourceModifiedError:
+                    pass  # someone else claimed it first: look again
+            if time.monotonic() > deadline:
+                return current
+            time.sleep(1.0)
+            current = self.ledger.get_run(run.id) or current
+
+    def _renewing(self, chunks: Iterator[bytes], run: Run) -> Iterator[bytes]:
+        """The file's chunks, renewing this invocation's claim on the run while they are read."""
+        for chunk in chunks:
+            if run.claimed_until - time.time() < self.settings.lease_seconds / 2:
+                run.claimed_until = time.time() + self.settings.lease_seconds
+                try:
+                    self.ledger.save_run(run)
+                except ResourceModifiedError:
+                    raise ClaimLost(run.id) from None
+            yield chunk
+            failpoints.reached("mid-validation")
 
     def _accept(self, run: Run, ref: BlobRef, size: int) -> Run:
         if run.rows is not None:  # validated and announced by an earlier try: only the submit is left
-            return self._submit(run, ref)
+            return self.submission.submit(run, ref)
         s = self.settings
         try:
             if not ref.name.lower().endswith(".csv"):
@@ -158,7 +189,7 @@ class TrainingIntake:
                 raise DataRejected("NoSuchEndpoint", f"the file routes to endpoint '{where.tenant}', which does not "
                                                      f"exist on target '{where.target.name}'")
             spec = DataSpec(s.required_columns, s.numeric_columns, s.label_column, s.min_rows)
-            report = validate_csv(self.storage.chunks(ref, etag=run.data_etag), spec)
+            report = validate_csv(self._renewing(self.storage.chunks(ref, etag=run.data_etag), run), spec)
         except DataRejected as exc:
             return self._reject(run, ref, exc)
         except ResourceModifiedError:
@@ -171,7 +202,7 @@ class TrainingIntake:
         self.events.publish("TrainingDataAccepted", ref.path, {
             "runId": run.id, "blob": ref.path, "rows": report.rows, "bytes": report.bytes,
             "labels": report.label_counts, "target": run.target, "endpoints": run.endpoints})
-        return self._submit(run, ref)
+        return self.submission.submit(run, ref)
 
     def _reject(self, run: Run, ref: BlobRef, exc: DataRejected) -> Run:
         log.warning("rejected %s: %s", ref.path, exc)
@@ -183,51 +214,4 @@ class TrainingIntake:
         self.events.publish("TrainingDataRejected", ref.path, {
             "runId": run.id, "blob": ref.path, "code": exc.code, "message": exc.message, "line": exc.line,
             "movedTo": moved.path})
-        return run
-
-    def _data_reference(self, ref: BlobRef, write: bool) -> AzureBlobDataReference:
-        """How BES reaches a blob: the account's connection string when the app has a key, else a SAS token."""
-        connection_string = self.storage.connection_string_for_jobs()
-        if connection_string is not None:
-            return AzureBlobDataReference(ConnectionString=connection_string, RelativeLocation=ref.path)
-        lifetime = timedelta(minutes=self.settings.job_deadline_minutes + 60)
-        minter = self.storage.minter
-        token = minter.write_token(ref.container, ref.name, lifetime) if write else \
-            minter.read_token(ref.container, ref.name, lifetime)
-        return AzureBlobDataReference(BaseLocation=minter.base_location, RelativeLocation=ref.path,
-                                      SasBlobToken=token)
-
-    def _submit(self, run: Run, ref: BlobRef) -> Run:
-        s = self.settings
-        bes = self.studio.bes(s.target(run.target))
-        model_ref = BlobRef(s.models_container, f"{run.id}/model.ilearner")
-        eval_ref = BlobRef(s.models_container, f"{run.id}/evaluation.csv")
-        request = BatchJobRequest(
-            Inputs={"input1": self._data_reference(ref, write=False)},
-            Outputs={s.model_output: self._data_reference(model_ref, write=True),
-                     s.evaluation_output: self._data_reference(eval_ref, write=True)},
-            GlobalParameters=dict(s.bes_global_parameters))
-        try:
-            if run.job_id is None:
-                run.job_id = bes.submit(request)
-                advance(run, "Submitted")
-                run.submitted_at, run.model_path, run.evaluation_path = now_iso(), model_ref.path, eval_ref.path
-                self.ledger.save_run(run, check_etag=False)
-            bes.start(run.job_id)
-        except StudioApiError as exc:
-            if exc.transient:
-                raise  # past the retry budget: let the platform retry the trigger
-            advance(run, "Failed")
-            run.error = f"BES refused the job: {describe_error(exc)}"
-            run.claimed_by, run.claimed_until = None, 0.0
-            self.ledger.save_run(run, check_etag=False)
-            self.events.publish("JobFailed", run.data_path or run.id, {"runId": run.id, "jobId": run.job_id,
-                                                                       "error": run.error})
-            return run
-        advance(run, "Running")
-        run.claimed_by, run.claimed_until = None, 0.0
-        self.ledger.save_run(run, check_etag=False)
-        log.info("BES job %s started for %s", run.job_id, ref.path)
-        self.events.publish("JobSubmitted", ref.path, {"runId": run.id, "jobId": run.job_id, "target": run.target,
-                                                       "endpoints": run.endpoints, "model": run.model_path})
         return run

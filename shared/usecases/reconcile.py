@@ -21,7 +21,6 @@ from shared.usecases.promotion import Promotion
 from shared.usecases.training import TrainingJobs
 
 log = logging.getLogger("shared.usecases.reconcile")
-RESUBMIT_AFTER = timedelta(minutes=2)
 
 
 @dataclass
@@ -72,7 +71,7 @@ class Reconciler:
             force = not run.metrics
             return "promoted" if self.promotion.promote(run, force=force).status == "Done" else ""
         if run.status == "Accepted":
-            if run.claimed_until < time.time() and run.data_path and age > RESUBMIT_AFTER:
+            if run.claimed_until < time.time() and run.data_path:  # nobody holds it: its claimant died
                 self.intake.resume(run)
                 return "resubmitted"
             return ""
@@ -80,11 +79,12 @@ class Reconciler:
         bes = self.studio.bes(target)
         assert run.job_id is not None
         status = bes.get(run.job_id)
-        if status.StatusCode == "NotStarted" and run.status == "Submitted":
-            bes.start(run.job_id)
-            advance(run, "Running")
-            self.ledger.save_run(run, check_etag=False)
-            return "started"
+        if run.status == "Submitted" and status.StatusCode in ("NotStarted", "Running", "Finished"):
+            if status.StatusCode == "NotStarted":  # a crash between the submit and the start
+                bes.start(run.job_id)
+            self.intake.submission.started(run)  # recorded and announced, as the start would have
+            if status.StatusCode != "Finished":
+                return "started"
         if status.StatusCode in ("NotStarted", "Running"):
             if age <= deadline:
                 return ""

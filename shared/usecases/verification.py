@@ -63,8 +63,9 @@ class Verifier:
             return None
 
     def verify(self, target: Target, endpoint: str, relative: str, row: dict[str, str] | None,
-               old_answers: Answers | None) -> Verdict:
-        """Is the new model (`relative`) the one answering, and does it answer?"""
+               old_answers: Answers | None, keepalive: Callable[[], None] = lambda: None) -> Verdict:
+        """Is the new model (`relative`) the one answering, and does it answer? `keepalive` is called while it
+        waits (the caller's lease)."""
         try:
             ep = self.studio.management(target).get_endpoint(endpoint)
         except (StudioApiError, TransportError) as exc:
@@ -77,19 +78,21 @@ class Verifier:
             return Verdict()  # nothing to score with: the GET is all the proof there is
         if not self._scorable(ep):
             return Verdict("the endpoint has no usable ApiLocation for a smoke request")
-        return self._until_answering(ep, row, lambda got: old_answers is None or got != old_answers)
+        return self._until_answering(ep, row, lambda got: old_answers is None or got != old_answers,
+                                     keepalive=keepalive)
 
     def _scorable(self, ep: Endpoint) -> bool:
         return bool(ep.ApiLocation and ep.PrimaryKey and self.settings.rrs_host_allowed(ep.ApiLocation))
 
     def _until_answering(self, ep: Endpoint, row: dict[str, str], proves: Callable[[Answers], bool],
-                         errors_expected: bool = False) -> Verdict:
+                         errors_expected: bool = False, keepalive: Callable[[], None] = lambda: None) -> Verdict:
         """Score the row until `proves` holds, or one answer comes after the switch time. `errors_expected`: the
         model being replaced may fail (a restore), so only an error after the switch time counts."""
         switch, poll = self.settings.verify_switch_seconds, self.settings.verify_poll_seconds
         started = time.monotonic()
         last: BaseException | None = None
         while True:
+            keepalive()
             asked = time.monotonic()
             try:
                 got = self.studio.scoring(str(ep.ApiLocation), str(ep.PrimaryKey)).score([row], max_attempts=1)
@@ -109,7 +112,7 @@ class Verifier:
             time.sleep(poll)
 
     def restore(self, target: Target, endpoint: str, before: Endpoint, row: dict[str, str] | None,
-                old_answers: Answers | None) -> str | None:
+                old_answers: Answers | None, keepalive: Callable[[], None] = lambda: None) -> str | None:
         """Put the model the endpoint had back, and check it answers as before; None on success, else why not."""
         res = before.resource(target.resource_name)
         loc = res.Location if res else None
@@ -128,7 +131,7 @@ class Verifier:
         if row is None or not self._scorable(before):
             return None
         verdict = self._until_answering(before, row, lambda got: old_answers is not None and got == old_answers,
-                                        errors_expected=True)
+                                        errors_expected=True, keepalive=keepalive)
         return verdict.problem
 
     def location_for(self, base: str, relative: str, token: object = None) -> ResourceLocation | None:

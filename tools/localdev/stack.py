@@ -154,7 +154,7 @@ class Stack:
                 blobs.create_container(name)
         tables = TableServiceClient.from_connection_string(self.azurite.connection_string)
         prefix = self.settings.get("RETRAIN_TABLE_PREFIX", "retrain")
-        for table in (f"{prefix}Runs", f"{prefix}Deployments"):
+        for table in (f"{prefix}Runs", f"{prefix}Deployments", f"{prefix}Outbox"):
             tables.create_table_if_not_exists(table)
 
     def _start_host(self, port: int) -> None:
@@ -192,6 +192,21 @@ class Stack:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the function host did not come up in 120 s:\n{self.host_log_tail()}")
             time.sleep(0.2)
+
+    def restart_host(self, **changes: str | None) -> None:
+        """Start the function host again (after it died or was killed), with settings changed (None removes one);
+        the same port, storage and emulator."""
+        if self.host_proc is not None and self.host_proc.poll() is None:
+            stop(self.host_proc, grace=15)
+        for key, value in changes.items():
+            if value is None:
+                self.settings.pop(key, None)
+            else:
+                self.settings[key] = value
+        assert self.local_settings is not None
+        write_private(self.local_settings, local_settings_json(self.settings) + "\n")
+        port = int(self.functions_url.rsplit(":", 1)[1])
+        self._start_host(port)
 
     def host_log_tail(self, lines: int = 40) -> str:
         path = self.workdir / "functions.log"
