@@ -147,6 +147,8 @@ class Settings(BaseSettings):
                                                              validation_alias="RETRAIN_REQUIRED_COLUMNS")
     numeric_columns: Annotated[list[str], NoDecode] = Field(default_factory=lambda: _csv_list(ADULT_NUMERIC),
                                                             validation_alias="RETRAIN_NUMERIC_COLUMNS")
+    label_values: Annotated[list[str], NoDecode] = Field(default_factory=lambda: [">50K", "<=50K"],
+                                                         validation_alias="RETRAIN_LABEL_VALUES")
     min_rows: int = Field(100, ge=1, validation_alias="RETRAIN_MIN_ROWS")
     max_data_bytes: int = Field(5 * 1024**3, ge=1, validation_alias="RETRAIN_MAX_DATA_BYTES")
     max_upload_bytes: int = Field(100 * 1024**2, ge=1, validation_alias="RETRAIN_MAX_UPLOAD_BYTES")
@@ -179,7 +181,7 @@ class Settings(BaseSettings):
     interactive_wait_seconds: float = Field(20, ge=0, validation_alias="RETRAIN_INTERACTIVE_WAIT_SECONDS")
     reconcile_schedule: str = Field("0 */5 * * * *", validation_alias="RETRAIN_RECONCILE_SCHEDULE")
 
-    @field_validator("endpoints", "required_columns", "numeric_columns", mode="before")
+    @field_validator("endpoints", "required_columns", "numeric_columns", "label_values", mode="before")
     @classmethod
     def _lists(cls, value: object) -> list[str]:
         return _csv_list(value)

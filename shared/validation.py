@@ -26,6 +26,7 @@ class DataSpec:
     numeric_columns: Sequence[str]
     label_column: str
     min_rows: int = 1
+    label_values: Sequence[str] = ()  # the classes the training experiment knows (empty: any two)
 
 
 @dataclass
@@ -89,6 +90,8 @@ def validate_csv(chunks: Iterable[bytes], spec: DataSpec) -> DataReport:
         report.columns = header
         width = len(header)
         numeric = [(i, name) for i, name in enumerate(header) if name in set(spec.numeric_columns)]
+        seen_numbers = dict.fromkeys((name for _, name in numeric), 0)
+        known_labels = set(spec.label_values)
         label_at = header.index(spec.label_column)
         counts = report.label_counts
         rows = 0
@@ -107,9 +110,14 @@ def validate_csv(chunks: Iterable[bytes], spec: DataSpec) -> DataReport:
                                            reader.line_num) from None
                     if not math.isfinite(number):
                         raise DataRejected("NotNumeric", f"column '{name}' holds '{value[:40]}'", reader.line_num)
+                    seen_numbers[name] += 1
             label = row[label_at].strip()
             if not label:
                 raise DataRejected("MissingLabel", f"the label column '{spec.label_column}' is empty",
+                                   reader.line_num)
+            if known_labels and label not in known_labels:
+                raise DataRejected("UnknownLabel", f"the label column '{spec.label_column}' holds '{label[:40]}'; "
+                                   f"the training experiment knows only {', '.join(sorted(known_labels))}",
                                    reader.line_num)
             if label in counts:
                 counts[label] += 1
@@ -125,6 +133,9 @@ def validate_csv(chunks: Iterable[bytes], spec: DataSpec) -> DataReport:
         raise DataRejected("MalformedCsv", str(exc), reader.line_num) from None
     report.rows = rows
     report.bytes = lines.bytes
+    empty = [name for name, count in seen_numbers.items() if count == 0]
+    if rows and empty:
+        raise DataRejected("AllMissing", f"numeric column(s) {', '.join(empty)} have no value in any row")
     if rows < spec.min_rows:
         raise DataRejected("TooFewRows", f"{rows} data rows; at least {spec.min_rows} are required")
     if len(counts) != 2:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from shared.adapters.classic.errors import StudioApiError
 from shared.adapters.classic.models import Endpoint
 from shared.adapters.events import EventPublisher
 from shared.adapters.ledger import Ledger
@@ -36,7 +37,15 @@ class Operations:
         """Create a scoring endpoint; its history starts with the model it was created with."""
         target = find_target(self.settings, target_name)
         check_endpoint_name(name)
-        ep = self.studio.management(target).create_endpoint(name, description, throttle_level, max_concurrent_calls)
+        try:
+            ep = self.studio.management(target).create_endpoint(name, description, throttle_level,
+                                                                 max_concurrent_calls)
+        except StudioApiError as exc:
+            # It exists, but the ledger never heard of it (an earlier call created it and then could not record
+            # it): adopt it, so its history starts with the model it was created with. Otherwise a conflict.
+            if exc.status != 409 or self.ledger.history(target.name, name):
+                raise
+            ep = self.studio.management(target).get_endpoint(name)
         res = ep.resource(target.resource_name)
         loc = (res.Location or {}) if res else {}
         dep = Deployment(id=new_operation_id(), target=target.name, endpoint=name, operation="create",

@@ -59,3 +59,19 @@ def test_bom_and_crlf_and_multibyte_split_across_chunks():
 def test_missing_numbers_are_allowed():
     text = "age,income\n,a\n?,b\n1,a\n2,b\n3,a\n"
     assert validate_csv(chunked(text), SPEC).rows == 5
+
+
+def test_labels_outside_the_experiments_classes_are_rejected_naming_the_column_and_line():
+    spec = DataSpec(["age", "income"], ["age"], "income", min_rows=1, label_values=[">50K", "<=50K"])
+    text = "age,income\n39,>50K\n40,yes\n"
+    with pytest.raises(DataRejected) as info:
+        validate_csv(chunked(text), spec)
+    assert (info.value.code, info.value.line) == ("UnknownLabel", 3) and "'income'" in info.value.message
+    assert validate_csv(chunked("age,income\n39,>50K\n40,<=50K\n"), spec).rows == 2
+
+
+def test_a_numeric_column_with_no_value_in_any_row_is_rejected_by_name():
+    spec = DataSpec(["age", "fnlwgt", "income"], ["age", "fnlwgt"], "income", min_rows=1)
+    with pytest.raises(DataRejected) as info:
+        validate_csv(chunked("age,fnlwgt,income\n39,?,a\n40,,b\n"), spec)
+    assert info.value.code == "AllMissing" and "fnlwgt" in info.value.message and "age" not in info.value.message

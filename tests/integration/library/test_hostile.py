@@ -240,6 +240,29 @@ def test_an_unusable_evaluation_beside_a_hand_dropped_model_rejects_it(harness, 
     assert codes == ["BadEvaluation"]
 
 
+def test_labels_the_experiment_does_not_know_are_rejected_before_any_job(harness):
+    h = harness(RETRAIN_ENDPOINTS="")
+    tenant = h.new_endpoint("yesno")
+    text = csv_text(300, seed=2).replace(">50K", "yes").replace("<=50K", "no")
+    run = h.app.intake.accept(h.upload_data(f"{tenant}/yesno.csv", text=text))
+    assert run is not None and run.status == "Rejected" and "UnknownLabel" in str(run.error)
+    assert "'income'" in str(run.error) and not h.jobs_for(f"training-data/{tenant}/yesno.csv")
+
+
+def test_an_endpoint_created_when_the_ledger_could_not_record_it_is_adopted_with_its_history(harness):
+    h = harness(RETRAIN_ENDPOINTS="")
+    name = f"adopt{time.monotonic_ns() % 10**10}"
+    h.mgmt().create_endpoint(name, "created, then storage failed")  # the service has it; the ledger does not
+    h.app.operations.add_endpoint(name, "the caller's retry")
+    assert [d.operation for d in h.app.ledger.history("default", name)] == ["create"]
+    run = trained(h, f"{name}/adopt.csv", 81, 0.9)
+    assert h.app.operations.patch_model("default", name, str(run.model_path)).outcome == "Deployed"
+    assert h.app.operations.rollback("default", name).outcome == "Deployed"  # back to its first model
+    with pytest.raises(StudioApiError) as info:
+        h.app.operations.add_endpoint(name)  # now it is known: a conflict again
+    assert info.value.status == 409
+
+
 # ---- no duplicate work ---------------------------------------------------------------------------------------
 def test_a_submit_storm_announces_the_data_once_and_runs_one_job(harness):
     h = harness(RETRAIN_ENDPOINTS="", RETRAIN_HTTP_MAX_ATTEMPTS="2")
