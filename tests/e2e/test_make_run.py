@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 import requests
@@ -33,6 +34,8 @@ def test_make_run_comes_up_writes_its_files_and_stops_cleanly_on_sigterm(tmp_pat
         values = json.loads(settings.read_text())["Values"]
         assert values["FUNCTIONS_WORKER_RUNTIME"] == "python" and values["RETRAIN_RECONCILE_SCHEDULE"]
         assert values["AzureWebJobsStorage"] == state["storage_connection_string"]
+        for private in (settings, state_path, Path(state["emulator_manifest"])):  # they hold keys: owner only
+            assert private.stat().st_mode & 0o077 == 0, private
         health = requests.get(f"{state['functions_url']}/api/health", timeout=30)
         assert health.status_code == 200 and health.json()["status"] == "ok"
         children = psutil.Process(proc.pid).children(recursive=True)

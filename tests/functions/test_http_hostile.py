@@ -79,3 +79,25 @@ def test_an_endpoint_held_by_another_deployment_is_a_409_endpoint_busy(app):
     answer = call_http(http_api.endpoints_patch_model, "POST", f"endpoints/{name}/model", {"model": model.path},
                        route_params={"name": name})
     assert (answer.status, answer.code) == (409, "EndpointBusy")
+
+
+def test_an_unreachable_storage_account_is_a_503_within_seconds(monkeypatch, harness):
+    from shared.composition import Retraining
+    from shared.settings import load_settings
+    from tools.localdev.ports import free_port
+
+    h = harness()
+    dead = free_port()  # nothing listens there
+    env = {"AzureWebJobsStorage": f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey="
+                                  f"{h.app.storage.account_key};BlobEndpoint=http://127.0.0.1:{dead}/devstoreaccount1;"
+                                  f"TableEndpoint=http://127.0.0.1:{dead}/devstoreaccount1;",
+           "RETRAIN_BES_URL": h.manifest["training_service"]["api_location"], "RETRAIN_BES_KEY": "k" * 12,
+           "RETRAIN_MANAGEMENT_URL": h.settings.targets[0].management_url, "RETRAIN_MANAGEMENT_KEY": "k" * 12,
+           "RETRAIN_RESOURCE_NAME": "r"}
+    app = Retraining(load_settings(env), interactive=True)
+    monkeypatch.setattr(http_api, "retraining", lambda: app)
+    started = time.monotonic()
+    answer = call_http(http_api.retrain, "POST", "retrain", csv_text(200, seed=3).encode(),
+                       params={"name": "t/x.csv"}, headers={"Content-Type": "text/csv"})
+    assert (answer.status, answer.code) == (503, "StorageUnavailable") and answer.headers["Retry-After"]
+    assert time.monotonic() - started < 60  # an answer, not the SDK's minutes of retries
