@@ -1,8 +1,9 @@
 """Benchmark: deploying one model to N endpoints, our fan-out beside a naive sequential loop and the ideal.
 
 Against the emulator with an injected latency on every Studio call the deployment makes (GET endpoint, PATCH,
-scoring). Ours is the library's real promotion path (ledger, lease, PATCH, verify GET, smoke request); the naive
-loop makes the same Studio calls one after another (and no ledger writes). Ideal = calls x latency / concurrency.
+scoring). Ours is the library's real promotion path (ledger, lease, GET + the old model's answer, PATCH, verify
+GET + smoke request); the naive loop makes the same Studio calls one after another (and no ledger writes).
+Ideal = calls x latency / concurrency.
 "Calls alone" makes the same Studio calls at the same concurrency with nothing else: what this machine allows.
 
     python -m tools.bench.fanout [--sizes 10,100,1000] [--latency-ms 20] [--concurrency 16] [--naive-max 1000]
@@ -19,6 +20,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -48,11 +50,17 @@ def naive(app: Retraining, endpoints: list[str], model_path: str) -> float:
     started = time.perf_counter()
     location = app.storage.minter.location(model_path, timedelta(hours=1))
     for name in endpoints:
-        mgmt.get_endpoint(name)
-        mgmt.patch_model(name, target.resource_name, location)
-        ep = mgmt.get_endpoint(name)
-        app.studio.scoring(ep.ApiLocation or "", ep.PrimaryKey or "").score([SMOKE])
+        one_by_one(app, mgmt, target.resource_name, name, location)
     return time.perf_counter() - started
+
+
+def one_by_one(app: Retraining, mgmt: Any, resource: str, name: str, location: Any) -> None:
+    """The Studio calls of one deployment: GET, the old model's answer, PATCH, GET, the new model's answer."""
+    before = mgmt.get_endpoint(name)
+    app.studio.scoring(before.ApiLocation or "", before.PrimaryKey or "").score([SMOKE])
+    mgmt.patch_model(name, resource, location)
+    ep = mgmt.get_endpoint(name)
+    app.studio.scoring(ep.ApiLocation or "", ep.PrimaryKey or "").score([SMOKE])
 
 
 def studio_only(app: Retraining, endpoints: list[str], model_path: str, concurrency: int) -> float:
@@ -62,10 +70,7 @@ def studio_only(app: Retraining, endpoints: list[str], model_path: str, concurre
     location = app.storage.minter.location(model_path, timedelta(hours=1))
 
     def one(name: str) -> None:
-        mgmt.get_endpoint(name)
-        mgmt.patch_model(name, target.resource_name, location)
-        ep = mgmt.get_endpoint(name)
-        app.studio.scoring(ep.ApiLocation or "", ep.PrimaryKey or "").score([SMOKE])
+        one_by_one(app, mgmt, target.resource_name, name, location)
 
     started = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
