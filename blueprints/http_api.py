@@ -11,7 +11,7 @@ import azure.functions as func
 from blueprints.http_support import ApiError, api, json_response, parse_body
 from blueprints.runtime import retraining_for_http as retraining
 from shared.api import CreateEndpoint, PatchModel, RetrainFromBlob, Rollback
-from shared.decisions import model_refused
+from shared.decisions import ACTIVE_RUN_STATUSES, model_refused
 from shared.records import EndpointResult, Run
 from shared.usecases.views import run_view
 
@@ -96,7 +96,7 @@ def retrain(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
         raise ApiError(422, "TrainingDataRejected", run.error or "the training data was rejected", run=view)
     if run.status == "Failed":
         raise ApiError(502, "JobFailed", run.error or "the training job could not be started", run=view)
-    status = 202 if run.status in ("Accepted", "Submitted", "Running") else 200
+    status = 202 if run.status in ACTIVE_RUN_STATUSES else 200
     return json_response(view, status, {"Location": f"/api/runs/{run.id}"})
 
 

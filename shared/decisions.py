@@ -9,23 +9,33 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from shared.errors import DataRejected, NotFound, Refused
-from shared.records import Current, Deployment, EndpointResult, Run, RunStatus
+from shared.records import Current, Deployment, EndpointResult, Run, RunStatus, now_iso
 from shared.settings import Settings, Target
 
 ENDPOINT_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,22}[a-z0-9])?$")
 MODEL_REFUSED = "the service refused the model"
 
 # ---- run lifecycle ---------------------------------------------------------------------------------------------
+# From the file landing to the last endpoint's outcome. A run is never moved along an edge not listed here.
 RUN_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
-    "Accepted": frozenset({"Rejected", "Submitted", "Failed", "Cancelled"}),
-    "Submitted": frozenset({"Running", "Finished", "Failed", "Cancelled"}),
-    "Running": frozenset({"Finished", "Failed", "Cancelled"}),
-    "Finished": frozenset(),
+    "Accepted": frozenset({"Rejected", "Submitted", "Failed", "Cancelled", "Superseded"}),
+    "Submitted": frozenset({"Training", "Trained", "Failed", "Cancelled", "Superseded"}),
+    "Training": frozenset({"Trained", "Failed", "Cancelled", "Superseded"}),
+    "Trained": frozenset({"BelowGate", "AwaitingApproval", "Deploying", "Superseded", "Rejected"}),
+    "AwaitingApproval": frozenset({"Deploying", "Rejected", "Superseded", "Cancelled"}),
+    "Deploying": frozenset({"Deployed", "PartiallyDeployed", "RolledBack", "Failed", "Superseded", "Rejected",
+                            "BelowGate"}),
     "Rejected": frozenset(),
+    "BelowGate": frozenset(),
+    "Deployed": frozenset(),
+    "PartiallyDeployed": frozenset(),
+    "RolledBack": frozenset(),
     "Failed": frozenset(),
+    "Superseded": frozenset(),
     "Cancelled": frozenset(),
 }
-ACTIVE_RUN_STATUSES: tuple[RunStatus, ...] = ("Accepted", "Submitted", "Running")
+ACTIVE_RUN_STATUSES: tuple[RunStatus, ...] = ("Accepted", "Submitted", "Training", "Trained", "AwaitingApproval",
+                                              "Deploying")
 
 
 class IllegalTransition(ValueError):
@@ -38,10 +48,35 @@ def check_transition(current: RunStatus, new: RunStatus) -> None:
         raise IllegalTransition(f"a run that is {current} cannot become {new}")
 
 
-def advance(run: Run, status: RunStatus) -> None:
-    """Move a run to `status`, or raise IllegalTransition."""
+def advance(run: Run, status: RunStatus, reason: str | None = None) -> None:
+    """Move a run to `status` (recording when, and why when it is not a success), or raise IllegalTransition."""
     check_transition(run.status, status)
+    if status != run.status:
+        step = {"status": status, "at": now_iso()}
+        if reason:
+            step["reason"] = reason
+        run.transitions = [*run.transitions, step]
+    if reason is not None:
+        run.error = reason
     run.status = status
+
+
+def final_status(results: Sequence[EndpointResult]) -> RunStatus:
+    """What a deployment to many endpoints adds up to: still Deploying while any endpoint is pending; Deployed when
+    every endpoint took the model (or served it already); PartiallyDeployed when some did; otherwise what kept
+    it from all of them (Superseded, RolledBack, BelowGate for "no improvement", else Failed)."""
+    outcomes = [r.outcome for r in results if r.outcome != "Refused"]  # the default endpoint is never patched
+    if "Pending" in outcomes:
+        return "Deploying"
+    served = [o for o in outcomes if o in ("Deployed", "Unchanged")]
+    if outcomes and len(served) == len(outcomes):
+        return "Deployed"
+    if served:
+        return "PartiallyDeployed"
+    for every, status in (("Superseded", "Superseded"), ("Rejected", "BelowGate")):
+        if outcomes and all(o == every for o in outcomes):
+            return status  # type: ignore[return-value]
+    return "RolledBack" if "RolledBack" in outcomes else "Failed"
 
 
 # ---- routing -----------------------------------------------------------------------------------------------------

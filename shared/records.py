@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
 from pydantic.alias_generators import to_camel
 
-RunStatus = Literal["Accepted", "Rejected", "Submitted", "Running", "Finished", "Failed", "Cancelled"]
-RUN_STATUSES: tuple[RunStatus, ...] = ("Accepted", "Rejected", "Submitted", "Running", "Finished", "Failed",
-                                      "Cancelled")
+RunStatus = Literal["Accepted", "Rejected", "Submitted", "Training", "Trained", "BelowGate", "AwaitingApproval",
+                    "Deploying", "Deployed", "PartiallyDeployed", "RolledBack", "Failed", "Superseded", "Cancelled"]
+RUN_STATUSES: tuple[RunStatus, ...] = ("Accepted", "Rejected", "Submitted", "Training", "Trained", "BelowGate",
+                                      "AwaitingApproval", "Deploying", "Deployed", "PartiallyDeployed", "RolledBack",
+                                      "Failed", "Superseded", "Cancelled")
 Outcome = Literal["Pending", "Deployed", "Superseded", "Rejected", "Failed", "RolledBack", "Created", "Skipped",
                   "Refused"]
 Operation = Literal["promote", "patch", "rollback", "create"]
@@ -36,6 +38,10 @@ Stored = (BeforeValidator(_from_json_text), PlainSerializer(_to_json_text, when_
 Metrics = Annotated[dict[str, float], *Stored]
 Names = Annotated[list[str], *Stored]
 Row = Annotated[dict[str, str] | None, *Stored]
+Counts = Annotated[dict[str, int], *Stored]
+Transitions = Annotated[list[dict[str, str]], *Stored]
+Results = Annotated[list[dict[str, str | None]], *Stored]
+MAX_ENDPOINT_RESULTS = 100  # on the run; every endpoint's attempt is in the deployments table
 
 
 def iso(moment: datetime) -> str:
@@ -78,14 +84,29 @@ class Run(Record):
     rows: int | None = None
     smoke_row: Row = None
     trigger: str = "blob"
-    error: str | None = None
-    promoted: bool = False
+    caller: str | None = None  # who asked (an operator's principal name), for HTTP-triggered runs
+    error: str | None = None  # why it did not (fully) succeed
+    superseded_by: str | None = None  # the run that replaced it
+    outcomes: Counts = Field(default_factory=dict)  # endpoints per outcome
+    endpoint_results: Results = Field(default_factory=list)  # per endpoint (the first MAX_ENDPOINT_RESULTS)
+    transitions: Transitions = Field(default_factory=list)  # [{status, at, reason?}], one per status change
     claimed_by: str | None = None  # the invocation working on this run (accept/submit), until claimed_until
     claimed_until: float = 0.0
     created_at: str = Field(default_factory=now_iso)
     updated_at: str = Field(default_factory=now_iso)
     submitted_at: str | None = None
     finished_at: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_status(cls, data: Any) -> Any:
+        """Rows written before the lifecycle had its own states: Running -> Training, Finished -> Deployed when
+        it was promoted, else Trained."""
+        if isinstance(data, dict) and data.get("status") in ("Running", "Finished"):
+            legacy = data["status"]
+            data = dict(data, status="Training" if legacy == "Running" else
+                        ("Deployed" if data.get("promoted") in (True, "true", "True") else "Trained"))
+        return data
 
     @property
     def order(self) -> str:

@@ -125,13 +125,14 @@ class Ledger:
         runs.sort(key=lambda r: r.created_at, reverse=True)
         return runs[:limit]
 
-    def unfinished_runs(self) -> list[Run]:
-        """Every run that still needs work - active, or finished with a model not yet promoted - oldest first,
-        however much finished history there is."""
-        query = ("PartitionKey eq 'run' and ( status eq @accepted or status eq @submitted or status eq @running "
-                 "or ( status eq @finished and promoted eq @no ) )")
-        params = {"accepted": "Accepted", "submitted": "Submitted", "running": "Running", "finished": "Finished",
-                  "no": False}
+    def unfinished_runs(self, statuses: tuple[str, ...]) -> list[Run]:
+        """Every run in one of `statuses` (those still needing work), oldest first, however much finished history
+        there is. Rows written before the lifecycle had its own states are found too (Running, and Finished but
+        not promoted)."""
+        names = {f"s{i}": status for i, status in enumerate(statuses)}
+        query = ("PartitionKey eq 'run' and ( " + " or ".join(f"status eq @{n}" for n in names) +
+                 " or status eq @legacyRunning or ( status eq @legacyFinished and promoted eq @no ) )")
+        params = {**names, "legacyRunning": "Running", "legacyFinished": "Finished", "no": False}
         runs = [from_entity(Run, e) for e in self.runs.query_entities(query, parameters=params)]
         runs.sort(key=lambda r: r.created_at)
         return runs

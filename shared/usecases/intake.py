@@ -45,7 +45,7 @@ class TrainingIntake:
     events: EventPublisher
     submission: JobSubmission
 
-    def accept(self, ref: BlobRef, trigger: str = "blob") -> Run | None:
+    def accept(self, ref: BlobRef, trigger: str = "blob", caller: str | None = None) -> Run | None:
         """Validate a landed data file and start its training job. Redeliveries return the same run."""
         problem = unreadable_name(ref.name)
         if problem is not None:
@@ -59,8 +59,9 @@ class TrainingIntake:
         with context(run=run_id):
             owner = uuid.uuid4().hex
             draft = Run(id=run_id, target="?", data_path=ref.path, data_etag=str(props.etag),
-                        data_time=iso(props.last_modified), trigger=trigger, claimed_by=owner,
-                        claimed_until=time.time() + self.settings.lease_seconds)
+                        data_time=iso(props.last_modified), trigger=trigger, caller=caller, claimed_by=owner,
+                        claimed_until=time.time() + self.settings.lease_seconds,
+                        transitions=[{"status": "Accepted", "at": now_iso()}])
             run, created = self.ledger.create_run(draft)
             failpoints.reached("after-accept")
             if not created:
@@ -95,8 +96,8 @@ class TrainingIntake:
         return self.accept(ref, trigger="reconcile")
 
     def _version_gone(self, run: Run, how: str) -> Run:
-        advance(run, "Cancelled")
-        run.error = f"VersionGone: the file was {how} before it could be read in full; that version no longer exists"
+        advance(run, "Cancelled", f"VersionGone: the file was {how} before it could be read in full; that version "
+                                  "no longer exists")
         run.claimed_by, run.claimed_until, run.finished_at = None, 0.0, now_iso()
         self.ledger.save_run(run, check_etag=False)
         log.warning("run %s: %s", run.id, run.error)
@@ -105,9 +106,10 @@ class TrainingIntake:
     def _unreadable(self, ref: BlobRef, problem: str, trigger: str) -> Run:
         """A file the SDK cannot read back: recorded as rejected (with a reason file and an event); it stays put."""
         message = f"the file cannot be read back: {problem}; it stays where it is (rename it to retrain)"
-        run, created = self.ledger.create_run(Run(id=run_id_for(ref.path, "unreadable"), target="?",
-                                                  status="Rejected", data_path=ref.path, trigger=trigger,
-                                                  error=f"UnreadableName: {message}"))
+        run, created = self.ledger.create_run(Run(
+            id=run_id_for(ref.path, "unreadable"), target="?", status="Rejected", data_path=ref.path,
+            trigger=trigger, error=f"UnreadableName: {message}",
+            transitions=[{"status": "Rejected", "at": now_iso(), "reason": f"UnreadableName: {message}"}]))
         if created:
             note = self.storage.note_unreadable(ref, {"code": "UnreadableName", "message": message, "runId": run.id})
             self.events.publish("TrainingDataRejected", ref.path, {
@@ -207,8 +209,7 @@ class TrainingIntake:
     def _reject(self, run: Run, ref: BlobRef, exc: DataRejected) -> Run:
         log.warning("rejected %s: %s", ref.path, exc)
         moved = self.storage.reject(ref, dict(exc.as_reason(), runId=run.id))
-        advance(run, "Rejected")
-        run.error = f"{exc.code}: {exc}"
+        advance(run, "Rejected", f"{exc.code}: {exc}")
         run.claimed_by, run.claimed_until = None, 0.0
         self.ledger.save_run(run, check_etag=False)
         self.events.publish("TrainingDataRejected", ref.path, {

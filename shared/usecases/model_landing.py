@@ -13,7 +13,7 @@ from shared.adapters.events import EventPublisher
 from shared.adapters.ledger import Ledger
 from shared.adapters.storage import Storage
 from shared.adapters.studio import StudioClients
-from shared.decisions import model_refused, route, unreadable_name
+from shared.decisions import route, unreadable_name
 from shared.errors import DataRejected
 from shared.logs import context
 from shared.records import BlobRef, PromoteResult, Run, iso, now_iso, run_id_for
@@ -39,6 +39,7 @@ class ModelLanding:
         if problem is not None:  # it cannot be moved either: a note in rejected/ says where it is and why
             message = f"the file cannot be read back: {problem}; it stays where it is"
             run_id = run_id_for(ref.path, "unreadable")
+            self._record_rejection(ref, run_id, trigger, f"UnreadableName: {message}")
             note = self.storage.note_unreadable(ref, {"code": "UnreadableName", "message": message, "runId": run_id})
             self.events.publish("ModelRejected", ref.path, {"runId": run_id, "model": ref.path,
                                                             "code": "UnreadableName", "reason": message,
@@ -70,19 +71,28 @@ class ModelLanding:
             if sibling is not None and self.storage.exists(sibling):  # an evaluation there must be usable
                 metrics = self.storage.read_evaluation(sibling, self.settings.gate_metric)
         except DataRejected as exc:
+            self._record_rejection(ref, run_id, trigger, f"{exc.code}: {exc.message}")
             self.reject(ref, run_id, exc.code, exc.message)
             return PromoteResult(run_id, "Rejected", reason=exc.message)
+        now = now_iso()
         run, _ = self.ledger.create_run(Run(
-            id=run_id, kind="manual", status="Finished", target=where.target.name, endpoints=where.endpoints,
-            data_time=iso(props.last_modified), model_path=ref.path, trigger=trigger, finished_at=now_iso(),
-            metrics=metrics, evaluation_path=sibling.path if metrics and sibling else None))
-        result = self.promotion.promote(run, force=not run.metrics)
-        if result.endpoints and all(model_refused(r) for r in result.endpoints):
-            # Every endpoint refused to serve it: the file is bad. Keep it in rejected/ with the reason.
-            reasons = "; ".join(sorted({r.reason or "unknown" for r in result.endpoints}))
-            result.status, result.reason = "Rejected", f"no endpoint could serve the model: {reasons}"
-            self.reject(ref, run.id, "ModelNotServable", result.reason)
+            id=run_id, kind="manual", status="Trained", target=where.target.name, endpoints=where.endpoints,
+            data_time=iso(props.last_modified), model_path=ref.path, trigger=trigger, finished_at=now,
+            metrics=metrics, evaluation_path=sibling.path if metrics and sibling else None,
+            transitions=[{"status": "Trained", "at": now, "reason": "a model dropped into models/ by hand"}]))
+        was = run.status
+        result = self.promotion.promote(run, force=not run.metrics, unservable_is_rejection=True)
+        if run.status == "Rejected":  # no endpoint could serve it: the file is bad; keep it in rejected/
+            result.status, result.reason = "Rejected", run.error
+            if was != "Rejected":
+                self.reject(ref, run.id, "ModelNotServable", str(run.error).removeprefix("ModelNotServable: "))
         return result
+
+    def _record_rejection(self, ref: BlobRef, run_id: str, trigger: str, reason: str) -> None:
+        """A run row for a hand-dropped file rejected before any deployment, so the runs list tells of it too."""
+        self.ledger.create_run(Run(id=run_id, kind="manual", status="Rejected", target="?", model_path=ref.path,
+                                   trigger=trigger, error=reason,
+                                   transitions=[{"status": "Rejected", "at": now_iso(), "reason": reason}]))
 
     def reject(self, ref: BlobRef, run_id: str, code: str, message: str) -> None:
         moved = self.storage.reject(ref, {"code": code, "message": message, "runId": run_id})

@@ -77,7 +77,7 @@ class Operations:
             reason = self.gate.check(metric)
             if reason is not None:
                 raise Refused(reason, "ModelRejected", conflict=True)
-        run = Run(id=f"manual-{uuid.uuid4().hex[:12]}", kind="manual", status="Finished", target=target.name,
+        run = Run(id=f"manual-{uuid.uuid4().hex[:12]}", kind="manual", status="Trained", target=target.name,
                   endpoints=[endpoint], model_path=ref.path, metrics={self.gate.metric: metric}
                   if metric is not None else {}, trigger=trigger)
 
@@ -113,7 +113,7 @@ class Operations:
             chosen.append(pick)
             assert pick.model_path is not None
             taken_in = pick.data_order.split("|")[1] if pick.data_order else now_iso()  # keeps its data's order
-            run = Run(id=pick.run_id or f"rollback-{pick.id}", kind="manual", status="Finished",
+            run = Run(id=pick.run_id or f"rollback-{pick.id}", kind="manual", status="Trained",
                       target=target.name, endpoints=[endpoint], model_path=pick.model_path,
                       data_time=pick.data_time or now_iso(), created_at=taken_in, trigger=trigger,
                       metrics={self.gate.metric: pick.metric} if pick.metric is not None else {})

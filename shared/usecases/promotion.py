@@ -1,17 +1,21 @@
 """Promoting a run's model: wait for its job to end, apply the gate, then deploy to every endpoint the run routes
-to (concurrently, bounded). A model below the gate is recorded as rejected on each of those endpoints."""
+to (concurrently, bounded) and record what that adds up to: Deployed, PartiallyDeployed, RolledBack, Superseded,
+Failed - or still Deploying while an endpoint is pending. A model below the gate ends the run as BelowGate, and
+is recorded as rejected on each of its endpoints."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
+from typing import Literal
 
 from shared.adapters.events import EventPublisher
 from shared.adapters.ledger import Ledger
 from shared.adapters.storage import Storage
 from shared.adapters.studio import StudioClients
-from shared.decisions import Gate
+from shared.decisions import ACTIVE_RUN_STATUSES, Gate, advance, final_status, model_refused
 from shared.logs import context
-from shared.records import Deployment, PromoteResult, Run
+from shared.records import MAX_ENDPOINT_RESULTS, Deployment, EndpointResult, PromoteResult, Run
 from shared.settings import Settings, Target
 from shared.usecases.fanout import FanOut
 from shared.usecases.model_source import ModelSource
@@ -31,14 +35,15 @@ class Promotion:
     fanout: FanOut
     gate: Gate
 
-    def promote(self, run: Run, force: bool = False) -> PromoteResult:
-        """Gate, then deploy the run's model to every endpoint it routes to."""
+    def promote(self, run: Run, force: bool = False, unservable_is_rejection: bool = False) -> PromoteResult:
+        """Gate, then deploy the run's model to every endpoint it routes to. `unservable_is_rejection`: a model
+        no endpoint could serve ends the run Rejected (a hand-dropped file) rather than RolledBack/Failed."""
         with context(run=run.id):
             target = self.settings.target(run.target)
             if run.kind == "bes":
                 if run.job_id is None:
                     return PromoteResult(run.id, "Pending", reason="the job has not been submitted yet")
-                if run.status in ("Failed", "Cancelled", "Rejected"):
+                if run.status in ("Failed", "Cancelled", "Rejected", "Superseded"):
                     return PromoteResult(run.id, "Failed", reason=run.error)
                 status = self.jobs.wait(run, target)
                 if status.StatusCode in ("Failed", "Cancelled"):
@@ -55,18 +60,34 @@ class Promotion:
                 reason = self.gate.check(metric)
                 if reason is not None:
                     return self._below_gate(run, target, reason, metric)
+            if run.status == "Trained":
+                advance(run, "Deploying")
+                self.ledger.save_run(run, check_etag=False)
             results = self.fanout.deploy(target, self._resolve(target, run.endpoints), source, run, force,
                                          run.trigger)
-            pending = [r.endpoint for r in results if r.outcome == "Pending"]
-            if pending:  # not final: the reconcile timer (or a redelivery) finishes these endpoints
-                return PromoteResult(run.id, "Pending", results, reason=f"{len(pending)} endpoint(s) still to do: "
-                                     f"{', '.join(pending[:10])}", sas_refreshed_by_get=source.refreshed_by_get,
-                                     sas_minted=source.minted)
-            if not run.promoted:
-                run.promoted = True
-                self.ledger.save_run(run, check_etag=False)
-            return PromoteResult(run.id, "Done", results, sas_refreshed_by_get=source.refreshed_by_get,
+            self._record(run, results, unservable_is_rejection)
+            state: Literal["Pending", "Done"] = "Pending" if run.status == "Deploying" else "Done"
+            return PromoteResult(run.id, state, results, reason=run.error, sas_refreshed_by_get=source.refreshed_by_get,
                                  sas_minted=source.minted)
+
+    def _record(self, run: Run, results: list[EndpointResult], unservable_is_rejection: bool) -> None:
+        """The per-endpoint outcomes on the run, and the status they add up to (once, when final)."""
+        run.outcomes = dict(Counter(r.outcome for r in results))
+        failed_first = sorted(results, key=lambda r: r.outcome in ("Deployed", "Unchanged"))
+        run.endpoint_results = [{"endpoint": r.endpoint, "outcome": r.outcome, "reason": r.reason,
+                                 "deploymentId": r.deployment_id} for r in failed_first[:MAX_ENDPOINT_RESULTS]]
+        if run.status not in ACTIVE_RUN_STATUSES:
+            self.ledger.save_run(run, check_etag=False)  # a redelivery of a finished run: nothing changes state
+            return
+        final = final_status(results)
+        problems = sorted({f"{r.outcome}: {r.reason}" for r in results if r.reason and r.outcome not in (
+            "Deployed", "Unchanged")})
+        reason = "; ".join(problems)[:2000] or None
+        if unservable_is_rejection and results and all(model_refused(r) for r in results):
+            final, reason = "Rejected", f"ModelNotServable: no endpoint could serve the model: {reason}"
+        if final != "Deploying":
+            advance(run, final, reason if final != "Deployed" else None)
+        self.ledger.save_run(run, check_etag=False)
 
     def _resolve(self, target: Target, endpoints: list[str]) -> list[str]:
         """`["*"]` is every non-default endpoint of the service."""
@@ -76,8 +97,8 @@ class Promotion:
         return [e.Name for e in self.studio.management(target).list_endpoints() if e.Name != default]
 
     def _below_gate(self, run: Run, target: Target, reason: str, metric: float | None) -> PromoteResult:
-        if not run.promoted:
-            run.promoted, run.error = True, f"ModelRejected: {reason}"
+        if run.status == "Trained":
+            advance(run, "BelowGate", f"BelowGate: {reason}")
             self.ledger.save_run(run, check_etag=False)
             self.events.publish("ModelRejected", run.model_path or run.id, {
                 "runId": run.id, "model": run.model_path, "code": "BelowGate", "metric": self.gate.metric,

@@ -12,7 +12,7 @@ from shared.adapters.classic.errors import StudioApiError, TransportError, descr
 from shared.adapters.events import EventPublisher
 from shared.adapters.ledger import Ledger
 from shared.adapters.studio import StudioClients
-from shared.decisions import advance
+from shared.decisions import ACTIVE_RUN_STATUSES, advance
 from shared.logs import context
 from shared.records import Run, now_iso
 from shared.settings import Settings
@@ -42,7 +42,7 @@ class Reconciler:
                    "errors": 0, "eventsSent": self._flush_events()}
         deadline = timedelta(minutes=self.settings.job_deadline_minutes)
         now = datetime.now(UTC)
-        for run in self.ledger.unfinished_runs():
+        for run in self.ledger.unfinished_runs(ACTIVE_RUN_STATUSES):
             summary["checked"] += 1
             with context(run=run.id):
                 try:
@@ -67,9 +67,13 @@ class Reconciler:
     def _one(self, run: Run, now: datetime, deadline: timedelta) -> str:
         """Move one run on; returns what was done (a summary key), or "" for nothing."""
         age = now - datetime.fromisoformat((run.submitted_at or run.created_at).replace("Z", "+00:00"))
+        if run.status == "AwaitingApproval":
+            return ""  # an operator decides (see the approval step)
         if run.kind == "manual":  # a hand-dropped model whose deployment did not finish
-            force = not run.metrics
-            return "promoted" if self.promotion.promote(run, force=force).status == "Done" else ""
+            done = self.promotion.promote(run, force=not run.metrics, unservable_is_rejection=True)
+            return "promoted" if done.status == "Done" else ""
+        if run.status in ("Trained", "Deploying"):  # its model landed where no trigger saw it, or a retry is due
+            return "promoted" if self.promotion.promote(run).status == "Done" else ""
         if run.status == "Accepted":
             if run.claimed_until < time.time() and run.data_path:  # nobody holds it: its claimant died
                 self.intake.resume(run)
@@ -89,8 +93,8 @@ class Reconciler:
             if age <= deadline:
                 return ""
             bes.cancel(run.job_id)
-            advance(run, "Failed")
-            run.error, run.finished_at = f"the job ran past the deadline of {deadline}", now_iso()
+            advance(run, "Failed", f"DeadlineExceeded: the job ran past the deadline of {deadline}")
+            run.finished_at = now_iso()
             self.ledger.save_run(run, check_etag=False)
             self.events.publish("JobFailed", run.data_path or run.id, {
                 "runId": run.id, "jobId": run.job_id, "status": "DeadlineExceeded", "details": run.error})

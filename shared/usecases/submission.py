@@ -66,8 +66,7 @@ class JobSubmission:
         except StudioApiError as exc:
             if exc.transient:
                 raise  # past the retry budget: let the platform retry the trigger
-            advance(run, "Failed")
-            run.error = f"BES refused the job: {describe_error(exc)}"
+            advance(run, "Failed", f"JobRefused: BES refused the job: {describe_error(exc)}")
             run.claimed_by, run.claimed_until = None, 0.0
             self.ledger.save_run(run, check_etag=False)
             self.events.publish("JobFailed", run.data_path or run.id, {"runId": run.id, "jobId": run.job_id,
@@ -77,7 +76,7 @@ class JobSubmission:
 
     def started(self, run: Run) -> Run:
         """Record that the run's job runs, and announce it (also when reconcile started a job a crash left)."""
-        advance(run, "Running")
+        advance(run, "Training")
         run.claimed_by, run.claimed_until = None, 0.0
         self.ledger.save_run(run, check_etag=False)
         log.info("BES job %s started for %s", run.job_id, run.data_path)

@@ -45,8 +45,8 @@ class TrainingJobs:
 
     def finished(self, run: Run, status: JobStatus) -> None:
         """Record a finished job: where its model and evaluation are, and the metrics."""
-        if run.status == "Finished" and run.metrics:
-            return
+        if run.status != "Submitted" and run.status != "Training":
+            return  # recorded already
         evaluation = (status.Results or {}).get(self.settings.evaluation_output)
         model = (status.Results or {}).get(self.settings.model_output)
         if model is not None:
@@ -57,7 +57,7 @@ class TrainingJobs:
                 run.metrics = self.storage.read_evaluation(BlobRef.parse(evaluation.RelativeLocation))
             except (ValueError, ResourceNotFoundError) as exc:
                 log.warning("could not read the evaluation of run %s: %s", run.id, exc)
-        advance(run, "Finished")
+        advance(run, "Trained")
         run.finished_at = now_iso()
         self.ledger.save_run(run, check_etag=False)
         self.events.publish("JobFinished", run.model_path or run.id, {
@@ -68,8 +68,9 @@ class TrainingJobs:
         """Record a job that failed or was cancelled."""
         if run.status in ("Failed", "Cancelled"):
             return
-        advance(run, "Failed" if status.StatusCode == "Failed" else "Cancelled")
-        run.error, run.finished_at = status.Details or f"the job was {status.StatusCode}", now_iso()
+        reason = f"JobFailed: {status.Details or f'the job was {status.StatusCode}'}"
+        advance(run, "Failed" if status.StatusCode == "Failed" else "Cancelled", reason)
+        run.finished_at = now_iso()
         self.ledger.save_run(run, check_etag=False)
         self.events.publish("JobFailed", run.data_path or run.id, {"runId": run.id, "jobId": run.job_id,
                                                                    "status": status.StatusCode,

@@ -48,7 +48,7 @@ class Verifier:
         row = (run.smoke_row if run else None) or self.settings.smoke_row
         if row:
             return {str(k): str(v) for k, v in row.items()}
-        for recent in self.ledger.list_runs(("Finished", "Running"), limit=20):
+        for recent in self.ledger.list_runs(("Deployed", "Trained", "Deploying", "Training"), limit=20):
             if recent.target == target.name and recent.smoke_row:
                 return recent.smoke_row
         return None

@@ -84,7 +84,7 @@ class Views:
         checks: dict[str, dict[str, Any]] = {}
         started = time.monotonic()
         try:
-            self.ledger.list_runs(("Running",), limit=1)
+            self.ledger.list_runs(("Training",), limit=1)
             checks["storage"] = {"ok": True}
         except Exception as exc:  # noqa: BLE001 - a health check reports, it does not raise
             checks["storage"] = {"ok": False, "error": type(exc).__name__}

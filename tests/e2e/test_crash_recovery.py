@@ -53,7 +53,7 @@ def test_a_host_killed_at_a_step_converges_after_restart_and_reconcile(crash_cli
             assert client.http.post(admin, json={}, timeout=30).status_code in (200, 202)
             last_reconcile = time.monotonic()
         run = run_for(client, f"training-data/{data}")
-        if run is None or run["status"] != "Finished" or not run["promoted"]:
+        if run is None or run["status"] != "Deployed":
             return None
         if any(client.serving(ep) != run["modelPath"] for ep in endpoints):
             return None

@@ -32,7 +32,7 @@ def test_a_csv_dropped_into_training_data_ends_with_the_endpoint_verified_on_the
 
     view = client.wait_for("the promotion", deployed)
     run = client.call("GET", f"runs/{view['current']['runId']}").json()
-    assert run["dataPath"] == f"training-data/{name}/fresh.csv" and run["status"] == "Finished"
+    assert run["dataPath"] == f"training-data/{name}/fresh.csv" and run["status"] == "Deployed"
     assert client.serving(name) == run["modelPath"] != before_model
     assert client.score(name) != before_score
     updated = [e for e in client.events("EndpointUpdated") if e["data"]["endpoint"] == name]

@@ -172,7 +172,7 @@ def test_retrain_from_a_blob_reference_and_from_a_csv_body_then_read_the_runs(ap
     ref = h.upload_data(f"{name}/by-ref.csv", rows=500)
     by_ref = call_http(http_api.retrain, "POST", "retrain", {"blob": ref.path})
     assert by_ref.status == 202, by_ref.text
-    assert by_ref.json["status"] == "Running" and by_ref.json["endpoints"] == [name]
+    assert by_ref.json["status"] == "Training" and by_ref.json["endpoints"] == [name]
     assert by_ref.headers["Location"] == f"/api/runs/{by_ref.json['id']}"
     assert "claimedBy" not in by_ref.json
     again = call_http(http_api.retrain, "POST", "retrain", {"blob": ref.path})
@@ -181,7 +181,7 @@ def test_retrain_from_a_blob_reference_and_from_a_csv_body_then_read_the_runs(ap
     by_body = call_http(http_api.retrain, "POST", "retrain", csv_text(500, seed=3).encode(),
                         params={"name": f"{name}/uploaded.csv"}, headers={"Content-Type": "text/csv"})
     assert by_body.status == 202 and by_body.json["dataPath"] == f"training-data/{name}/uploaded.csv"
-    listed = call_http(http_api.runs_list, "GET", "runs", params={"status": "Running,Finished", "limit": "100"})
+    listed = call_http(http_api.runs_list, "GET", "runs", params={"status": "Training,Trained", "limit": "100"})
     assert {by_ref.json["id"], by_body.json["id"]} <= {r["id"] for r in listed.json["runs"]}
     got = call_http(http_api.runs_get, "GET", f"runs/{by_ref.json['id']}", route_params={"id": by_ref.json["id"]})
     assert got.status == 200 and got.json["jobId"] == by_ref.json["jobId"]

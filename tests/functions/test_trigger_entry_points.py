@@ -39,7 +39,7 @@ def test_training_data_then_model_landing_deploys_to_the_tenant_endpoint(app):
     ref = h.upload_data(f"{tenant}/landed.csv", rows=3000, drift=1.0)
     run_function(blob_triggers.training_data_landed, blob_client(ref))
     runs = [r for r in h.app.views.runs(None, 500) if r.data_path == ref.path]
-    assert len(runs) == 1 and runs[0].status == "Running"
+    assert len(runs) == 1 and runs[0].status == "Training"
     h.wait_job(runs[0].job_id)
     run_function(blob_triggers.model_landed, blob_client(BlobRef.parse(runs[0].model_path)))
     assert h.serving(tenant) == runs[0].model_path

@@ -199,8 +199,13 @@ def test_transitions_follow_the_table(now, new):
 def test_advance_moves_a_run_or_refuses():
     run = Run(id="r", target="t")
     advance(run, "Submitted")
-    advance(run, "Running")
-    advance(run, "Finished")
+    advance(run, "Training")
+    advance(run, "Trained")
+    advance(run, "Deploying")
+    advance(run, "PartiallyDeployed", "Failed: one endpoint refused it")
     with pytest.raises(IllegalTransition):
-        advance(run, "Running")
-    assert run.status == "Finished"
+        advance(run, "Deploying")
+    assert run.status == "PartiallyDeployed" and run.error == "Failed: one endpoint refused it"
+    assert [t["status"] for t in run.transitions] == ["Submitted", "Training", "Trained", "Deploying",
+                                                      "PartiallyDeployed"]
+    assert run.transitions[-1]["reason"] == "Failed: one endpoint refused it" and run.transitions[0]["at"]

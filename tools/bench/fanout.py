@@ -80,7 +80,7 @@ def studio_only(app: Retraining, endpoints: list[str], model_path: str, concurre
 
 def ours(app: Retraining, counter: CallCounter, endpoints: list[str],
          model_path: str) -> tuple[float, int, dict[str, int]]:
-    run = Run(id=f"bench-{uuid.uuid4().hex[:8]}", kind="manual", status="Finished", target="default",
+    run = Run(id=f"bench-{uuid.uuid4().hex[:8]}", kind="manual", status="Trained", target="default",
               endpoints=endpoints, model_path=model_path, smoke_row=SMOKE, trigger="bench")
     app.ledger.create_run(run)
     start_calls = counter.calls

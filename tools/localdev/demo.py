@@ -113,15 +113,15 @@ class Demo:
                 self.say(text)
 
         while time.monotonic() < deadline:
-            if run is None or run["status"] in ("Accepted", "Submitted", "Running"):
+            if run is None or run["status"] in ("Accepted", "Submitted", "Training"):
                 runs = self.call("GET", "/runs?limit=20", 200)["runs"]
                 run = next((r for r in runs if r.get("dataPath") == data_path), run)
             if run is not None:
                 run = self.call("GET", f"/runs/{run['id']}", 200)
                 stage("accepted", f"accepted: run {run['id'][:12]} ({run.get('rows') or '?'} rows valid)")
-                if run["status"] in ("Submitted", "Running", "Finished"):
+                if run["status"] not in ("Accepted", "Rejected"):
                     stage("running", f"job running: BES job {run['jobId']}")
-                if run["status"] in ("Rejected", "Failed", "Cancelled"):
+                if run["status"] in ("Rejected", "Failed", "Cancelled", "BelowGate", "RolledBack", "Superseded"):
                     raise DemoFailed(f"run {run['id']} ended {run['status']}: {run.get('error')}")
                 if not model_seen and run.get("modelPath"):
                     container, _, name = run["modelPath"].partition("/")

@@ -21,7 +21,7 @@ BROKEN_MODEL = ('{"format": "studio-classic-emulator/ilearner", "formatVersion":
 
 def trained(h, name: str, seed: int, drift: float) -> Run:
     run: Run | None = h.app.intake.accept(h.upload_data(name, rows=1500, seed=seed, drift=drift))
-    assert run is not None and run.status == "Running", run
+    assert run is not None and run.status == "Training", run
     h.wait_job(run.job_id)
     return run
 
@@ -42,7 +42,7 @@ def test_an_upload_never_overwrites_the_data_behind_a_model(harness):
     tenant = h.new_endpoint("keep")
     good = csv_text(500, seed=1).encode()
     run = h.app.intake.from_upload(f"{tenant}/base.csv", good)
-    assert run is not None and run.status == "Running"
+    assert run is not None and run.status == "Training"
     with pytest.raises(Refused) as info:
         h.app.intake.from_upload(f"{tenant}/base.csv", b"age,workclass\n39,State-gov\n")
     assert info.value.code == "BlobExists" and info.value.conflict
@@ -71,7 +71,7 @@ def test_parallel_uploads_to_one_name_make_one_run_and_the_rest_are_refused(harn
     stored = h.app.storage.read_bytes(BlobRef("training-data", f"{tenant}/same.csv"))
     assert stored == texts[results.index(runs[0])]
     recorded = [r for r in h.app.ledger.list_runs() if r.data_path == f"training-data/{tenant}/same.csv"]
-    assert [r.status for r in recorded] == ["Running"]
+    assert [r.status for r in recorded] == ["Training"]
 
 
 def test_two_bad_files_rejected_under_one_name_are_both_kept_with_their_reasons(harness):
@@ -164,11 +164,11 @@ def test_throttling_past_the_budget_leaves_the_old_model_pending_and_reconcile_f
     result = land(h, run)
     assert result.status == "Pending" and [e.outcome for e in result.endpoints] == ["Pending"]
     assert "will be retried" in str(result.endpoints[0].reason)
-    assert h.serving(tenant) == original and not h.app.ledger.get_run(run.id).promoted
+    assert h.serving(tenant) == original and h.app.ledger.get_run(run.id).status == "Deploying"
     h.clear_faults()
     summary = h.app.reconciler.reconcile()
     assert summary["promoted"] == 1, summary
-    assert h.serving(tenant) == run.model_path and h.app.ledger.get_run(run.id).promoted
+    assert h.serving(tenant) == run.model_path and h.app.ledger.get_run(run.id).status == "Deployed"
     attempts = [d for d in h.app.ledger.history("default", tenant) if d.run_id == run.id]
     assert [d.outcome for d in attempts] == ["Deployed"]  # the same attempt, finished
 
@@ -177,7 +177,7 @@ def test_reconcile_reaches_an_old_stuck_run_behind_600_finished_ones_and_survive
     h = harness(RETRAIN_ENDPOINTS="")
     tenant = h.new_endpoint("old")
     stuck = trained(h, f"{tenant}/stuck.csv", 41, 0.7)  # its model landed where no trigger saw it
-    table = h.app.ledger.runs
+    table = h.app.ledger.runs  # rows as the ledger wrote them before the lifecycle had its own states
     rows = [{"PartitionKey": "run", "RowKey": f"done{i:04d}", "id": f"done{i:04d}", "kind": "bes",
              "status": "Finished", "target": "default", "promoted": True, "endpoints": "[]", "metrics": "{}",
              "data_time": "2030-01-01T00:00:00.000Z", "created_at": f"2030-01-01T00:{i // 60:02d}:{i % 60:02d}.000Z",
@@ -206,7 +206,7 @@ def test_a_file_replaced_while_it_is_read_ends_its_run_and_the_new_version_train
     assert run is not None and run.status == "Cancelled" and run.error.startswith("VersionGone")
     monkeypatch.setattr(h.app.storage, "chunks", read)
     newer = h.app.intake.accept(ref)
-    assert newer is not None and newer.id != run.id and newer.status == "Running"
+    assert newer is not None and newer.id != run.id and newer.status == "Training"
     summary = h.app.reconciler.reconcile()
     assert h.app.ledger.get_run(run.id).status == "Cancelled" and summary["resubmitted"] == 0
 
@@ -272,7 +272,7 @@ def test_a_submit_storm_announces_the_data_once_and_runs_one_job(harness):
     with pytest.raises(StudioApiError):
         h.app.intake.accept(ref)  # past the budget: the platform retries the trigger
     run = h.app.intake.accept(ref)
-    assert run is not None and run.status == "Running"
+    assert run is not None and run.status == "Training"
     assert len([e for e in h.events("TrainingDataAccepted") if e["data"]["runId"] == run.id]) == 1
     assert len(h.jobs_for(ref.path)) == 1
 
