@@ -98,12 +98,16 @@ class Promotion:
 
     def _below_gate(self, run: Run, target: Target, reason: str, metric: float | None) -> PromoteResult:
         if run.status == "Trained":
+            endpoints = run.endpoints if run.endpoints != ["*"] else []
             advance(run, "BelowGate", f"BelowGate: {reason}")
+            run.outcomes = {"Rejected": len(endpoints)} if endpoints else {}
+            run.endpoint_results = [{"endpoint": ep, "outcome": "Rejected", "reason": reason, "deploymentId":
+                                     f"run-{run.id}"} for ep in endpoints[:MAX_ENDPOINT_RESULTS]]
             self.ledger.save_run(run, check_etag=False)
             self.events.publish("ModelRejected", run.model_path or run.id, {
                 "runId": run.id, "model": run.model_path, "code": "BelowGate", "metric": self.gate.metric,
                 "value": metric, "minimum": self.gate.minimum, "reason": reason, "endpoints": run.endpoints})
-            for ep in run.endpoints if run.endpoints != ["*"] else []:
+            for ep in endpoints:
                 self.ledger.add_deployment(Deployment(
                     id=f"run-{run.id}", target=target.name, endpoint=ep, outcome="Rejected", run_id=run.id,
                     model_path=run.model_path, data_time=run.data_time, metric=metric, reason=reason,
