@@ -19,7 +19,8 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from tools.emulator.errors import StudioError
 
-STATUS_CODES = {400: ("BadArgument", "InjectedFault"), 408: ("RequestTimeout", "RequestCanceled"), 429: ("TooManyRequests", "RequestThrottled"),
+STATUS_CODES = {400: ("BadArgument", "InjectedFault"), 408: ("RequestTimeout", "RequestCanceled"),
+                429: ("TooManyRequests", "RequestThrottled"),
                 500: ("InternalError", "InjectedFault"), 502: ("InternalError", "InjectedFault"),
                 503: ("ServiceUnavailable", "RequestThrottled"), 504: ("GatewayTimeout", "BackendScoreTimeout")}
 

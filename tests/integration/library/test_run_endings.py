@@ -44,7 +44,8 @@ def data_rejected(h, tenant):
 
 def unknown_labels(h, tenant):
     text = csv_text(300, seed=2).replace(">50K", "yes").replace("<=50K", "no")
-    return h.app.intake.accept(h.upload_data(f"{tenant}/labels.csv", text=text)).id, f"training-data/{tenant}/labels.csv"
+    run = h.app.intake.accept(h.upload_data(f"{tenant}/labels.csv", text=text))
+    return run.id, f"training-data/{tenant}/labels.csv"
 
 
 def job_refused(h, tenant):
