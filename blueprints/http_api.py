@@ -58,7 +58,8 @@ def endpoints_get(req: func.HttpRequest, context: func.Context) -> func.HttpResp
 @api
 def endpoints_patch_model(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     body = parse_body(req, PatchModel)
-    result = retraining().operations.patch_model(body.target, req.route_params["name"], body.model, force=body.force)
+    result = retraining().operations.patch_model(body.target, req.route_params["name"], body.model, force=body.force,
+                                                 caller=caller(req))
     return _deployment_answer(result)
 
 
@@ -67,7 +68,7 @@ def endpoints_patch_model(req: func.HttpRequest, context: func.Context) -> func.
 @api
 def endpoints_rollback(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     body = parse_body(req, Rollback) if req.get_body() else Rollback()
-    result = retraining().operations.rollback(body.target, req.route_params["name"], body.to)
+    result = retraining().operations.rollback(body.target, req.route_params["name"], body.to, caller=caller(req))
     return _deployment_answer(result)
 
 
@@ -86,7 +87,8 @@ def retrain(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
                            f"{limit} (RETRAIN_MAX_UPLOAD_BYTES): put larger files into the container instead")
         if not data:
             raise ApiError(400, "EmptyBody", "the CSV body is empty")
-        run = app.intake.from_upload(req.params.get("name") or _upload_name(), data)
+        run = app.intake.from_upload(req.params.get("name") or _upload_name(), data,
+                                     endpoints=req.params.get("endpoints"), caller=caller(req))
     else:
         run = app.intake.from_blob(parse_body(req, RetrainFromBlob).blob)
     if run is None:
@@ -133,6 +135,11 @@ def _deployment_answer(result: EndpointResult) -> func.HttpResponse:
         raise ApiError(422, "ModelNotServable", result.reason or "the endpoint could not serve the model; it "
                        "was rolled back to its last good model", result=view)
     raise ApiError(502, "DeploymentFailed", result.reason or f"the deployment ended {result.outcome}", result=view)
+
+
+def caller(req: func.HttpRequest) -> str:
+    """Who is asking: the App Service authentication principal when there is one."""
+    return req.headers.get("x-ms-client-principal-name") or "anonymous"
 
 
 def _upload_name() -> str:

@@ -28,7 +28,7 @@ class CreateEndpoint(Body):
 class PatchModel(Body):
     model: str = Field(min_length=1, max_length=1024, description="models/<path>.ilearner in this app's storage")
     target: str | None = Field(None, max_length=64)
-    force: bool = Field(True, description="skip the gate (a manual patch is deliberate)")
+    force: bool = Field(False, description="deploy even below the gate (recorded as forced, with the caller)")
 
 
 class Rollback(Body):

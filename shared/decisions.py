@@ -129,6 +129,37 @@ def find_target(settings: Settings, name: str | None) -> Target:
         raise NotFound(f"no target named '{name}'") from None
 
 
+ENDPOINTS_METADATA = "retrainendpoints"  # blob metadata: which endpoints a top-level file retrains
+
+
+def endpoints_override(value: str | None) -> list[str] | None:
+    """The endpoints a caller named for a file (`a,b` or `*`), checked; None when none were named."""
+    if value is None or not value.strip():
+        return None
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    if names == ["*"]:
+        return names
+    for name in names:
+        check_endpoint_name(name)
+    return list(dict.fromkeys(names))
+
+
+def upload_routing_problem(targets: Sequence[Target], name: str, named: list[str] | None) -> str | None:
+    """Why an upload under `name` (with the endpoints the caller `named`) must not go ahead, or None. A file outside
+    a tenant folder retrains every endpoint of its target: that must be said explicitly."""
+    try:
+        where = route(targets, name)
+    except DataRejected:
+        return None  # it routes nowhere: accepting it records the rejection with its reason
+    if where.tenant is None and named is None:
+        return (f"'{name}' is outside a tenant folder, so it would retrain every endpoint of target "
+                f"'{where.target.name}' ({', '.join(where.endpoints)}): name a tenant (?name=<endpoint>/<file>.csv) "
+                "or the endpoints (?endpoints=a,b, or ?endpoints=* for all)")
+    if where.tenant is not None and named is not None:
+        return f"'{name}' is in the folder of endpoint '{where.tenant}': drop ?endpoints, or upload it outside it"
+    return None
+
+
 def check_endpoint_name(name: str) -> None:
     if not ENDPOINT_NAME.match(name):
         raise Refused("endpoint names have at most 24 characters: lower-case letters, digits and hyphens, "

@@ -132,6 +132,8 @@ class Deployment(Record):
     reason: str | None = None
     trigger: str = "blob"
     restores: str | None = None  # a rollback: the deployment whose model it put back
+    forced: bool = False  # deployed past the gate on an operator's word
+    caller: str | None = None  # who asked (an operator's principal name), for operator actions
     duration_ms: int | None = None
     created_at: str = Field(default_factory=now_iso)
 
@@ -184,10 +186,12 @@ class EndpointResult:
     outcome: str
     reason: str | None = None
     deployment_id: str | None = None
+    serving: str | None = None  # the model the endpoint serves after the operation (when known)
+    previous: str | None = None  # ... and before it
 
     def view(self) -> dict[str, Any]:
         return {"endpoint": self.endpoint, "outcome": self.outcome, "reason": self.reason,
-                "deploymentId": self.deployment_id}
+                "deploymentId": self.deployment_id, "serving": self.serving, "previous": self.previous}
 
 
 @dataclass

@@ -87,13 +87,13 @@ class Storage:
         self.blob.get_blob_client(ref.container, ref.name).upload_blob(
             data, overwrite=True, content_settings=ContentSettings(content_type=content_type))
 
-    def create(self, ref: BlobRef, data: bytes, content_type: str) -> bool:
+    def create(self, ref: BlobRef, data: bytes, content_type: str, metadata: dict[str, str] | None = None) -> bool:
         """Write a new blob, never over an existing one. True when written; False when a blob with the very same
         content is there already (a retried upload); raises ResourceExistsError for different content."""
         digest = hashlib.md5(data, usedforsecurity=False).digest()
         client = self.blob.get_blob_client(ref.container, ref.name)
         try:
-            client.upload_blob(data, overwrite=False, content_settings=ContentSettings(
+            client.upload_blob(data, overwrite=False, metadata=metadata, content_settings=ContentSettings(
                 content_type=content_type, content_md5=bytearray(digest)))
             return True
         except ResourceExistsError:

@@ -69,7 +69,7 @@ class EndpointDeployer:
         return wait_for_lease(lambda: self.ledger.acquire(target.name, endpoint, owner, self.settings.lease_seconds))
 
     def deploy_decided(self, target: Target, endpoint: str, decide: Callable[[Current], Plan | EndpointResult],
-                       trigger: str) -> EndpointResult:
+                       trigger: str, caller: str | None = None, forced: bool = False) -> EndpointResult:
         """Take the endpoint's lease first (waiting at most RETRAIN_INTERACTIVE_WAIT_SECONDS), decide what to deploy
         from what it serves now, and deploy that under the same lease: concurrent operator calls queue up and each
         sees what the one before did, so none repeats or undoes another's work by accident."""
@@ -86,18 +86,21 @@ class EndpointDeployer:
         except BaseException:
             self.ledger.release(cur, owner)
             raise
+        previous = cur.model_path
         if isinstance(plan, EndpointResult):
             self.ledger.release(cur, owner)
+            plan.serving, plan.previous = previous, previous
             return plan
         dep = self.draft(target, endpoint, plan.source, plan.run, plan.operation, trigger)
-        dep.restores = plan.restores
+        dep.restores, dep.caller, dep.forced = plan.restores, caller, forced
         self.ledger.add_deployment(dep)
         dep = self.work(target, plan.source, plan.run, True, Begun(dep, True, cur))
         try:
             self.book.finish(dep, cur, owner)
         except ResourceModifiedError:
             log.warning("the lease on %s was taken over while deploying %s", endpoint, dep.id)
-        return EndpointResult(endpoint, dep.outcome, dep.reason, dep.id)
+        serving = dep.model_path if dep.outcome == "Deployed" else previous
+        return EndpointResult(endpoint, dep.outcome, dep.reason, dep.id, serving, previous)
 
     def draft(self, target: Target, endpoint: str, source: ModelSource, run: Run | None, operation: Operation,
               trigger: str, dep_id: str | None = None) -> Deployment:

@@ -18,7 +18,14 @@ from shared.adapters.events import EventPublisher
 from shared.adapters.ledger import Ledger
 from shared.adapters.storage import Storage
 from shared.adapters.studio import StudioClients
-from shared.decisions import advance, route, unreadable_name
+from shared.decisions import (
+    ENDPOINTS_METADATA,
+    advance,
+    endpoints_override,
+    route,
+    unreadable_name,
+    upload_routing_problem,
+)
 from shared.errors import DataRejected, NotFound, Refused
 from shared.logs import context
 from shared.records import BlobRef, Run, iso, now_iso, run_id_for
@@ -73,7 +80,8 @@ class TrainingIntake:
                     log.info("%s was handled by another invocation (run %s is %s)", ref.path, run.id, run.status)
                     return run
             try:
-                return self._accept(run, ref, props.size)
+                named = endpoints_override((props.metadata or {}).get(ENDPOINTS_METADATA))
+                return self._accept(run, ref, props.size, named)
             except ClaimLost:
                 log.warning("run %s: another invocation took the work over", run.id)
                 return self.ledger.get_run(run.id) or run
@@ -130,19 +138,26 @@ class TrainingIntake:
             raise NotFound(f"{ref.path} does not exist")
         return self.accept(ref, trigger=trigger)
 
-    def from_upload(self, name: str, data: bytes, trigger: str = "http") -> Run | None:
+    def from_upload(self, name: str, data: bytes, trigger: str = "http", endpoints: str | None = None,
+                    caller: str | None = None) -> Run | None:
         """Store an uploaded CSV in the data container (never over an existing file: a name holds one version, and
-        the same bytes again are a retry of the same upload), then accept it like a landed file."""
+        the same bytes again are a retry of the same upload), then accept it like a landed file. A file outside a
+        tenant folder would retrain every endpoint of the target: the caller must name them (`endpoints`, `*` for
+        all), and the choice travels with the file (blob metadata)."""
         if not UPLOAD_NAME.fullmatch(name) or ".." in name:
             raise Refused("name must be a relative path ending in .csv (letters, digits, . _ - /)")
+        named = endpoints_override(endpoints)
+        problem = upload_routing_problem(self.settings.targets, name, named)
+        if problem is not None:
+            raise Refused(problem, "TenantRequired")
         ref = BlobRef(self.settings.data_container, name)
         try:
-            self.storage.create(ref, data, "text/csv")
+            self.storage.create(ref, data, "text/csv", {ENDPOINTS_METADATA: ",".join(named)} if named else None)
         except ResourceExistsError:
             raise Refused(f"{ref.path} exists already with other content; upload under a new name (files are "
                           "never overwritten: the one there may be the data behind a live model)", "BlobExists",
                           conflict=True) from None
-        return self.accept(ref, trigger=trigger)
+        return self.accept(ref, trigger=trigger, caller=caller)
 
     def _claim_or_wait(self, run: Run, owner: str) -> Run:
         """Claim an Accepted run for this invocation - at once when free, else when the claim of whoever holds it
@@ -176,7 +191,7 @@ class TrainingIntake:
             yield chunk
             failpoints.reached("mid-validation")
 
-    def _accept(self, run: Run, ref: BlobRef, size: int) -> Run:
+    def _accept(self, run: Run, ref: BlobRef, size: int, endpoints: list[str] | None = None) -> Run:
         if run.rows is not None:  # validated and announced by an earlier try: only the submit is left
             return self.submission.submit(run, ref)
         s = self.settings
@@ -186,7 +201,7 @@ class TrainingIntake:
             if size > s.max_data_bytes:
                 raise DataRejected("TooLarge", f"{size} bytes is over RETRAIN_MAX_DATA_BYTES")
             where = route(s.targets, ref.name)
-            run.target, run.endpoints = where.target.name, where.endpoints
+            run.target, run.endpoints = where.target.name, endpoints or where.endpoints
             if where.tenant is not None and self.studio.endpoint(where.target, where.tenant) is None:
                 raise DataRejected("NoSuchEndpoint", f"the file routes to endpoint '{where.tenant}', which does not "
                                                      f"exist on target '{where.target.name}'")

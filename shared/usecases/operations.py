@@ -59,10 +59,11 @@ class Operations:
         self.ledger.release(cur, owner)
         return ep
 
-    def patch_model(self, target_name: str | None, endpoint: str, model_path: str, force: bool = True,
-                    trigger: str = "http") -> EndpointResult:
-        """Patch one endpoint with a given `.ilearner` (a path in this app's storage). Nothing is done (outcome
-        `Unchanged`) when the endpoint serves that model already."""
+    def patch_model(self, target_name: str | None, endpoint: str, model_path: str, force: bool = False,
+                    trigger: str = "http", caller: str | None = None) -> EndpointResult:
+        """Patch one endpoint with a given `.ilearner` (a path in this app's storage). A model with an evaluation
+        (a run's always has one) must pass the gate unless `force`; a forced deployment is recorded as forced,
+        with the caller. Nothing is done (outcome `Unchanged`) when the endpoint serves that model already."""
         target = find_target(self.settings, target_name)
         ref = self._model_ref(model_path)
         self.require_endpoint(target, endpoint)
@@ -73,10 +74,10 @@ class Operations:
                 metric = self.storage.read_evaluation(sibling, self.gate.metric)[self.gate.metric]
             except DataRejected as exc:
                 raise Refused(f"{sibling.path}: {exc.message}", exc.code) from None
-        if not force:
-            reason = self.gate.check(metric)
-            if reason is not None:
-                raise Refused(reason, "ModelRejected", conflict=True)
+        below = self.gate.check(metric) if metric is not None else None
+        if below is not None and not force:
+            raise Refused(f"{below}; send \"force\": true to deploy it anyway (recorded as forced)", "ModelRejected",
+                          conflict=True)
         run = Run(id=f"manual-{uuid.uuid4().hex[:12]}", kind="manual", status="Trained", target=target.name,
                   endpoints=[endpoint], model_path=ref.path, metrics={self.gate.metric: metric}
                   if metric is not None else {}, trigger=trigger)
@@ -87,10 +88,10 @@ class Operations:
                                       cur.deployment_id)
             return Plan(self._source(ref.path), run, "patch")
 
-        return self.deployer.deploy_decided(target, endpoint, decide, trigger)
+        return self.deployer.deploy_decided(target, endpoint, decide, trigger, caller, forced=below is not None)
 
     def rollback(self, target_name: str | None, endpoint: str, to: str | None = None,
-                 trigger: str = "http") -> EndpointResult:
+                 trigger: str = "http", caller: str | None = None) -> EndpointResult:
         """Go back to the previous good model of an endpoint (walking back through its history), or to a named
         deployment. The choice is made under the endpoint's lease, from what it serves at that moment."""
         target = find_target(self.settings, target_name)
@@ -120,7 +121,7 @@ class Operations:
             by_refresh = self.deployer.verifier.location_for(pick.model_base or "", pick.model_path) is None
             return Plan(self._source(pick.model_path, pick.model_base, by_refresh), run, "rollback", pick.id)
 
-        result = self.deployer.deploy_decided(target, endpoint, decide, trigger)
+        result = self.deployer.deploy_decided(target, endpoint, decide, trigger, caller)
         if result.outcome == "Deployed":
             self.events.publish("EndpointRolledBack", f"{target.name}/{endpoint}", {
                 "endpoint": endpoint, "restoredModel": chosen[0].model_path, "toDeployment": chosen[0].id,

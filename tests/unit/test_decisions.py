@@ -209,3 +209,18 @@ def test_advance_moves_a_run_or_refuses():
     assert [t["status"] for t in run.transitions] == ["Submitted", "Training", "Trained", "Deploying",
                                                       "PartiallyDeployed"]
     assert run.transitions[-1]["reason"] == "Failed: one endpoint refused it" and run.transitions[0]["at"]
+
+
+def test_an_upload_outside_a_tenant_folder_must_name_its_endpoints():
+    from shared.decisions import endpoints_override, upload_routing_problem
+
+    targets = [target(endpoints=["*"])]
+    assert "outside a tenant folder" in str(upload_routing_problem(targets, "all.csv", None))
+    assert upload_routing_problem(targets, "all.csv", ["*"]) is None
+    assert upload_routing_problem(targets, "all.csv", ["a", "b"]) is None
+    assert upload_routing_problem(targets, "tenant-a/x.csv", None) is None
+    assert "folder of endpoint" in str(upload_routing_problem(targets, "tenant-a/x.csv", ["b"]))
+    assert endpoints_override(" a, b ,a") == ["a", "b"] and endpoints_override("*") == ["*"]
+    assert endpoints_override("") is None and endpoints_override(None) is None
+    with pytest.raises(Refused):
+        endpoints_override("a,Bad_Name")

@@ -1,0 +1,86 @@
+"""Safe manual actions (issue 10): the gate applies to a manual patch unless forced, and a forced deployment is
+recorded with who forced it; an upload outside a tenant folder must name its endpoints; every operator action
+answers which model serves now and which did before."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from blueprints import http_api
+from shared.records import BlobRef
+from tests.functions.conftest import call_http
+from tools.emulator.census import csv_text
+
+
+@pytest.fixture
+def app(wire):
+    return lambda **overrides: wire(**{"RETRAIN_ENDPOINTS": "", **overrides})
+
+
+def trained_model(h, tenant: str) -> str:
+    run = h.app.intake.accept(h.upload_data(f"{tenant}/m-{uuid.uuid4().hex[:6]}.csv", rows=1200, drift=0.8))
+    h.wait_job(run.job_id)
+    return str(run.model_path)
+
+
+def patch(name: str, body: dict, **headers: str):
+    return call_http(http_api.endpoints_patch_model, "POST", f"endpoints/{name}/model", body,
+                     route_params={"name": name}, headers=headers)
+
+
+def test_a_manual_patch_below_the_gate_needs_force_and_is_recorded_as_forced_with_the_caller(app):
+    h = app(RETRAIN_GATE_MINIMUM="0.995")
+    name = h.new_endpoint("gate")
+    model = trained_model(h, name)
+    refused = patch(name, {"model": model})
+    assert (refused.status, refused.code) == (409, "ModelRejected") and "force" in refused.json["error"]["message"]
+    assert h.serving(name) != model
+    forced = patch(name, {"model": model, "force": True}, **{"x-ms-client-principal-name": "alice@contoso.com"})
+    assert forced.status == 200 and forced.json["outcome"] == "Deployed", forced.text
+    top = h.app.ledger.history("default", name)[0]
+    assert top.forced and top.caller == "alice@contoso.com" and top.model_path == model
+
+
+def test_a_model_that_passes_the_gate_is_patched_without_force_and_not_marked_forced(app):
+    h = app()
+    name = h.new_endpoint("pass")
+    model = trained_model(h, name)
+    answer = patch(name, {"model": model})
+    assert answer.status == 200 and answer.json["outcome"] == "Deployed"
+    top = h.app.ledger.history("default", name)[0]
+    assert not top.forced and top.caller == "anonymous"
+
+
+def test_every_operator_answer_says_what_serves_now_and_before(app):
+    h = app()
+    name = h.new_endpoint("says")
+    created = h.serving(name)
+    model = trained_model(h, name)
+    answer = patch(name, {"model": model})
+    assert (answer.json["serving"], answer.json["previous"]) == (model, created)
+    again = patch(name, {"model": model})
+    assert again.json["outcome"] == "Unchanged" and again.json["serving"] == again.json["previous"] == model
+    back = call_http(http_api.endpoints_rollback, "POST", f"endpoints/{name}/rollback", route_params={"name": name})
+    assert back.status == 200 and (back.json["serving"], back.json["previous"]) == (created, model)
+
+
+def test_an_upload_outside_a_tenant_folder_must_name_its_endpoints(app):
+    h = app(RETRAIN_ENDPOINTS="*")
+    name = h.new_endpoint("named")
+    data = csv_text(400, seed=4).encode()
+    upload = f"top-{uuid.uuid4().hex[:6]}.csv"
+    refused = call_http(http_api.retrain, "POST", "retrain", data, params={"name": upload},
+                        headers={"Content-Type": "text/csv"})
+    assert (refused.status, refused.code) == (400, "TenantRequired") and "?endpoints=" in refused.text
+    assert not h.app.storage.exists(BlobRef("training-data", upload))
+    accepted = call_http(http_api.retrain, "POST", "retrain", data, params={"name": upload, "endpoints": name},
+                         headers={"Content-Type": "text/csv", "x-ms-client-principal-name": "bob"})
+    assert accepted.status == 202 and accepted.json["endpoints"] == [name] and accepted.json["caller"] == "bob"
+    # the choice travels with the file: the storage event's delivery routes it the same way
+    props = h.app.storage.properties(BlobRef("training-data", upload))
+    assert props.metadata["retrainendpoints"] == name
+    both = call_http(http_api.retrain, "POST", "retrain", data, params={"name": f"{name}/x.csv", "endpoints": "*"},
+                     headers={"Content-Type": "text/csv"})
+    assert (both.status, both.code) == (400, "TenantRequired")
