@@ -9,12 +9,14 @@ NPM_STAMP := node_modules/.installed
 .PHONY: deps run demo test test-unit lint format bench clean
 
 $(PIP_STAMP): requirements.txt requirements-dev.txt
+	@echo "make: installing the Python packages (requirements-dev.txt) into $(VENV) - about a minute on a fresh machine"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
 $(NPM_STAMP): package.json package-lock.json
+	@echo "make: installing Azurite (the local Azure Storage) from npm - under a minute"
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 

@@ -87,10 +87,16 @@ def retrain(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
                            f"{limit} (RETRAIN_MAX_UPLOAD_BYTES): put larger files into the container instead")
         if not data:
             raise ApiError(400, "EmptyBody", "the CSV body is empty")
+        if (req.params.get("dryRun") or "").lower() == "true":
+            return json_response(app.dry_run.of_upload(req.params.get("name") or _upload_name(), data,
+                                                       req.params.get("endpoints")))
         run = app.intake.from_upload(req.params.get("name") or _upload_name(), data,
                                      endpoints=req.params.get("endpoints"), caller=caller(req))
     else:
-        run = app.intake.from_blob(parse_body(req, RetrainFromBlob).blob)
+        body = parse_body(req, RetrainFromBlob)
+        if body.dry_run:
+            return json_response(app.dry_run.of_blob(body.blob))
+        run = app.intake.from_blob(body.blob)
     if run is None:
         raise ApiError(404, "NotFound", "the training data disappeared before it could be read")
     view = run_view(run)

@@ -38,3 +38,4 @@ class Rollback(Body):
 
 class RetrainFromBlob(Body):
     blob: str = Field(min_length=1, max_length=1024, description="training-data/<path>.csv in this app's storage")
+    dry_run: bool = Field(False, description="validate and route only: start nothing")

@@ -15,6 +15,7 @@ from shared.decisions import Gate
 from shared.logs import register_secret
 from shared.settings import Settings, get_settings
 from shared.usecases.deployment import EndpointDeployer
+from shared.usecases.dry_run import DryRun
 from shared.usecases.fanout import FanOut
 from shared.usecases.intake import TrainingIntake
 from shared.usecases.model_landing import ModelLanding
@@ -68,6 +69,7 @@ class Retraining:
         self.operations = Operations(settings, self.storage, self.ledger, self.studio, self.events, self.deployer,
                                      gate)
         self.views = Views(settings, self.ledger, self.studio)
+        self.dry_run = DryRun(settings, self.storage, self.ledger, self.studio)
         self.reconciler = Reconciler(settings, self.ledger, self.studio, self.events, self.intake, self.jobs,
                                      self.promotion)
 

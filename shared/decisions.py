@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from shared.errors import DataRejected, NotFound, Refused
-from shared.records import Current, Deployment, EndpointResult, Run, RunStatus, now_iso
+from shared.records import BlobRef, Current, Deployment, EndpointResult, Run, RunStatus, now_iso
 from shared.settings import Settings, Target
 
 ENDPOINT_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,22}[a-z0-9])?$")
@@ -117,6 +117,26 @@ def unreadable_name(name: str) -> str | None:
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
         return "its name has a control character"
     return None
+
+
+def check_data_file(name: str, size: int, max_bytes: int) -> None:
+    """Raise DataRejected when a training-data file is refused for its name or size, before it is read."""
+    if not name.lower().endswith(".csv"):
+        raise DataRejected("UnsupportedFileType", "training data must be a .csv file")
+    if size > max_bytes:
+        raise DataRejected("TooLarge", f"{size} bytes is over RETRAIN_MAX_DATA_BYTES")
+
+
+def blob_in(container: str, path: str, what: str) -> BlobRef:
+    """`path` (`<container>/<name>`) as a blob of `container`; Refused for another container, a malformed path or
+    a '..' segment (only this app's own containers are ever read on a caller's word)."""
+    try:
+        ref = BlobRef.parse(path)
+    except ValueError as exc:
+        raise Refused(str(exc)) from None
+    if ref.container != container or ".." in ref.name.split("/"):
+        raise Refused(f"{what} is taken only from the '{container}' container", "OutsideContainer")
+    return ref
 
 
 def find_target(settings: Settings, name: str | None) -> Target:

@@ -60,6 +60,13 @@ class StudioClients:
                 self._default_endpoints[target.name] = found
         return found
 
+    def resolve(self, target: Target, endpoints: list[str]) -> list[str]:
+        """`["*"]` is every non-default endpoint of the service; other lists are as they are."""
+        if endpoints != ["*"]:
+            return endpoints
+        default = self.default_endpoint(target)
+        return [e.Name for e in self.management(target).list_endpoints() if e.Name != default]
+
     def endpoint(self, target: Target, name: str) -> Endpoint | None:
         """The endpoint as the service shows it, or None when it does not exist."""
         try:

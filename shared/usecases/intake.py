@@ -21,6 +21,8 @@ from shared.adapters.studio import StudioClients
 from shared.decisions import (
     ENDPOINTS_METADATA,
     advance,
+    blob_in,
+    check_data_file,
     endpoints_override,
     route,
     unreadable_name,
@@ -127,13 +129,7 @@ class TrainingIntake:
 
     def from_blob(self, path: str, trigger: str = "http") -> Run | None:
         """Retrain from a file already in the data container."""
-        try:
-            ref = BlobRef.parse(path)
-        except ValueError as exc:
-            raise Refused(str(exc)) from None
-        if ref.container != self.settings.data_container or ".." in ref.name.split("/"):
-            raise Refused(f"training data is taken only from the '{self.settings.data_container}' container",
-                          "OutsideContainer")
+        ref = blob_in(self.settings.data_container, path, "training data")
         if not self.storage.exists(ref):
             raise NotFound(f"{ref.path} does not exist")
         return self.accept(ref, trigger=trigger)
@@ -196,10 +192,7 @@ class TrainingIntake:
             return self.submission.submit(run, ref)
         s = self.settings
         try:
-            if not ref.name.lower().endswith(".csv"):
-                raise DataRejected("UnsupportedFileType", "training data must be a .csv file")
-            if size > s.max_data_bytes:
-                raise DataRejected("TooLarge", f"{size} bytes is over RETRAIN_MAX_DATA_BYTES")
+            check_data_file(ref.name, size, s.max_data_bytes)
             where = route(s.targets, ref.name)
             run.target, run.endpoints = where.target.name, endpoints or where.endpoints
             if where.tenant is not None and self.studio.endpoint(where.target, where.tenant) is None:

@@ -12,7 +12,7 @@ from shared.adapters.events import EventPublisher
 from shared.adapters.ledger import Ledger
 from shared.adapters.storage import Storage
 from shared.adapters.studio import StudioClients
-from shared.decisions import ENDPOINT_NAME, Gate, check_endpoint_name, find_target, rollback_choice
+from shared.decisions import ENDPOINT_NAME, Gate, blob_in, check_endpoint_name, find_target, rollback_choice
 from shared.errors import DataRejected, NotFound, Refused
 from shared.records import BlobRef, Current, Deployment, EndpointResult, Run, new_operation_id, now_iso
 from shared.settings import Settings, Target
@@ -133,14 +133,10 @@ class Operations:
                            by_refresh=by_refresh)
 
     def _model_ref(self, model_path: str) -> BlobRef:
-        try:
-            ref = BlobRef.parse(model_path)
-        except ValueError as exc:
-            raise Refused(str(exc)) from None
-        if ref.container != self.settings.models_container:
-            raise Refused(f"models are taken only from the '{self.settings.models_container}' container",
-                          "OutsideContainer")
-        if not ref.name.lower().endswith(".ilearner") or ".." in ref.name.split("/"):
+        if ".." in model_path.split("/"):
+            raise Refused("a model must be a .ilearner blob in this app's models container")
+        ref = blob_in(self.settings.models_container, model_path, "a model")
+        if not ref.name.lower().endswith(".ilearner"):
             raise Refused("a model must be a .ilearner blob")
         if not self.storage.exists(ref):
             raise NotFound(f"{ref.path} does not exist")

@@ -63,7 +63,7 @@ class Promotion:
             if run.status == "Trained":
                 advance(run, "Deploying")
                 self.ledger.save_run(run, check_etag=False)
-            results = self.fanout.deploy(target, self._resolve(target, run.endpoints), source, run, force,
+            results = self.fanout.deploy(target, self.studio.resolve(target, run.endpoints), source, run, force,
                                          run.trigger)
             self._record(run, results, unservable_is_rejection)
             state: Literal["Pending", "Done"] = "Pending" if run.status == "Deploying" else "Done"
@@ -88,13 +88,6 @@ class Promotion:
         if final != "Deploying":
             advance(run, final, reason if final != "Deployed" else None)
         self.ledger.save_run(run, check_etag=False)
-
-    def _resolve(self, target: Target, endpoints: list[str]) -> list[str]:
-        """`["*"]` is every non-default endpoint of the service."""
-        if endpoints != ["*"]:
-            return endpoints
-        default = self.studio.default_endpoint(target)
-        return [e.Name for e in self.studio.management(target).list_endpoints() if e.Name != default]
 
     def _below_gate(self, run: Run, target: Target, reason: str, metric: float | None) -> PromoteResult:
         if run.status == "Trained":

@@ -1,14 +1,17 @@
 """`make run` (python -m tools.localdev.run) as a user runs it: it comes up, writes local.settings.json and
-.local/stack.json, serves the app, and stops everything on SIGTERM."""
+.local/stack.json, serves the app, and stops everything on SIGTERM; started again while its port is taken, it
+moves the app and its storage-event subscriptions together."""
 
 from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import requests
@@ -17,32 +20,64 @@ from tools.localdev.azurite import PROJECT_ROOT
 from tools.localdev.ports import free_port
 
 
+def start_run(workdir: Path, settings: Path, port: int) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    """`make run` in a subprocess, once its stack.json is written (the stack is up)."""
+    state_path = workdir / "stack.json"
+    state_path.unlink(missing_ok=True)
+    proc = subprocess.Popen([sys.executable, "-m", "tools.localdev.run", "--workdir", str(workdir),
+                             "--port", str(port), "--settings-file", str(settings), "--func", "no"],
+                            cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 90
+    while not state_path.exists():
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        assert time.monotonic() < deadline, "make run did not come up"
+        time.sleep(0.2)
+    time.sleep(0.2)  # written in one go, but let the writer finish
+    return proc, json.loads(state_path.read_text())
+
+
+def stop_run(proc: subprocess.Popen[str]) -> str:
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    return out
+
+
 def test_make_run_comes_up_writes_its_files_and_stops_cleanly_on_sigterm(tmp_path):
     settings = tmp_path / "local.settings.json"
-    proc = subprocess.Popen([sys.executable, "-m", "tools.localdev.run", "--workdir", str(tmp_path / "local"),
-                             "--port", str(free_port()), "--settings-file", str(settings), "--func", "no"],
-                            cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc, state = start_run(tmp_path / "local", settings, free_port())
     try:
-        state_path = tmp_path / "local" / "stack.json"
-        deadline = time.monotonic() + 90
-        while not state_path.exists():
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            assert time.monotonic() < deadline, "make run did not come up"
-            time.sleep(0.2)
-        state = json.loads(state_path.read_text())
         assert set(state) >= {"functions_url", "storage_connection_string", "emulator_manifest"}
         values = json.loads(settings.read_text())["Values"]
         assert values["FUNCTIONS_WORKER_RUNTIME"] == "python" and values["RETRAIN_RECONCILE_SCHEDULE"]
         assert values["AzureWebJobsStorage"] == state["storage_connection_string"]
-        for private in (settings, state_path, Path(state["emulator_manifest"])):  # they hold keys: owner only
-            assert private.stat().st_mode & 0o077 == 0, private
+        for private in (settings, tmp_path / "local" / "stack.json", Path(state["emulator_manifest"])):
+            assert private.stat().st_mode & 0o077 == 0, private  # they hold keys: owner only
         health = requests.get(f"{state['functions_url']}/api/health", timeout=30)
         assert health.status_code == 200 and health.json()["status"] == "ok"
         children = psutil.Process(proc.pid).children(recursive=True)
         assert len(children) >= 3  # Azurite, the emulator, the function host
     finally:
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 0, out
+        out = stop_run(proc)
     assert "curl -s" in out and "make run: stopping" in out
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_make_run_again_with_its_port_taken_keeps_one_subscription_per_trigger_to_the_live_port(tmp_path):
+    workdir, settings, port = tmp_path / "local", tmp_path / "local.settings.json", free_port()
+    proc, first = start_run(workdir, settings, port)
+    stop_run(proc)
+    with socket.socket() as squatter:  # someone else takes the port in between
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the first run's port may be in TIME_WAIT
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        proc, second = start_run(workdir, settings, port)
+        try:
+            live = second["functions_url"]
+            assert live != first["functions_url"]
+            manifest = json.loads(Path(second["emulator_manifest"]).read_text())
+            subs = requests.get(f"{manifest['admin_url']}/storage-events/subscriptions", timeout=30).json()
+            assert len(subs) == 2 and all(s["endpoint"].startswith(f"{live}/runtime/webhooks/blobs") for s in subs)
+            assert {s["name"] for s in subs} == {"training-data", "models"}
+        finally:
+            stop_run(proc)

@@ -84,3 +84,26 @@ def test_an_upload_outside_a_tenant_folder_must_name_its_endpoints(app):
     both = call_http(http_api.retrain, "POST", "retrain", data, params={"name": f"{name}/x.csv", "endpoints": "*"},
                      headers={"Content-Type": "text/csv"})
     assert (both.status, both.code) == (400, "TenantRequired")
+
+
+def test_a_dry_run_validates_and_routes_and_starts_nothing(app):
+    h = app(RETRAIN_ENDPOINTS="*")
+    name = h.new_endpoint("dry")
+    created = h.serving(name)
+    good = h.upload_data(f"{name}/good.csv", rows=300, seed=9)
+    answer = call_http(http_api.retrain, "POST", "retrain", {"blob": good.path, "dryRun": True})
+    assert answer.status == 200 and answer.json["valid"] and answer.json["rows"] == 300
+    assert answer.json["endpoints"] == [{"endpoint": name, "exists": True, "serving": created, "runId": None,
+                                         "deploymentId": h.app.ledger.current("default", name).deployment_id}]
+    bad = h.upload_data(f"{name}/bad.csv", text="age,workclass\n39,State-gov\n")
+    answer = call_http(http_api.retrain, "POST", "retrain", {"blob": bad.path, "dryRun": True})
+    assert answer.status == 200 and not answer.json["valid"] and answer.json["problem"]["code"] == "MissingColumns"
+    assert h.app.storage.exists(bad) and not h.app.storage.exists(BlobRef("rejected", bad.path))  # nothing moved
+    upload = f"dry-{uuid.uuid4().hex[:6]}.csv"
+    answer = call_http(http_api.retrain, "POST", "retrain", csv_text(200, seed=1).encode(),
+                       params={"name": upload, "endpoints": "*", "dryRun": "true"},
+                       headers={"Content-Type": "text/csv"})
+    assert answer.status == 200 and answer.json["valid"] and answer.json["endpointCount"] >= 1
+    assert not h.app.storage.exists(BlobRef("training-data", upload))  # nothing stored
+    paths = {r.data_path for r in h.app.ledger.list_runs()}
+    assert not {good.path, bad.path, f"training-data/{upload}"} & paths and not h.jobs_for(good.path)

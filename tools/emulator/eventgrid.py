@@ -149,6 +149,7 @@ async def create_topic(request: web.Request) -> web.Response:
 # ---- storage events ------------------------------------------------------------------------------------------
 class Subscription(BaseModel):
     id: str = Field(default_factory=lambda: uuid.uuid4().hex[:12])
+    name: str = ""  # as in Event Grid: one subscription per name; adding a name again replaces it
     endpoint: str
     subject_begins_with: str = ""
     subject_ends_with: str = ""
@@ -165,11 +166,13 @@ class Subscription(BaseModel):
 
 
 def subscription_from_flag(text: str) -> Subscription:
-    """`URL` (every container) or `<container>=URL` (one container's blobs)."""
+    """`URL` (every container) or `<container>=URL` (one container's blobs); named after the container (or `all`),
+    so starting again with a new URL replaces the subscription instead of adding a second one."""
     container, sep, url = text.partition("=")
     if sep and not container.startswith(("http://", "https://")):
-        return Subscription(endpoint=url, subject_begins_with=f"/blobServices/default/containers/{container}/")
-    return Subscription(endpoint=text)
+        return Subscription(name=container, endpoint=url,
+                            subject_begins_with=f"/blobServices/default/containers/{container}/")
+    return Subscription(name="all", endpoint=text)
 
 
 class StorageEventSource:
@@ -222,7 +225,8 @@ class StorageEventSource:
 
     # -- subscriptions
     def add(self, sub: Subscription) -> Subscription:
-        self.subscriptions.append(sub)
+        """Add a subscription, or replace the one with the same name (its URL or filters changed)."""
+        self.subscriptions = [s for s in self.subscriptions if not (sub.name and s.name == sub.name)] + [sub]
         self._persist()
         if self._session is not None:
             self._activate(sub)

@@ -156,10 +156,10 @@ async def serve(opts: Options, ready: asyncio.Event | None = None, stop: asyncio
         await provision(emu, opts.tier)
     await ensure_initial_model_blob(emu)
     source = eventgrid.StorageEventSource(store, opts.storage, poll_seconds=opts.events_poll_seconds)
-    for sub in opts.subscriptions:
-        if not any(s.endpoint == sub.endpoint and s.subject_begins_with == sub.subject_begins_with
-                   for s in source.subscriptions):
-            source.subscriptions.append(sub)
+    for sub in opts.subscriptions:  # one per name: a flag for a name kept from an earlier start replaces it
+        source.subscriptions = [s for s in source.subscriptions  # (and an unnamed one from before names)
+                                if s.name or s.subject_begins_with != sub.subject_begins_with]
+        source.add(sub)
     app = build_app(emu, opts.faults, source)
     app[eventgrid.TOPICS].ensure(DEFAULT_TOPIC)
     runner = web.AppRunner(app, access_log=log if opts.access_log else None, handle_signals=False)

@@ -19,12 +19,20 @@ from tools.emulator import census_schema
 from tools.emulator.census import generate_rows
 from tools.localdev import studio
 from tools.localdev.azurite import PROJECT_ROOT
+from tools.localdev.ports import port_is_free
 
 
 def _stack(path: Path) -> dict[str, Any]:
+    """The running stack's description; one clear line (not a traceback, not a long hang) when there is none."""
     if not path.exists():
-        raise SystemExit(f"{path} does not exist: start the stack with `make run` first")
-    return dict(json.loads(path.read_text()))
+        raise SystemExit(f"no local stack ({path} does not exist): start it with `make run` first")
+    stack = dict(json.loads(path.read_text()))
+    ports = stack.get("ports", {})
+    down = [name for name in ("blob", "emulator") if ports.get(name) and port_is_free("127.0.0.1", ports[name])]
+    if down:
+        raise SystemExit(f"the local stack is not running (nothing answers on its {' and '.join(down)} port): "
+                         "start it with `make run`")
+    return stack
 
 
 def drop(stack: dict[str, Any], file: Path, destination: str) -> int:

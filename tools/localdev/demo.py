@@ -181,6 +181,14 @@ class Demo:
               "the new data.")
 
 
+OPENING = """\
+The problem: a model scoring census records (does this person earn >50K?) was trained on last year's population;
+the population drifts, and the live endpoint's scores drift away from the truth with it.
+What you will see: drifted data lands in blob storage -> the app validates it and retrains through BES -> the new
+model passes the gate -> the endpoint is swapped and verified, with no human in the loop -> scores before and after.
+"""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.localdev.demo",
                                      description="Run the retraining story locally.")
@@ -190,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.monotonic()
     shutil.rmtree(args.workdir, ignore_errors=True)
+    print(OPENING, flush=True)
 
     def progress(text: str) -> None:
         print(f"[{time.monotonic() - started:6.1f}s] {text}", flush=True)

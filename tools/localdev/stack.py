@@ -113,9 +113,10 @@ class Stack:
         self.azurite = Azurite(self.workdir / "azurite", blob_port=previous.get("blob", 0),
                                queue_port=previous.get("queue", 0), table_port=previous.get("table", 0),
                                extra_args=[] if self.persistent else ["--inMemoryPersistence"]).start()
-        port = self.functions_port or previous.get("functions") or 0
-        if not port or not port_is_free("127.0.0.1", port):
-            port = free_port()
+        # The port asked for, else the one used last time (like the other ports), else any free one: so the
+        # emulator's subscriptions (replaced by name) always point at the live host.
+        port = next((p for p in (self.functions_port, previous.get("functions")) if p and port_is_free("127.0.0.1", p)),
+                    0) or free_port()
         self.functions_url = f"http://127.0.0.1:{port}"
         emulator_port = previous.get("emulator", 0)
         if not emulator_port or not port_is_free("127.0.0.1", emulator_port):
