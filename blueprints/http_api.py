@@ -10,7 +10,7 @@ import azure.functions as func
 
 from blueprints.http_support import ApiError, api, json_response, parse_body
 from blueprints.runtime import retraining_for_http as retraining
-from shared.api import CreateEndpoint, PatchModel, RetrainFromBlob, Rollback
+from shared.api import CreateEndpoint, Decision, PatchModel, RetrainFromBlob, Rollback
 from shared.decisions import ACTIVE_RUN_STATUSES, model_refused
 from shared.records import EndpointResult, Run
 from shared.usecases.views import run_view
@@ -125,6 +125,21 @@ def runs_list(req: func.HttpRequest, context: func.Context) -> func.HttpResponse
 @api
 def runs_get(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     return json_response(run_view(retraining().views.run(req.route_params["id"])))
+
+
+@bp.function_name("runs_approve")
+@bp.route(route="runs/{id}/approve", methods=["POST"])
+@api
+def runs_approve(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    return json_response(run_view(retraining().approvals.approve(req.route_params["id"], caller(req))))
+
+
+@bp.function_name("runs_reject")
+@bp.route(route="runs/{id}/reject", methods=["POST"])
+@api
+def runs_reject(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    body = parse_body(req, Decision) if req.get_body() else Decision()
+    return json_response(run_view(retraining().approvals.reject(req.route_params["id"], caller(req), body.reason)))
 
 
 def _deployment_answer(result: EndpointResult) -> func.HttpResponse:

@@ -36,6 +36,10 @@ class Rollback(Body):
     target: str | None = Field(None, max_length=64)
 
 
+class Decision(Body):
+    reason: str | None = Field(None, max_length=2000, description="why (kept on the run)")
+
+
 class RetrainFromBlob(Body):
     blob: str = Field(min_length=1, max_length=1024, description="training-data/<path>.csv in this app's storage")
     dry_run: bool = Field(False, description="validate and route only: start nothing")

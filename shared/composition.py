@@ -14,6 +14,7 @@ from shared.adapters.studio import StudioClients, interactive_policy
 from shared.decisions import Gate
 from shared.logs import register_secret
 from shared.settings import Settings, get_settings
+from shared.usecases.approvals import Approvals
 from shared.usecases.deployment import EndpointDeployer
 from shared.usecases.dry_run import DryRun
 from shared.usecases.fanout import FanOut
@@ -70,8 +71,9 @@ class Retraining:
                                      gate)
         self.views = Views(settings, self.ledger, self.studio)
         self.dry_run = DryRun(settings, self.storage, self.ledger, self.studio)
+        self.approvals = Approvals(settings, self.ledger, self.events, self.promotion)
         self.reconciler = Reconciler(settings, self.ledger, self.studio, self.events, self.intake, self.jobs,
-                                     self.promotion)
+                                     self.promotion, self.approvals)
 
     def ensure_storage(self) -> None:
         """Create the containers and tables when missing (locally; in Azure the template creates them)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -138,8 +138,7 @@ class Settings(BaseSettings):
 
     gate_metric: str = Field("AUC", validation_alias="RETRAIN_GATE_METRIC")
     gate_minimum: float = Field(0.7, validation_alias="RETRAIN_GATE_MINIMUM")
-    # Off unless set: metrics from different data sets' held-out splits are only roughly comparable, and with it
-    # on, which of two racing models serves can depend on the order in which they finish.
+    # Off unless set: metrics of different data sets' held-out splits are only roughly comparable.
     gate_min_improvement: float | None = Field(None, validation_alias="RETRAIN_GATE_MIN_IMPROVEMENT")
 
     label_column: str = Field("income", validation_alias="RETRAIN_LABEL_COLUMN")
@@ -169,17 +168,17 @@ class Settings(BaseSettings):
     job_poll_seconds: float = Field(2, gt=0, validation_alias="RETRAIN_JOB_POLL_SECONDS")
     job_wait_seconds: float = Field(60, ge=0, validation_alias="RETRAIN_JOB_WAIT_SECONDS")
     job_deadline_minutes: float = Field(120, gt=0, validation_alias="RETRAIN_JOB_DEADLINE_MINUTES")
-    # The real service took ~30 s to serve a PATCHed model: verification waits at most this long for proof that
-    # the new model answers (its answers differ from the old one's), and past it one good answer is proof enough.
+    # The real service took ~30 s to serve a PATCHed model: how long verification waits for proof it switched.
     verify_switch_seconds: float = Field(45, ge=0, validation_alias="RETRAIN_VERIFY_SWITCH_SECONDS")
     verify_poll_seconds: float = Field(2, gt=0, validation_alias="RETRAIN_VERIFY_POLL_SECONDS")
     smoke_row: Annotated[dict[str, Any] | None, NoDecode] = Field(None, validation_alias="RETRAIN_SMOKE_ROW")
-    # Leases on endpoints and claims on runs live this long unless their holder renews them while it works: a
-    # crashed invocation's hold is over within this many seconds.
+    # Endpoint leases and run claims: renewed by their holder while it works, over this long after it died.
     lease_seconds: float = Field(30, ge=5, validation_alias="RETRAIN_LEASE_SECONDS")
     # How long an operator's HTTP call waits for an endpoint another deployment holds (then 409 EndpointBusy).
     interactive_wait_seconds: float = Field(20, ge=0, validation_alias="RETRAIN_INTERACTIVE_WAIT_SECONDS")
     reconcile_schedule: str = Field("0 */5 * * * *", validation_alias="RETRAIN_RECONCILE_SCHEDULE")
+    approval: Literal["auto", "manual"] = Field("auto", validation_alias="RETRAIN_APPROVAL")
+    approval_expiry_hours: float = Field(72, gt=0, validation_alias="RETRAIN_APPROVAL_EXPIRY_HOURS")
 
     @field_validator("endpoints", "required_columns", "numeric_columns", "label_values", mode="before")
     @classmethod

@@ -29,7 +29,8 @@ from shared.settings import Settings
 log = logging.getLogger("shared.events")
 
 EVENT_TYPES = ("TrainingDataAccepted", "TrainingDataRejected", "JobSubmitted", "JobFinished", "JobFailed",
-               "ModelRejected", "EndpointUpdated", "EndpointUpdateFailed", "EndpointRolledBack")
+               "ModelRejected", "EndpointUpdated", "EndpointUpdateFailed", "EndpointRolledBack", "RunAwaitingApproval",
+               "RunApproved", "RunRejected", "RunExpired", "RunSuperseded")
 CIRCUIT_SECONDS = 30.0
 
 

@@ -3,6 +3,7 @@ through the same lease, PATCH and verification as an automatic deployment, and i
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -14,7 +15,7 @@ from shared.adapters.storage import Storage
 from shared.adapters.studio import StudioClients
 from shared.decisions import ENDPOINT_NAME, Gate, blob_in, check_endpoint_name, find_target, rollback_choice
 from shared.errors import DataRejected, NotFound, Refused
-from shared.records import BlobRef, Current, Deployment, EndpointResult, Run, new_operation_id, now_iso
+from shared.records import BlobRef, Current, Deployment, EndpointResult, Run, now_iso
 from shared.settings import Settings, Target
 from shared.usecases.deployment import EndpointDeployer, Plan
 from shared.usecases.model_source import ModelSource
@@ -37,21 +38,24 @@ class Operations:
         """Create a scoring endpoint; its history starts with the model it was created with."""
         target = find_target(self.settings, target_name)
         check_endpoint_name(name)
+        adopting = None
         try:
             ep = self.studio.management(target).create_endpoint(name, description, throttle_level,
                                                                  max_concurrent_calls)
         except StudioApiError as exc:
-            # It exists, but the ledger never heard of it (an earlier call created it and then could not record
-            # it): adopt it, so its history starts with the model it was created with. Otherwise a conflict.
-            if exc.status != 409 or self.ledger.history(target.name, name):
+            # It exists. If the ledger never hears of it (an earlier call created it, then could not record it),
+            # adopt it, so its history starts with the model it was created with; if a concurrent call is
+            # recording it right now, this one is a conflict.
+            if exc.status != 409 or not self._unrecorded(target, name):
                 raise
-            ep = self.studio.management(target).get_endpoint(name)
+            adopting, ep = exc, self.studio.management(target).get_endpoint(name)
         res = ep.resource(target.resource_name)
         loc = (res.Location or {}) if res else {}
-        dep = Deployment(id=new_operation_id(), target=target.name, endpoint=name, operation="create",
-                         outcome="Created", model_base=loc.get("BaseLocation"), model_path=loc.get("RelativeLocation"),
-                         trigger="http")
-        self.ledger.add_deployment(dep)
+        dep = Deployment(id="create", target=target.name, endpoint=name, operation="create", outcome="Created",
+                         model_base=loc.get("BaseLocation"), model_path=loc.get("RelativeLocation"), trigger="http")
+        _, recorded = self.ledger.add_deployment(dep)  # one create row per endpoint, whoever writes it first
+        if adopting is not None and not recorded:
+            raise adopting
         owner = uuid.uuid4().hex
         cur = self.deployer.acquire(target, name, owner)
         if cur.deployment_id is None:
@@ -127,6 +131,15 @@ class Operations:
                 "endpoint": endpoint, "restoredModel": chosen[0].model_path, "toDeployment": chosen[0].id,
                 "deploymentId": result.deployment_id})
         return result
+
+    def _unrecorded(self, target: Target, name: str, wait_seconds: float = 5.0) -> bool:
+        """True when the ledger has no history of the endpoint, even after its creator had time to record it."""
+        deadline = time.monotonic() + wait_seconds
+        while not self.ledger.history(target.name, name):
+            if time.monotonic() > deadline:
+                return True
+            time.sleep(0.25)
+        return False
 
     def _source(self, relative: str, base: str | None = None, by_refresh: bool = False) -> ModelSource:
         return ModelSource(self.settings, self.storage.minter, self.studio, relative, base=base,

@@ -60,6 +60,10 @@ class Promotion:
                 reason = self.gate.check(metric)
                 if reason is not None:
                     return self._below_gate(run, target, reason, metric)
+            if run.status == "Trained" and run.kind == "bes" and self.settings.approval == "manual" and not force:
+                return self._await_approval(run, target)
+            if run.status == "AwaitingApproval":
+                return PromoteResult(run.id, "Pending", reason="the run awaits an operator's approval")
             if run.status == "Trained":
                 advance(run, "Deploying")
                 self.ledger.save_run(run, check_etag=False)
@@ -88,6 +92,38 @@ class Promotion:
         if final != "Deploying":
             advance(run, final, reason if final != "Deployed" else None)
         self.ledger.save_run(run, check_etag=False)
+
+    def _await_approval(self, run: Run, target: Target) -> PromoteResult:
+        """Wait for an operator, showing the new model's metric beside each endpoint's serving one. Of runs for the
+        same endpoints waiting at once, only the one on the newest data waits on: the others are superseded."""
+        serving = []
+        for ep in self.studio.resolve(target, run.endpoints)[:MAX_ENDPOINT_RESULTS]:
+            cur = self.ledger.current(target.name, ep)
+            serving.append({"endpoint": ep, "outcome": "AwaitingApproval", "servingModel": cur.model_path if cur
+                            else None, "servingMetric": str(cur.metric) if cur and cur.metric is not None else None})
+        waiting = [r for r in self.ledger.list_runs(("AwaitingApproval",), limit=1000)
+                   if r.id != run.id and r.target == run.target and r.endpoints == run.endpoints]
+        newer = [r for r in waiting if r.order > run.order]
+        if newer:
+            self.supersede(run, newer[0].id)
+            return PromoteResult(run.id, "Failed", reason=run.error)
+        run.endpoint_results = serving
+        advance(run, "AwaitingApproval")
+        run.transitions[-1]["reason"] = "waiting for an operator: POST /api/runs/<id>/approve or /reject"
+        self.ledger.save_run(run, check_etag=False)
+        self.events.publish("RunAwaitingApproval", run.model_path or run.id, {
+            "runId": run.id, "metric": self.gate.metric, "value": run.metrics.get(self.gate.metric),
+            "endpoints": serving})
+        for older in waiting:
+            self.supersede(older, run.id)
+        return PromoteResult(run.id, "Pending", reason="the run awaits an operator's approval")
+
+    def supersede(self, run: Run, by: str) -> None:
+        """End a run that a run on newer data replaces (it never deploys), pointing at that run."""
+        advance(run, "Superseded", f"Superseded: run {by} is on newer data for the same endpoints")
+        run.superseded_by = by
+        self.ledger.save_run(run, check_etag=False)
+        self.events.publish("RunSuperseded", run.data_path or run.id, {"runId": run.id, "supersededBy": by})
 
     def _below_gate(self, run: Run, target: Target, reason: str, metric: float | None) -> PromoteResult:
         if run.status == "Trained":

@@ -16,6 +16,7 @@ from shared.decisions import ACTIVE_RUN_STATUSES, advance
 from shared.logs import context
 from shared.records import Run, now_iso
 from shared.settings import Settings
+from shared.usecases.approvals import Approvals
 from shared.usecases.intake import TrainingIntake
 from shared.usecases.promotion import Promotion
 from shared.usecases.training import TrainingJobs
@@ -34,12 +35,13 @@ class Reconciler:
     intake: TrainingIntake
     jobs: TrainingJobs
     promotion: Promotion
+    approvals: Approvals
 
     def reconcile(self) -> dict[str, int]:
         """One pass over every unfinished run (however much history there is); one run's failure is logged and
         counted, and never stops the pass."""
         summary = {"checked": 0, "promoted": 0, "failed": 0, "started": 0, "cancelled": 0, "resubmitted": 0,
-                   "errors": 0, "eventsSent": self._flush_events()}
+                   "expired": 0, "errors": 0, "eventsSent": self._flush_events()}
         deadline = timedelta(minutes=self.settings.job_deadline_minutes)
         now = datetime.now(UTC)
         for run in self.ledger.unfinished_runs(ACTIVE_RUN_STATUSES):
@@ -67,8 +69,8 @@ class Reconciler:
     def _one(self, run: Run, now: datetime, deadline: timedelta) -> str:
         """Move one run on; returns what was done (a summary key), or "" for nothing."""
         age = now - datetime.fromisoformat((run.submitted_at or run.created_at).replace("Z", "+00:00"))
-        if run.status == "AwaitingApproval":
-            return ""  # an operator decides (see the approval step)
+        if run.status == "AwaitingApproval":  # an operator decides; unless nobody did for too long
+            return "expired" if self.approvals.expire_if_due(run, now) else ""
         if run.kind == "manual":  # a hand-dropped model whose deployment did not finish
             done = self.promotion.promote(run, force=not run.metrics, unservable_is_rejection=True)
             return "promoted" if done.status == "Done" else ""

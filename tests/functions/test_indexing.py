@@ -18,6 +18,8 @@ HTTP = {
     "retrain": ("retrain", ["POST"]),
     "runs_list": ("runs", ["GET"]),
     "runs_get": ("runs/{id}", ["GET"]),
+    "runs_approve": ("runs/{id}/approve", ["POST"]),
+    "runs_reject": ("runs/{id}/reject", ["POST"]),
 }
 BLOB = {"training_data_landed": "training-data/{name}", "model_landed": "models/{name}"}
 

@@ -4,6 +4,7 @@ checks compare all four."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -91,6 +92,23 @@ def partially_deployed(h, tenant):
     return run.id, None
 
 
+def approval_rejected(h, tenant):
+    h.settings.approval = "manual"
+    run = trained_run(h, tenant, 9)
+    land(h, run)
+    h.app.approvals.reject(run.id, "carol", "not this week")
+    return run.id, None
+
+
+def approval_expired(h, tenant):
+    h.settings.approval, h.settings.approval_expiry_hours = "manual", 0.0001
+    run = trained_run(h, tenant, 10)
+    land(h, run)
+    time.sleep(0.5)
+    h.app.reconciler.reconcile()
+    return run.id, None
+
+
 def hand_dropped_unservable(h, tenant):
     ref = BlobRef("models", f"{tenant}/broken.ilearner")
     h.app.storage.write_bytes(ref, BROKEN_MODEL.encode())
@@ -121,6 +139,10 @@ CASES: dict[str, tuple[Callable, Ending]] = {
                                         no_events={"EndpointUpdated"})),
     "partially-deployed": (partially_deployed, Ending("PartiallyDeployed", "Failed", ["Deployed", "Failed"],
                                                       events={"EndpointUpdated", "EndpointUpdateFailed"})),
+    "approval-rejected": (approval_rejected, Ending("Rejected", "RejectedByOperator", events={
+        "RunAwaitingApproval", "RunRejected"}, no_events={"EndpointUpdated", "RunApproved"})),
+    "approval-expired": (approval_expired, Ending("Cancelled", "ApprovalExpired", events={
+        "RunAwaitingApproval", "RunExpired"}, no_events={"EndpointUpdated"})),
     "hand-dropped-unservable": (hand_dropped_unservable, Ending("Rejected", "ModelNotServable", ["RolledBack"],
                                                                 rejected=True, events={"ModelRejected"},
                                                                 no_events={"EndpointUpdated"})),
