@@ -15,6 +15,7 @@ from shared.decisions import Gate
 from shared.logs import register_secret
 from shared.settings import Settings, get_settings
 from shared.usecases.approvals import Approvals
+from shared.usecases.coalescing import Coalescing
 from shared.usecases.deployment import EndpointDeployer
 from shared.usecases.dry_run import DryRun
 from shared.usecases.fanout import FanOut
@@ -63,7 +64,9 @@ class Retraining:
         self.deployer = EndpointDeployer(settings, self.ledger, self.studio, self.events, verifier, gate)
         self.jobs = TrainingJobs(settings, self.storage, self.ledger, self.studio, self.events)
         submission = JobSubmission(settings, self.storage, self.ledger, self.studio, self.events)
-        self.intake = TrainingIntake(settings, self.storage, self.ledger, self.studio, self.events, submission)
+        coalescing = Coalescing(settings, self.storage, self.ledger, self.studio, self.events)
+        self.intake = TrainingIntake(settings, self.storage, self.ledger, self.studio, self.events, submission,
+                                     coalescing)
         self.promotion = Promotion(settings, self.storage, self.ledger, self.studio, self.events, self.jobs,
                                    FanOut(self.deployer), gate)
         self.models = ModelLanding(settings, self.storage, self.ledger, self.studio, self.events, self.promotion)

@@ -18,6 +18,10 @@ class Refused(ValueError):
         self.conflict = conflict
 
 
+class ClaimLost(RuntimeError):
+    """Another invocation took over a run's claim (ours had lapsed)."""
+
+
 class DataRejected(ValueError):
     """A file fails a check. `code` is machine-readable, `line` is 1-based (None when not line-specific)."""
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.storage.blob import BlobServiceClient, ContentSettings
+from azure.storage.blob import BlobProperties, BlobServiceClient, ContentSettings
 
 from shared.adapters.sas import SasMinter
 from shared.adapters.transport import pooled_transport, sdk_retries
@@ -170,6 +170,14 @@ class Storage:
                 raise OSError(f"copying {ref.path} to {target.path} did not complete ({status})")
             return target
         raise ResourceExistsError(f"{ref.path}: every rejected/ name for this version is taken")
+
+    def newest_sibling(self, ref: BlobRef, suffix: str) -> BlobProperties | None:
+        """The newest other blob ending in `suffix` in `ref`'s folder (not below it), by (Last-Modified, name)."""
+        folder = ref.name.rsplit("/", 1)[0] + "/" if "/" in ref.name else ""
+        container = self.blob.get_container_client(ref.container)
+        siblings = [b for b in container.walk_blobs(name_starts_with=folder or None, delimiter="/")
+                    if isinstance(b, BlobProperties) and b.name != ref.name and b.name.lower().endswith(suffix)]
+        return max(siblings, key=lambda b: (b.last_modified, b.name), default=None)
 
     def read_evaluation(self, ref: BlobRef, required: str | None = None) -> dict[str, float]:
         """A run's Evaluate Model CSV as metric -> value (see `validation.evaluation_metrics`)."""

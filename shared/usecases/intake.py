@@ -28,18 +28,15 @@ from shared.decisions import (
     unreadable_name,
     upload_routing_problem,
 )
-from shared.errors import DataRejected, NotFound, Refused
+from shared.errors import ClaimLost, DataRejected, NotFound, Refused
 from shared.logs import context
 from shared.records import BlobRef, Run, iso, now_iso, run_id_for
 from shared.settings import Settings
+from shared.usecases.coalescing import Coalescing
 from shared.usecases.submission import JobSubmission
 from shared.validation import DataSpec, validate_csv
 
 log = logging.getLogger("shared.usecases.intake")
-
-
-class ClaimLost(RuntimeError):
-    """Another invocation took over this run's claim (ours had lapsed)."""
 UPLOAD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,200}\.csv")
 
 
@@ -53,6 +50,7 @@ class TrainingIntake:
     studio: StudioClients
     events: EventPublisher
     submission: JobSubmission
+    coalescing: Coalescing
 
     def accept(self, ref: BlobRef, trigger: str = "blob", caller: str | None = None) -> Run | None:
         """Validate a landed data file and start its training job. Redeliveries return the same run."""
@@ -189,7 +187,7 @@ class TrainingIntake:
 
     def _accept(self, run: Run, ref: BlobRef, size: int, endpoints: list[str] | None = None) -> Run:
         if run.rows is not None:  # validated and announced by an earlier try: only the submit is left
-            return self.submission.submit(run, ref)
+            return run if self.coalescing.settle(run, ref) else self.submission.submit(run, ref)
         s = self.settings
         try:
             check_data_file(ref.name, size, s.max_data_bytes)
@@ -212,7 +210,7 @@ class TrainingIntake:
         self.events.publish("TrainingDataAccepted", ref.path, {
             "runId": run.id, "blob": ref.path, "rows": report.rows, "bytes": report.bytes,
             "labels": report.label_counts, "target": run.target, "endpoints": run.endpoints})
-        return self.submission.submit(run, ref)
+        return run if self.coalescing.settle(run, ref) else self.submission.submit(run, ref)
 
     def _reject(self, run: Run, ref: BlobRef, exc: DataRejected) -> Run:
         log.warning("rejected %s: %s", ref.path, exc)

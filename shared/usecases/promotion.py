@@ -19,6 +19,7 @@ from shared.records import MAX_ENDPOINT_RESULTS, Deployment, EndpointResult, Pro
 from shared.settings import Settings, Target
 from shared.usecases.fanout import FanOut
 from shared.usecases.model_source import ModelSource
+from shared.usecases.superseding import supersede
 from shared.usecases.training import TrainingJobs
 
 
@@ -105,7 +106,7 @@ class Promotion:
                    if r.id != run.id and r.target == run.target and r.endpoints == run.endpoints]
         newer = [r for r in waiting if r.order > run.order]
         if newer:
-            self.supersede(run, newer[0].id)
+            supersede(self.ledger, self.events, run, newer[0].id, "a run on newer data awaits approval")
             return PromoteResult(run.id, "Failed", reason=run.error)
         run.endpoint_results = serving
         advance(run, "AwaitingApproval")
@@ -115,15 +116,8 @@ class Promotion:
             "runId": run.id, "metric": self.gate.metric, "value": run.metrics.get(self.gate.metric),
             "endpoints": serving})
         for older in waiting:
-            self.supersede(older, run.id)
+            supersede(self.ledger, self.events, older, run.id, "a run on newer data awaits approval")
         return PromoteResult(run.id, "Pending", reason="the run awaits an operator's approval")
-
-    def supersede(self, run: Run, by: str) -> None:
-        """End a run that a run on newer data replaces (it never deploys), pointing at that run."""
-        advance(run, "Superseded", f"Superseded: run {by} is on newer data for the same endpoints")
-        run.superseded_by = by
-        self.ledger.save_run(run, check_etag=False)
-        self.events.publish("RunSuperseded", run.data_path or run.id, {"runId": run.id, "supersededBy": by})
 
     def _below_gate(self, run: Run, target: Target, reason: str, metric: float | None) -> PromoteResult:
         if run.status == "Trained":

@@ -90,7 +90,8 @@ def test_every_http_route_success_and_error(client):
         ("POST", f"endpoints/{name}/model", {"model": "models/none.ilearner"}, 404),
         ("POST", f"endpoints/{name}/rollback", {}, 200),
         ("POST", "endpoints/default/rollback", {}, 409),
-        ("POST", "retrain", {"blob": f"training-data/{name}/routes.csv"}, 202),
+        # the storage event's delivery races this call for the same file: 202 while its run works, 200 once done
+        ("POST", "retrain", {"blob": f"training-data/{name}/routes.csv"}, (200, 202)),
         ("POST", "retrain", {"blob": "models/x.csv"}, 400),
         ("GET", "runs", None, 200),
         ("GET", "runs?limit=9999", None, 400),
@@ -100,9 +101,10 @@ def test_every_http_route_success_and_error(client):
     ]
     for method, path, body, status in cases:
         resp = client.call(method, path, json=body) if body is not None else client.call(method, path)
-        assert resp.status_code == status, f"{method} {path}: {resp.status_code} {resp.text}"
+        assert resp.status_code in (status if isinstance(status, tuple) else (status,)), \
+            f"{method} {path}: {resp.status_code} {resp.text}"
         assert resp.headers["Content-Type"].startswith("application/json"), path
-        if status >= 400:
+        if isinstance(status, int) and status >= 400:
             error = resp.json()["error"]
             assert error["code"] and error["message"], path
         assert not leaked_secrets(resp.text), path

@@ -166,7 +166,7 @@ def test_rollback_with_nothing_earlier_is_a_conflict_and_an_unknown_target_404(a
 
 
 def test_retrain_from_a_blob_reference_and_from_a_csv_body_then_read_the_runs(app):
-    h = app(RETRAIN_ENDPOINTS="")
+    h = app(RETRAIN_ENDPOINTS="", RETRAIN_CANCEL_SUPERSEDED_JOBS="false")  # two runs for one endpoint, both kept
     name = new_name()
     call_http(http_api.endpoints_create, "POST", "endpoints", {"name": name})
     ref = h.upload_data(f"{name}/by-ref.csv", rows=500)

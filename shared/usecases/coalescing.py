@@ -1,0 +1,80 @@
+"""Burst coalescing: files for the same endpoints landing within RETRAIN_COALESCE_SECONDS become one training run,
+on the newest file; the older ones end Superseded, pointing at the run that replaced them, and no BES job (Studio
+bills every job) is started for them. With RETRAIN_CANCEL_SUPERSEDED_JOBS a job still running for older data for
+exactly the same endpoints is cancelled when newer data is accepted."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from azure.core.exceptions import ResourceModifiedError
+
+from shared.adapters.classic.errors import StudioApiError, TransportError, describe_error
+from shared.adapters.events import EventPublisher
+from shared.adapters.ledger import Ledger
+from shared.adapters.storage import Storage
+from shared.adapters.studio import StudioClients
+from shared.errors import ClaimLost
+from shared.records import BlobRef, Run, run_id_for
+from shared.settings import Settings
+from shared.usecases.superseding import supersede
+
+log = logging.getLogger("shared.usecases.coalescing")
+
+
+@dataclass
+class Coalescing:
+    """Decides, once a file is valid, whether a newer file replaces it before its job is paid for."""
+
+    settings: Settings
+    storage: Storage
+    ledger: Ledger
+    studio: StudioClients
+    events: EventPublisher
+
+    def settle(self, run: Run, ref: BlobRef) -> bool:
+        """Wait out the window after the file landed; True when a newer file in its folder replaced it (the run
+        is then Superseded). Otherwise older jobs for the same endpoints are cancelled, and the run goes on."""
+        window = self.settings.coalesce_seconds
+        if window > 0:
+            landed = datetime.fromisoformat(run.data_time.replace("Z", "+00:00")).astimezone(UTC)
+            self._wait_until(landed + timedelta(seconds=window), run)
+            newer = self.storage.newest_sibling(ref, ".csv")
+            if newer is not None and (newer.last_modified, newer.name) > (landed, ref.name):
+                by = run_id_for(f"{ref.container}/{newer.name}", str(newer.etag))
+                supersede(self.ledger, self.events, run, by, f"newer data for the same endpoints ({newer.name}) "
+                          "landed within RETRAIN_COALESCE_SECONDS")
+                return True
+        if self.settings.cancel_superseded_jobs:
+            self._cancel_older_jobs(run)
+        return False
+
+    def _wait_until(self, until: datetime, run: Run) -> None:
+        """Sleep until `until`, keeping this invocation's claim on the run alive."""
+        while (left := (until - datetime.now(UTC)).total_seconds()) > 0:
+            time.sleep(min(left, 1.0))
+            if run.claimed_until - time.time() < self.settings.lease_seconds / 2:
+                run.claimed_until = time.time() + self.settings.lease_seconds
+                try:
+                    self.ledger.save_run(run)
+                except ResourceModifiedError:
+                    raise ClaimLost(run.id) from None
+
+    def _cancel_older_jobs(self, run: Run) -> None:
+        for other in self.ledger.list_runs(("Submitted", "Training"), limit=1000):
+            if other.id == run.id or other.target != run.target or other.endpoints != run.endpoints or \
+                    other.order > run.order or not other.job_id:
+                continue
+            try:
+                bes = self.studio.bes(self.settings.target(other.target))
+                if bes.get(other.job_id).StatusCode not in ("NotStarted", "Running"):
+                    continue  # its model is made (and paid for): newest-wins decides at deployment
+                bes.cancel(other.job_id)
+            except (StudioApiError, TransportError) as exc:
+                log.warning("could not cancel the job of superseded run %s: %s", other.id, describe_error(exc))
+                continue
+            supersede(self.ledger, self.events, other, run.id, "newer data for exactly the same endpoints was "
+                      "accepted; its job was cancelled")
