@@ -10,16 +10,14 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from azure.core.exceptions import ResourceModifiedError
-
 from shared.adapters.classic.errors import StudioApiError, TransportError, describe_error
 from shared.adapters.events import EventPublisher
 from shared.adapters.ledger import Ledger
 from shared.adapters.storage import Storage
 from shared.adapters.studio import StudioClients
-from shared.errors import ClaimLost
 from shared.records import BlobRef, Run, run_id_for
 from shared.settings import Settings
+from shared.usecases.claims import keep_claim
 from shared.usecases.superseding import supersede
 
 log = logging.getLogger("shared.usecases.coalescing")
@@ -56,12 +54,7 @@ class Coalescing:
         """Sleep until `until`, keeping this invocation's claim on the run alive."""
         while (left := (until - datetime.now(UTC)).total_seconds()) > 0:
             time.sleep(min(left, 1.0))
-            if run.claimed_until - time.time() < self.settings.lease_seconds / 2:
-                run.claimed_until = time.time() + self.settings.lease_seconds
-                try:
-                    self.ledger.save_run(run)
-                except ResourceModifiedError:
-                    raise ClaimLost(run.id) from None
+            keep_claim(self.ledger, run, self.settings.lease_seconds)
 
     def _cancel_older_jobs(self, run: Run) -> None:
         for other in self.ledger.list_runs(("Submitted", "Training"), limit=1000):

@@ -32,6 +32,7 @@ from shared.errors import ClaimLost, DataRejected, NotFound, Refused
 from shared.logs import context
 from shared.records import BlobRef, Run, iso, now_iso, run_id_for
 from shared.settings import Settings
+from shared.usecases.claims import keep_claim
 from shared.usecases.coalescing import Coalescing
 from shared.usecases.submission import JobSubmission
 from shared.validation import DataSpec, validate_csv
@@ -176,12 +177,7 @@ class TrainingIntake:
     def _renewing(self, chunks: Iterator[bytes], run: Run) -> Iterator[bytes]:
         """The file's chunks, renewing this invocation's claim on the run while they are read."""
         for chunk in chunks:
-            if run.claimed_until - time.time() < self.settings.lease_seconds / 2:
-                run.claimed_until = time.time() + self.settings.lease_seconds
-                try:
-                    self.ledger.save_run(run)
-                except ResourceModifiedError:
-                    raise ClaimLost(run.id) from None
+            keep_claim(self.ledger, run, self.settings.lease_seconds)
             yield chunk
             failpoints.reached("mid-validation")
 
