@@ -5,6 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP_STAMP := $(VENV)/.installed
 NPM_STAMP := node_modules/.installed
+BROWSER_STAMP := .venv/.browser
 
 .PHONY: deps run demo test test-unit lint format bench clean
 
@@ -22,6 +23,14 @@ $(NPM_STAMP): package.json package-lock.json
 
 deps: $(PIP_STAMP) $(NPM_STAMP)
 
+# Debian's chromium drives the status-page test headless (never a downloaded browser build).
+$(BROWSER_STAMP): $(PIP_STAMP)
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+	  echo "make: installing Debian's chromium (the status-page test drives it headless) - a minute or two"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
+	  echo "make: chromium could not be installed (apt-get needs root); the browser test will be skipped"; }
+	touch $@
+
 ## run: Azurite + the emulator + the function app (func start if installed, else devhost) until Ctrl-C
 run: deps
 	$(PY) -m tools.localdev.run $(RUN_ARGS)
@@ -31,7 +40,7 @@ demo: deps
 	$(PY) -m tools.localdev.demo $(DEMO_ARGS)
 
 ## test: every test (unit, integration, e2e); starts Azurite itself and stops it afterwards
-test: deps
+test: deps $(BROWSER_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## test-unit: the fast tests alone (no Azurite, no emulator; seconds)

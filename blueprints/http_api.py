@@ -127,6 +127,14 @@ def runs_get(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     return json_response(run_view(retraining().views.run(req.route_params["id"])))
 
 
+@bp.function_name("status")
+@bp.route(route="status", methods=["GET"])
+@api
+def status(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    """The status page (HTML, no external assets, no JavaScript)."""
+    return func.HttpResponse(retraining().status.html(), mimetype="text/html", charset="utf-8")
+
+
 @bp.function_name("runs_approve")
 @bp.route(route="runs/{id}/approve", methods=["POST"])
 @api

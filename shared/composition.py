@@ -24,6 +24,7 @@ from shared.usecases.model_landing import ModelLanding
 from shared.usecases.operations import Operations
 from shared.usecases.promotion import Promotion
 from shared.usecases.reconcile import Reconciler
+from shared.usecases.status import StatusPage
 from shared.usecases.submission import JobSubmission
 from shared.usecases.training import TrainingJobs
 from shared.usecases.verification import Verifier
@@ -74,6 +75,7 @@ class Retraining:
                                      gate)
         self.views = Views(settings, self.ledger, self.studio)
         self.dry_run = DryRun(settings, self.storage, self.ledger, self.studio)
+        self.status = StatusPage(settings, self.storage, self.ledger, self.studio)
         self.approvals = Approvals(settings, self.ledger, self.events, self.promotion)
         self.reconciler = Reconciler(settings, self.ledger, self.studio, self.events, self.intake, self.jobs,
                                      self.promotion, self.approvals)

@@ -204,3 +204,37 @@ def test_the_readme_helpers_drop_a_file_and_score_through_an_endpoint(client, tm
     assert "serves models/" in after
     assert [line.split("=")[-1] for line in before.splitlines()[1:]] != \
         [line.split("=")[-1] for line in after.splitlines()[1:]]
+
+
+def test_the_status_page_in_a_real_browser_shows_endpoints_runs_and_the_metric_chart(client):
+    """Headless Chromium (Debian's, installed by `make test`) loads /api/status from the running stack."""
+    import shutil
+    import subprocess
+
+    from tests.conftest import RUNS_DIR
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("chromium is not installed and `make test` could not install it (apt-get needs root)")
+    name = client.new_endpoint("page")
+    client.upload("training-data", f"{name}/page.csv", csv_text(3000, seed=31, drift=1.0).encode())
+    client.wait_for("the promotion", lambda: current(client, name)["history"][0]["outcome"] == "Deployed")
+    bad = '{"format": "studio-classic-emulator/ilearner", "formatVersion": 1, "learner": "x", "numeric": [], ' \
+          '"categorical": [], "weights": [1.0], "bias": 0.0, "label": {"positive": "a", "negative": "b"}}'
+    client.upload("models", f"{name}/broken.ilearner", bad.encode())
+    client.wait_for("the rollback", lambda: current(client, name)["history"][0]["outcome"] == "RolledBack")
+    url = f"{client.api}/status"
+    flags = [browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+             "--hide-scrollbars"]
+    dom = subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
+    assert "<h1>Retraining status</h1>" in dom and name in dom
+    row = dom[dom.index(f"default/{name}"):]
+    row = row[:row.index("</tr>")]
+    assert "<svg" in row and 'class="mark Deployed"' in row and 'class="mark RolledBack"' in row
+    assert "<h2>Files in rejected/</h2>" in dom and "<h2>Last runs</h2>" in dom
+    assert f"models/{name}/broken.ilearner" in dom  # the rejected file, listed
+    shot = RUNS_DIR / "status-page.png"
+    shot.unlink(missing_ok=True)
+    subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1400,1800", url], capture_output=True,
+                   timeout=120, check=True)
+    assert shot.exists() and shot.stat().st_size > 20_000, "the screenshot is missing or blank"

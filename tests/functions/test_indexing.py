@@ -19,6 +19,7 @@ HTTP = {
     "runs_list": ("runs", ["GET"]),
     "runs_get": ("runs/{id}", ["GET"]),
     "runs_approve": ("runs/{id}/approve", ["POST"]),
+    "status": ("status", ["GET"]),
     "runs_reject": ("runs/{id}/reject", ["POST"]),
 }
 BLOB = {"training_data_landed": "training-data/{name}", "model_landed": "models/{name}"}
