@@ -83,9 +83,12 @@ class Storage:
             raise ValueError(f"{ref.path} is larger than {limit} bytes")
         return bytes(data)
 
-    def write_bytes(self, ref: BlobRef, data: bytes, content_type: str = "application/octet-stream") -> None:
-        self.blob.get_blob_client(ref.container, ref.name).upload_blob(
-            data, overwrite=True, content_settings=ContentSettings(content_type=content_type))
+    def _write_reason(self, ref: BlobRef, body: dict[str, Any]) -> None:
+        """A `.reason.json`, written once: a retry finds the one an earlier try wrote (it says the same)."""
+        with contextlib.suppress(ResourceExistsError):
+            self.blob.get_blob_client(ref.container, ref.name).upload_blob(
+                json.dumps(body, indent=2).encode(), overwrite=False,
+                content_settings=ContentSettings(content_type="application/json"))
 
     def create(self, ref: BlobRef, data: bytes, content_type: str, metadata: dict[str, str] | None = None) -> bool:
         """Write a new blob, never over an existing one. True when written; False when a blob with the very same
@@ -119,8 +122,7 @@ class Storage:
         version = str(props.etag).strip('"')
         target = self._copy_aside(ref, version)
         body = dict(reason, source=ref.path, sourceEtag=version, rejectedAt=datetime.now(UTC).isoformat())
-        self.write_bytes(BlobRef(target.container, target.name + ".reason.json"),
-                         json.dumps(body, indent=2).encode(), "application/json")
+        self._write_reason(BlobRef(target.container, target.name + ".reason.json"), body)
         try:
             source.delete_blob(etag=props.etag, match_condition=MatchConditions.IfNotModified)
         except ResourceModifiedError:
@@ -138,7 +140,7 @@ class Storage:
         with contextlib.suppress(ResourceExistsError):
             self.blob.create_container(self.settings.rejected_container)
         body = dict(reason, source=ref.path, stays=True, rejectedAt=datetime.now(UTC).isoformat())
-        self.write_bytes(note, json.dumps(body, indent=2).encode(), "application/json")
+        self._write_reason(note, body)
         return note
 
     def _rejected_names(self, ref: BlobRef, version: str) -> list[BlobRef]:

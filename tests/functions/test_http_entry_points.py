@@ -25,7 +25,7 @@ def app(wire):
 
 def hand_model(h, name: str) -> BlobRef:
     ref = BlobRef("models", f"hand/{name}.ilearner")
-    h.app.storage.write_bytes(ref, h.app.storage.read_bytes(INITIAL_MODEL))
+    h.put(ref, h.app.storage.read_bytes(INITIAL_MODEL))
     return ref
 
 
@@ -142,7 +142,7 @@ def test_a_model_the_service_refuses_is_422_and_the_endpoint_keeps_its_model(app
     call_http(http_api.endpoints_create, "POST", "endpoints", {"name": name})
     before = h.serving(name)
     bad = BlobRef("models", f"hand/{name}-bad.ilearner")
-    h.app.storage.write_bytes(bad, b"this is not a model")
+    h.put(bad, b"this is not a model")
     answer = call_http(http_api.endpoints_patch_model, "POST", f"endpoints/{name}/model", {"model": bad.path},
                        route_params={"name": name})
     assert (answer.status, answer.code) == (422, "ModelNotServable"), answer.text

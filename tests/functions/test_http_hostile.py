@@ -46,7 +46,7 @@ def test_a_patch_throttled_past_the_short_budget_answers_503_with_retry_after_qu
     h = app(RETRAIN_HTTP_BACKOFF_SECONDS="0.01")
     name = h.new_endpoint("thr")
     model = BlobRef("models", f"hand/{name}.ilearner")
-    h.app.storage.write_bytes(model, h.app.storage.read_bytes(INITIAL_MODEL))
+    h.put(model, h.app.storage.read_bytes(INITIAL_MODEL))
     h.fault(route="management.patch_endpoint", status=429, retry_after=25, count=100)
     started = time.monotonic()
     answer = call_http(http_api.endpoints_patch_model, "POST", f"endpoints/{name}/model", {"model": model.path},
@@ -61,7 +61,7 @@ def test_patching_the_model_an_endpoint_serves_is_unchanged(app):
     h = app()
     name = h.new_endpoint("same")
     model = BlobRef("models", f"hand/{name}.ilearner")
-    h.app.storage.write_bytes(model, h.app.storage.read_bytes(INITIAL_MODEL))
+    h.put(model, h.app.storage.read_bytes(INITIAL_MODEL))
     first = call_http(http_api.endpoints_patch_model, "POST", f"endpoints/{name}/model", {"model": model.path},
                       route_params={"name": name})
     assert first.status == 200 and first.json["outcome"] == "Deployed"
@@ -74,7 +74,7 @@ def test_an_endpoint_held_by_another_deployment_is_a_409_endpoint_busy(app):
     h = app(RETRAIN_INTERACTIVE_WAIT_SECONDS="0.5")
     name = h.new_endpoint("busy")
     model = BlobRef("models", f"hand/{name}.ilearner")
-    h.app.storage.write_bytes(model, h.app.storage.read_bytes(INITIAL_MODEL))
+    h.put(model, h.app.storage.read_bytes(INITIAL_MODEL))
     h.app.ledger.acquire("default", name, "someone-else", seconds=60)
     answer = call_http(http_api.endpoints_patch_model, "POST", f"endpoints/{name}/model", {"model": model.path},
                        route_params={"name": name})

@@ -80,7 +80,7 @@ def test_a_transient_failure_past_the_budget_raises_so_the_host_retries(wire):
 def test_other_files_in_models_are_ignored(app):
     h = app
     ref = BlobRef("models", f"notes-{uuid.uuid4().hex[:6]}.txt")
-    h.app.storage.write_bytes(ref, b"hello")
+    h.put(ref, b"hello")
     run_function(blob_triggers.model_landed, blob_client(ref))
     assert h.app.storage.exists(ref)
 

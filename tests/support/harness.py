@@ -45,10 +45,14 @@ class Harness:
         self.app.operations.add_endpoint(name, "integration test")
         return name
 
+    def put(self, ref: BlobRef, data: bytes) -> None:
+        """Write a blob as a user (or a test) does: whatever was there is replaced."""
+        self.app.storage.blob.get_blob_client(ref.container, ref.name).upload_blob(data, overwrite=True)
+
     def upload_data(self, name: str, rows: int = 2000, seed: int = 1, drift: float = 0.0,
                     text: str | None = None) -> BlobRef:
         ref = BlobRef(self.settings.data_container, name)
-        self.app.storage.write_bytes(ref, (text if text is not None else csv_text(rows, seed, drift)).encode())
+        self.put(ref, (text if text is not None else csv_text(rows, seed, drift)).encode())
         return ref
 
     def score(self, endpoint: str) -> float:

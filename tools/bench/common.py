@@ -25,7 +25,8 @@ def library(manifest: dict[str, Any], **overrides: str) -> Retraining:
 def trained_model(app: Retraining, rows: int = 3000) -> Run:
     """Train one model through the library (upload, accept, BES job); returns its run once the job finished."""
     data = BlobRef(app.settings.data_container, f"bench-{uuid.uuid4().hex[:6]}.csv")
-    app.storage.write_bytes(data, csv_text(rows, seed=1, drift=0.7).encode())
+    app.storage.blob.get_blob_client(data.container, data.name).upload_blob(
+        csv_text(rows, seed=1, drift=0.7).encode(), overwrite=True)
     run = app.intake.accept(data)
     assert run is not None and run.job_id, run
     bes = app.studio.bes(app.settings.targets[0])

@@ -122,7 +122,7 @@ def test_a_model_that_cannot_load_never_stays_live_when_the_switch_takes_30_s(st
     tenant = h.new_endpoint("slow")
     good_model, good_score = h.serving(tenant), h.score(tenant)
     ref = BlobRef("models", f"{tenant}/broken.ilearner")
-    h.app.storage.write_bytes(ref, BROKEN_MODEL.encode())
+    h.put(ref, BROKEN_MODEL.encode())
     result = h.app.models.landed(ref)
     assert [e.outcome for e in result.endpoints] == ["RolledBack"], result
     assert "ResourceLoadFailed" in str(result.endpoints[0].reason)
@@ -198,7 +198,7 @@ def test_a_file_replaced_while_it_is_read_ends_its_run_and_the_new_version_train
     read = h.app.storage.chunks
 
     def replaced_mid_read(blob, etag=None):
-        h.app.storage.write_bytes(blob, csv_text(600, seed=6).encode())  # a new version lands meanwhile
+        h.put(blob, csv_text(600, seed=6).encode())  # a new version lands meanwhile
         yield from read(blob, etag)
 
     monkeypatch.setattr(h.app.storage, "chunks", replaced_mid_read)
@@ -230,9 +230,9 @@ def test_an_unusable_evaluation_beside_a_hand_dropped_model_rejects_it(harness, 
     serving = h.serving(tenant)
     run = trained(h, f"{tenant}/e.csv", 51, 0.5)
     folder = f"{tenant}/hand-{len(evaluation)}"
-    h.app.storage.write_bytes(BlobRef("models", f"{folder}/evaluation.csv"), evaluation.encode())
+    h.put(BlobRef("models", f"{folder}/evaluation.csv"), evaluation.encode())
     model = BlobRef("models", f"{folder}/model.ilearner")
-    h.app.storage.write_bytes(model, h.app.storage.read_bytes(BlobRef.parse(str(run.model_path))))
+    h.put(model, h.app.storage.read_bytes(BlobRef.parse(str(run.model_path))))
     result = h.app.models.landed(model)
     assert result is not None and result.status == "Rejected" and "evaluation" in str(result.reason)
     assert h.serving(tenant) == serving and not h.app.storage.exists(model)

@@ -160,7 +160,7 @@ def test_a_model_the_endpoint_cannot_load_is_rolled_back(harness):
     doc = ('{"format": "studio-classic-emulator/ilearner", "formatVersion": 1, "learner": "x", "numeric": [], '
            '"categorical": [], "weights": [1.0], "bias": 0.0, "label": {"positive": "a", "negative": "b"}}')
     ref = BlobRef("models", f"{tenant}/broken.ilearner")
-    h.app.storage.write_bytes(ref, doc.encode())
+    h.put(ref, doc.encode())
     result = h.app.models.landed(ref)
     assert [e.outcome for e in result.endpoints] == ["RolledBack"]
     assert "ResourceLoadFailed" in result.endpoints[0].reason
@@ -179,10 +179,10 @@ def test_a_model_the_endpoint_cannot_load_is_rolled_back(harness):
 def test_an_empty_model_file_or_one_for_a_missing_endpoint_is_rejected_without_a_patch(harness):
     h = harness(RETRAIN_ENDPOINTS="")
     empty = BlobRef("models", "empty.ilearner")
-    h.app.storage.write_bytes(empty, b"")
+    h.put(empty, b"")
     assert h.app.models.landed(empty).status == "Rejected"
     nowhere = BlobRef("models", "no-such-endpoint/m.ilearner")
-    h.app.storage.write_bytes(nowhere, b"{}")
+    h.put(nowhere, b"{}")
     result = h.app.models.landed(nowhere)
     assert result.status == "Rejected" and "does not exist" in result.reason
     codes = {e["data"].get("model"): e["data"].get("code") for e in h.events("ModelRejected")}

@@ -111,13 +111,13 @@ def approval_expired(h, tenant):
 
 def hand_dropped_unservable(h, tenant):
     ref = BlobRef("models", f"{tenant}/broken.ilearner")
-    h.app.storage.write_bytes(ref, BROKEN_MODEL.encode())
+    h.put(ref, BROKEN_MODEL.encode())
     return h.app.models.landed(ref).run_id, ref.path
 
 
 def hand_dropped_empty(h, tenant):
     ref = BlobRef("models", f"{tenant}/empty.ilearner")
-    h.app.storage.write_bytes(ref, b"")
+    h.put(ref, b"")
     return h.app.models.landed(ref).run_id, ref.path
 
 
