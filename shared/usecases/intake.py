@@ -85,6 +85,7 @@ class TrainingIntake:
                 return self._accept(run, ref, props.size, named)
             except ClaimLost:
                 log.warning("run %s: another invocation took the work over", run.id)
+                run.claimed_by = None  # not ours any more: the row is left to whoever took it
                 return self.ledger.get_run(run.id) or run
             finally:
                 if run.claimed_by == owner and run.status == "Accepted":
