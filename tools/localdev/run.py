@@ -33,6 +33,7 @@ def usage(stack: Stack) -> str:
     return f"""
 The stack is up ({stack.host_kind}).
   Functions     {stack.functions_url}   (HTTP API under {api})
+  Status page   {api}/status   (open it in a browser)
   Storage       {(stack.workdir / 'stack.json')}  -> storage_connection_string (Azurite)
   Emulator      {stack.emulator.url}   (manifest: {stack.emulator.manifest_path})
   Host log      {stack.workdir / 'functions.log'}
@@ -46,6 +47,8 @@ Try:
   curl -s {api}/runs
   curl -s {api}/endpoints/tenant-a
   curl -s -X POST {api}/endpoints/tenant-a/rollback
+  curl -s -X POST {api}/retrain -H 'Content-Type: application/json' \
+       -d '{{"blob": "training-data/tenant-a/new.csv", "dryRun": true}}'
 Or drop a CSV into the training-data container (training-data/tenant-a/<file>.csv retrains tenant-a).
 Ctrl-C stops everything.
 """
