@@ -70,8 +70,7 @@ class DryRun:
 
     def _serving(self, target_name: str, target: Target, name: str) -> dict[str, Any]:
         ep = self.studio.endpoint(target, name)
-        res = ep.resource(target.resource_name) if ep else None
         cur = self.ledger.current(target_name, name)
         return {"endpoint": name, "exists": ep is not None,
-                "serving": (res.Location or {}).get("RelativeLocation") if res else None,
+                "serving": ep.model_path(target.resource_name) if ep else None,
                 "runId": cur.run_id if cur else None, "deploymentId": cur.deployment_id if cur else None}

@@ -49,8 +49,7 @@ class Operations:
             if exc.status != 409 or not self._unrecorded(target, name):
                 raise
             adopting, ep = exc, self.studio.management(target).get_endpoint(name)
-        res = ep.resource(target.resource_name)
-        loc = (res.Location or {}) if res else {}
+        loc = ep.location(target.resource_name)
         dep = Deployment(id="create", target=target.name, endpoint=name, operation="create", outcome="Created",
                          model_base=loc.get("BaseLocation"), model_path=loc.get("RelativeLocation"), trigger="http")
         _, recorded = self.ledger.add_deployment(dep)  # one create row per endpoint, whoever writes it first

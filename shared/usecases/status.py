@@ -37,12 +37,11 @@ class StatusPage:
             listed = [e for e in self.studio.management(target).list_endpoints() if e.Name != default]
             count += len(listed)
             for ep in listed[:max(0, MAX_ENDPOINTS - len(endpoints))]:
-                res = ep.resource(target.resource_name)
                 history = self.ledger.history(target.name, ep.Name)
                 cur = self.ledger.current(target.name, ep.Name)
                 since = next((d.created_at for d in history if cur and d.id == cur.deployment_id), None)
-                endpoints.append(EndpointStatus(target.name, ep.Name, (res.Location or {}).get("RelativeLocation")
-                                                if res else None, since, cur.run_id if cur else None, history))
+                endpoints.append(EndpointStatus(target.name, ep.Name, ep.model_path(target.resource_name), since,
+                                                cur.run_id if cur else None, history))
         return StatusSnapshot(self.settings.gate_metric, endpoints, count, self.ledger.list_runs(limit=MAX_RUNS),
                               self.ledger.list_runs(("AwaitingApproval",), limit=MAX_RUNS), self._rejected())
 

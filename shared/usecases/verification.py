@@ -70,8 +70,7 @@ class Verifier:
             ep = self.studio.management(target).get_endpoint(endpoint)
         except (StudioApiError, TransportError) as exc:
             return Verdict(f"verification GET failed: {describe_error(exc)}", transient=True)
-        res = ep.resource(target.resource_name)
-        shown = (res.Location or {}).get("RelativeLocation") if res else None
+        shown = ep.model_path(target.resource_name)
         if shown != relative:
             return Verdict(f"the endpoint shows model {shown!r}, not {relative!r}")
         if row is None:
@@ -114,9 +113,8 @@ class Verifier:
     def restore(self, target: Target, endpoint: str, before: Endpoint, row: dict[str, str] | None,
                 old_answers: Answers | None, keepalive: Callable[[], None] = lambda: None) -> str | None:
         """Put the model the endpoint had back, and check it answers as before; None on success, else why not."""
-        res = before.resource(target.resource_name)
-        loc = res.Location if res else None
-        if not loc or not loc.get("RelativeLocation"):
+        loc = before.location(target.resource_name)
+        if not loc.get("RelativeLocation"):
             return "the endpoint had no model to go back to"
         mgmt = self.studio.management(target)
         try:

@@ -41,8 +41,7 @@ class Views:
         ep = ep or self.studio.endpoint(target, name)
         if ep is None:
             raise NotFound(f"endpoint '{name}' does not exist on target '{target.name}'")
-        res = ep.resource(target.resource_name)
-        loc = (res.Location or {}) if res else {}
+        loc = ep.location(target.resource_name)
         cur = self.ledger.current(target.name, name)
         return {
             "name": ep.Name, "target": target.name, "description": ep.Description,
@@ -60,9 +59,8 @@ class Views:
             default = self.studio.default_endpoint(target)
             for ep in self.studio.management(target).list_endpoints():
                 cur = self.ledger.current(target.name, ep.Name)
-                res = ep.resource(target.resource_name)
                 out.append({"name": ep.Name, "target": target.name, "isDefault": ep.Name == default,
-                            "model": (res.Location or {}).get("RelativeLocation") if res else None,
+                            "model": ep.model_path(target.resource_name),
                             "deploymentId": cur.deployment_id if cur else None,
                             "runId": cur.run_id if cur else None})
         return out

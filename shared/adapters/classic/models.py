@@ -56,6 +56,15 @@ class Endpoint(_Wire):
     def resource(self, name: str) -> EndpointResource | None:
         return next((r for r in self.Resources or [] if r.Name == name), None)
 
+    def location(self, resource_name: str) -> dict[str, Any]:
+        """The named resource's Location (BaseLocation, RelativeLocation, SasBlobToken), or {} when it has none."""
+        res = self.resource(resource_name)
+        return dict(res.Location or {}) if res else {}
+
+    def model_path(self, resource_name: str) -> str | None:
+        """The RelativeLocation of the model the named resource holds (the model the endpoint serves)."""
+        return self.location(resource_name).get("RelativeLocation")
+
 
 class WebService(_Wire):
     Id: str
