@@ -13,28 +13,21 @@ import json
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from shared.targets import Target, check_service_url, check_url, csv_list, normalise_bes_url
 
 ADULT_COLUMNS = ("age,workclass,fnlwgt,education,education-num,marital-status,occupation,relationship,race,sex,"
                  "capital-gain,capital-loss,hours-per-week,native-country,income")
 ADULT_NUMERIC = "age,fnlwgt,education-num,capital-gain,capital-loss,hours-per-week"
+__all__ = ["Settings", "SettingsError", "Target", "get_settings", "load_settings"]
 LOWER_IS_BETTER = {"Average Log Loss", "Log Loss", "Mean Absolute Error", "Root Mean Squared Error"}
 
 
 
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message names it."""
-
-
-def _csv_list(value: object) -> list[str]:
-    if value is None or value == "":
-        return []
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    if isinstance(value, list):
-        return [str(v).strip() for v in value]
-    raise ValueError("expected a comma-separated list")
 
 
 def _json_setting(value: object, kind: type, what: str) -> object:
@@ -49,62 +42,6 @@ def _json_setting(value: object, kind: type, what: str) -> object:
     if value is not None and not isinstance(value, kind):
         raise ValueError(f"expected {what}")
     return value
-
-
-def _check_url(value: str, what: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"{what} must be an http(s) URL, got {value!r}")
-    return value.rstrip("/")
-
-
-class Target(BaseModel):
-    """A predictive web service and the scoring endpoints its retrained model goes to."""
-
-    name: str = "default"
-    management_url: str  # https://management.azureml.net/workspaces/<ws>/webservices/<predictive service id>
-    management_key: SecretStr
-    resource_name: str
-    endpoints: list[str] = Field(default_factory=list)  # ["*"]: every non-default endpoint
-    tenant_routing: bool = True  # <data_prefix><tenant>/<file>.csv -> endpoint <tenant>
-    data_prefix: str = ""
-    bes_url: str | None = None  # overrides the app-wide training service
-    bes_key: SecretStr | None = None
-
-    @field_validator("management_url")
-    @classmethod
-    def _management_url(cls, value: str) -> str:
-        return check_service_url(value)
-
-    @field_validator("endpoints", mode="before")
-    @classmethod
-    def _endpoints(cls, value: object) -> list[str]:
-        return _csv_list(value)
-
-    @field_validator("bes_url")
-    @classmethod
-    def _bes(cls, value: str | None) -> str | None:
-        return normalise_bes_url(value) if value else None
-
-    @field_validator("data_prefix")
-    @classmethod
-    def _prefix(cls, value: str) -> str:
-        value = value.strip("/")
-        return value + "/" if value else ""
-
-
-def check_service_url(value: str) -> str:
-    value = _check_url(value, "the management URL")
-    path = urlsplit(value).path.strip("/").split("/")
-    if len(path) != 4 or path[0] != "workspaces" or path[2] != "webservices":
-        raise ValueError("the management URL must end in /workspaces/<workspace id>/webservices/<web service id>")
-    return value
-
-
-def normalise_bes_url(value: str) -> str:
-    """Accept an ApiLocation or a BES jobs URL (`.../jobs?api-version=2.0`); return the ApiLocation."""
-    value = _check_url(value.split("?")[0], "the BES URL")
-    return value[: -len("/jobs")] if value.endswith("/jobs") else value
 
 
 class Settings(BaseSettings):
@@ -142,9 +79,9 @@ class Settings(BaseSettings):
     gate_min_improvement: float | None = Field(None, validation_alias="RETRAIN_GATE_MIN_IMPROVEMENT")
 
     label_column: str = Field("income", validation_alias="RETRAIN_LABEL_COLUMN")
-    required_columns: Annotated[list[str], NoDecode] = Field(default_factory=lambda: _csv_list(ADULT_COLUMNS),
+    required_columns: Annotated[list[str], NoDecode] = Field(default_factory=lambda: csv_list(ADULT_COLUMNS),
                                                              validation_alias="RETRAIN_REQUIRED_COLUMNS")
-    numeric_columns: Annotated[list[str], NoDecode] = Field(default_factory=lambda: _csv_list(ADULT_NUMERIC),
+    numeric_columns: Annotated[list[str], NoDecode] = Field(default_factory=lambda: csv_list(ADULT_NUMERIC),
                                                             validation_alias="RETRAIN_NUMERIC_COLUMNS")
     label_values: Annotated[list[str], NoDecode] = Field(default_factory=lambda: [">50K", "<=50K"],
                                                          validation_alias="RETRAIN_LABEL_VALUES")
@@ -185,7 +122,7 @@ class Settings(BaseSettings):
     @field_validator("endpoints", "required_columns", "numeric_columns", "label_values", mode="before")
     @classmethod
     def _lists(cls, value: object) -> list[str]:
-        return _csv_list(value)
+        return csv_list(value)
 
     @field_validator("bes_global_parameters", "smoke_row", mode="before")
     @classmethod
@@ -205,7 +142,7 @@ class Settings(BaseSettings):
     @field_validator("bes_url", "eventgrid_endpoint", "storage_blob_uri", "storage_table_uri")
     @classmethod
     def _urls(cls, value: str | None) -> str | None:
-        return _check_url(value, "the URL") if value else None
+        return check_url(value, "the URL") if value else None
 
     @model_validator(mode="after")
     def _complete(self) -> Settings:
