@@ -10,13 +10,15 @@ from collections.abc import Iterator
 
 import azure.functions as func
 
-from shared import logs
+from shared import logs, telemetry
 from shared.composition import Retraining
 from shared.composition import retraining as _retraining
 
+telemetry.configure()  # Application Insights, when APPLICATIONINSIGHTS_CONNECTION_STRING is set
 logs.install()
 # The SDKs' HTTP logging policy writes every request's headers at INFO: keep it to warnings.
 logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
+logging.getLogger("azure.identity").setLevel(logging.WARNING)  # a line per token otherwise
 
 
 def retraining() -> Retraining:
@@ -31,5 +33,7 @@ def retraining_for_http() -> Retraining:
 
 @contextlib.contextmanager
 def invocation(context: func.Context | None) -> Iterator[None]:
-    with logs.context(invocation=context.invocation_id if context is not None else None):
+    name = context.function_name if context is not None else "invocation"
+    with logs.context(invocation=context.invocation_id if context is not None else None), \
+            telemetry.span(name, **({"faas.invocation_id": context.invocation_id} if context is not None else {})):
         yield

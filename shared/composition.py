@@ -31,9 +31,12 @@ from shared.usecases.verification import Verifier
 from shared.usecases.views import Views
 
 
-def _storage_credential(settings: Settings) -> Any:
-    """A managed identity (or developer) credential when storage is reached without a connection string."""
-    if settings.storage_connection_string is not None:
+def _identity(settings: Settings) -> Any:
+    """The app's Entra ID credential - its managed identity in Azure (the user-assigned one named by
+    `AzureWebJobsStorage__clientId` or `AZURE_CLIENT_ID`), a developer's sign-in locally - when something is reached
+    without a key: storage without a connection string, an Event Grid topic without a key. Else None."""
+    keyless_events = settings.eventgrid_endpoint is not None and settings.eventgrid_key is None
+    if settings.storage_connection_string is not None and not keyless_events:
         return None
     from azure.identity import DefaultAzureCredential
 
@@ -52,12 +55,12 @@ class Retraining:
                 [t.bes_key for t in settings.targets]:
             if secret is not None:
                 register_secret(secret.get_secret_value())
-        credential = _storage_credential(settings)
+        credential = _identity(settings)
         retries = 1 if interactive else 3
         self.storage = Storage(settings, credential, retries)
         register_secret(self.storage.account_key)
         self.ledger = Ledger(settings, credential, retries)
-        self.events = EventPublisher(settings, Outbox(self.ledger.outbox))
+        self.events = EventPublisher(settings, Outbox(self.ledger.outbox), credential)
         self.studio = StudioClients(settings, interactive_policy(settings) if interactive else None)
 
         gate = Gate.from_settings(settings)

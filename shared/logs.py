@@ -26,6 +26,7 @@ _PATTERNS = [
     (re.compile(r"(?i)(AccountKey=)[^;\s\"'<>]+"), r"\1REDACTED"),
     (re.compile(r"(?i)(SharedAccessSignature=)[^;\s\"'<>]+"), r"\1REDACTED"),
     (re.compile(r"(?i)(Bearer\s+)[A-Za-z0-9+/=._~-]+"), r"\1REDACTED"),
+    (re.compile(r"eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), "REDACTED-JWT"),
     (re.compile(r"(?i)(aeg-sas-key['\"]?\s*[:=]\s*['\"]?)[^'\"\s,}]+"), r"\1REDACTED"),
     (re.compile(r"(?i)([\"']?(?:PrimaryKey|SecondaryKey|api_key|workspace_token|topic_key)[\"']?\s*[:=]\s*[\"'])"
                 r"[^\"']+"), r"\1REDACTED"),

@@ -149,6 +149,9 @@ class Settings(BaseSettings):
         if self.storage_connection_string is None and not (self.storage_account_name or self.storage_blob_uri):
             raise ValueError("AzureWebJobsStorage: set a connection string, or AzureWebJobsStorage__accountName "
                              "(or __blobServiceUri) for a managed identity")
+        if self.storage_connection_string is None and not self.storage_account_name and not self.storage_table_uri:
+            raise ValueError("AzureWebJobsStorage__tableServiceUri is required with __blobServiceUri (the ledger's "
+                             "tables), unless AzureWebJobsStorage__accountName is set")
         if self.targets_json is None and self.management_url is None:
             raise ValueError("RETRAIN_MANAGEMENT_URL (with RETRAIN_MANAGEMENT_KEY and RETRAIN_RESOURCE_NAME) or "
                              "RETRAIN_TARGETS is required: where do trained models go?")

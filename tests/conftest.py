@@ -39,7 +39,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def remember_secrets(manifest: dict) -> None:
     """Keys from an emulator manifest; the suite's log must never contain them."""
     for value in (manifest["workspace_token"], manifest["training_service"]["api_key"],
-                  manifest["eventgrid"]["topic_key"]):
+                  manifest["eventgrid"]["topic_key"], manifest["identity"]["header"]):
         _known_secrets.add(value)
 
 
@@ -49,8 +49,10 @@ def leaked_secrets(text: str) -> list[str]:
 
     if ACCOUNT_KEY in text:
         found.append("the storage account key")
+    if re.search(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.", text):
+        found.append("a bearer token (JWT)")
     for match in re.finditer(r"(?i)sig(=|%3D)([^&\s\"'<>]+)", text):
-        if match.group(2) not in ("REDACTED", "***"):
+        if match.group(2).split("\\")[0] not in ("REDACTED", "***"):  # (a JSON escape may follow)
             found.append(f"a SAS signature ({match.group(0)[:12]}...)")
     return found
 

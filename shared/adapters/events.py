@@ -22,6 +22,7 @@ from azure.core.messaging import CloudEvent
 from azure.eventgrid import EventGridPublisherClient
 
 from shared.adapters.outbox import Outbox
+from shared.adapters.transport import pooled_transport
 from shared.logs import scrub
 from shared.records import now_iso
 from shared.settings import Settings
@@ -41,16 +42,20 @@ def event_id(event_type: str, subject: str, data: dict[str, Any]) -> str:
 class EventPublisher:
     """Publishes `Retrain.*` CloudEvents through the outbox to the configured topic (or logs them)."""
 
-    def __init__(self, settings: Settings, outbox: Outbox) -> None:
+    def __init__(self, settings: Settings, outbox: Outbox, identity: Any = None) -> None:
+        """Publishes with the topic's key when one is set, else with `identity` (an Entra ID token credential:
+        the app's managed identity, for a topic with local auth disabled)."""
         self.source = settings.event_source
         self.outbox = outbox
         self._client: EventGridPublisherClient | None = None
         self._lock = threading.Lock()
         self._skip_until = 0.0
-        if settings.eventgrid_endpoint and settings.eventgrid_key:
+        credential = AzureKeyCredential(settings.eventgrid_key.get_secret_value()) if settings.eventgrid_key \
+            else identity
+        if settings.eventgrid_endpoint and credential is not None:
             self._client = EventGridPublisherClient(
-                settings.eventgrid_endpoint, AzureKeyCredential(settings.eventgrid_key.get_secret_value()),
-                retry_total=1, retry_backoff_factor=0.2, retry_backoff_max=1, connection_timeout=3, read_timeout=5)
+                settings.eventgrid_endpoint, credential, transport=pooled_transport(16), retry_total=1,
+                retry_backoff_factor=0.2, retry_backoff_max=1, connection_timeout=3, read_timeout=5)
         else:
             log.info("no Event Grid topic configured (RETRAIN_EVENTGRID_ENDPOINT): events are only logged")
 
@@ -62,8 +67,10 @@ class EventPublisher:
         except (TypeError, ValueError) as exc:  # never let an event fail the operation it reports
             log.warning("could not serialise Retrain.%s for %s (%s)", event_type, subject, exc)
             return
+        # Also a custom event in Application Insights when telemetry is on (the distro reads this attribute).
+        log.info("event Retrain.%s %s %s", event_type, subject, json.dumps(clean, sort_keys=True),
+                 extra={"microsoft.custom_event.name": f"Retrain.{event_type}", "retrain.subject": subject})
         if self._client is None:
-            log.info("event Retrain.%s %s %s", event_type, subject, json.dumps(clean, sort_keys=True))
             return
         ident, when = event_id(event_type, subject, clean), now_iso()
         try:

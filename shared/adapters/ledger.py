@@ -82,9 +82,12 @@ class Ledger:
         self.outbox: TableClient = self.service.get_table_client(f"{settings.table_prefix}Outbox")
 
     def ensure_tables(self) -> None:
+        """Create the ledger's tables that are missing (existing ones are only looked at: in Azure the template
+        creates them)."""
         for table in (self.runs, self.deployments, self.outbox):
-            with contextlib.suppress(ResourceExistsError):
-                table.create_table()
+            if not list(self.service.query_tables("TableName eq @name", parameters={"name": table.table_name})):
+                with contextlib.suppress(ResourceExistsError):
+                    table.create_table()
 
     # ---- runs -------------------------------------------------------------------------------------------------
     def create_run(self, run: Run) -> tuple[Run, bool]:

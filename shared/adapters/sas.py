@@ -30,9 +30,13 @@ def token_expiry(token: str | None) -> datetime | None:
 
 
 def needs_refresh(token: str | None, margin: timedelta, now: datetime | None = None) -> bool:
-    """True when the token is missing, unreadable, expired, or expires within `margin`."""
+    """True when the token is missing, unreadable, expired, expires within `margin`, or cannot read the blob (a
+    job's results echo the write-only token the app gave for its outputs when it has no account key)."""
     expiry = token_expiry(token)
-    return expiry is None or expiry - margin <= (now or datetime.now(UTC))
+    if expiry is None or expiry - margin <= (now or datetime.now(UTC)):
+        return True
+    permissions = parse_qs((token or "").lstrip("?")).get("sp")
+    return permissions is not None and "r" not in permissions[0]
 
 
 class SasMinter:

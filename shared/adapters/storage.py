@@ -58,10 +58,14 @@ class Storage:
                 f"AccountKey={self.account_key};BlobEndpoint={self.minter.base_location.rstrip('/')};")
 
     def ensure_containers(self) -> None:
+        """Create the app's containers that are missing. In Azure the template creates them, and the app's
+        identity has no right to create containers: so existing ones are only looked at, never created again."""
         s = self.settings
         for name in (s.data_container, s.models_container, s.rejected_container):
-            with contextlib.suppress(ResourceExistsError):
-                self.blob.create_container(name)
+            container = self.blob.get_container_client(name)
+            if not container.exists():
+                with contextlib.suppress(ResourceExistsError):
+                    container.create_container()
 
     def properties(self, ref: BlobRef) -> Any:
         return self.blob.get_blob_client(ref.container, ref.name).get_blob_properties()
@@ -113,8 +117,6 @@ class Storage:
         copy is complete, and only if it has not changed since. Idempotent: a retry finds its own copy again.
         """
         source = self.blob.get_blob_client(ref.container, ref.name)
-        with contextlib.suppress(ResourceExistsError):
-            self.blob.create_container(self.settings.rejected_container)
         try:
             props = source.get_blob_properties()
         except ResourceNotFoundError:
@@ -137,8 +139,6 @@ class Storage:
         safe = re.sub(r"[\\\x00-\x1f\x7f]", "_", ref.name)
         safe = "/".join({".": "_dot_", "..": "_dotdot_"}.get(part, part) for part in safe.split("/"))
         note = BlobRef(self.settings.rejected_container, f"{ref.container}/{safe}.reason.json")
-        with contextlib.suppress(ResourceExistsError):
-            self.blob.create_container(self.settings.rejected_container)
         body = dict(reason, source=ref.path, stays=True, rejectedAt=datetime.now(UTC).isoformat())
         self._write_reason(note, body)
         return note

@@ -12,11 +12,18 @@ from urllib3.exceptions import InvalidHeader
 from urllib3.util import Retry
 
 
+def ca_bundle() -> str | None:
+    """A CA bundle to trust instead of certifi's (`REQUESTS_CA_BUNDLE`: a corporate proxy's CA, or the local
+    identity-mode stack's test CA), else None."""
+    return os.environ.get("REQUESTS_CA_BUNDLE") or None
+
+
 def pooled_session(pool_size: int = 64) -> requests.Session:
     """A requests session with a connection pool of `pool_size`, no retries of its own (callers retry with
     tenacity or the SDK pipeline), and no per-call proxy/netrc lookups unless a proxy is configured."""
     session = requests.Session()
     session.trust_env = bool(os.environ.get("HTTPS_PROXY") or os.environ.get("HTTP_PROXY"))
+    session.verify = ca_bundle() or True
     adapter = HTTPAdapter(pool_connections=8, pool_maxsize=pool_size, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
@@ -27,7 +34,8 @@ def pooled_transport(pool_size: int = 64) -> Any:
     """An azure-core transport over a pooled session (a measurable saving at hundreds of calls a second)."""
     from azure.core.pipeline.transport import RequestsTransport
 
-    return RequestsTransport(session=pooled_session(pool_size), session_owner=False)
+    return RequestsTransport(session=pooled_session(pool_size), session_owner=False,
+                             connection_verify=ca_bundle() or True)
 
 
 def sdk_retries(total: int) -> dict[str, Any]:

@@ -31,7 +31,12 @@ class Client:
         self.api = f"{stack.functions_url}/api"
         self.m = stack.emulator.manifest
         self.http = requests.Session()
-        self.blobs = BlobServiceClient.from_connection_string(stack.azurite.connection_string)
+        # In identity mode Azurite and the emulator serve HTTPS with the stack's own CA.
+        self.verify: Any = str(stack.tls.ca) if stack.tls else True
+        self.http.verify = self.verify
+        self.http.trust_env = False  # else a REQUESTS_CA_BUNDLE in the environment overrides `verify`
+        self.blobs = BlobServiceClient.from_connection_string(stack.azurite.connection_string,
+                                                              connection_verify=self.verify)
 
     def call(self, method: str, path: str, **kw: Any) -> requests.Response:
         return self.http.request(method, f"{self.api}/{path}", timeout=120, **kw)
@@ -75,12 +80,12 @@ class Client:
             time.sleep(0.2)
 
 
-def start_stack(name: str, propagation_seconds: float = 0.0, **overrides: str) -> Stack:
+def start_stack(name: str, propagation_seconds: float = 0.0, identity: bool = False, **overrides: str) -> Stack:
     """A stack for the story tests; the model switch is instant unless a test asks for the real service's delay
     (the verification under a delay is tested in tests/integration/library/test_hostile.py)."""
     workdir = RUNS_DIR / f"e2e-{name}-{uuid.uuid4().hex[:6]}"
     stack = Stack(Path(workdir), use_func=False, settings_overrides=dict(overrides),
-                  propagation_seconds=propagation_seconds).start()
+                  propagation_seconds=propagation_seconds, identity=identity).start()
     assert stack.emulator is not None
     remember_secrets(stack.emulator.manifest)
     return stack

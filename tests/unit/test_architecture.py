@@ -16,7 +16,8 @@ MAX_MODULE_LINES, MAX_CLASS_LINES = 300, 200
 # Which layer may import which (a module's layer is the first prefix that matches its name).
 LAYERS = [
     ("function_app", "entry"), ("blueprints", "entry"), ("shared.composition", "composition"),
-    ("shared.usecases", "usecases"), ("shared.adapters", "adapters"), ("shared.settings", "config"), ("shared.targets", "config"), ("shared.telemetry", "config"),
+    ("shared.usecases", "usecases"), ("shared.adapters", "adapters"), ("shared.settings", "config"),
+    ("shared.targets", "config"), ("shared.telemetry", "config"),
     ("shared.logs", "config"), ("shared.decisions", "core"), ("shared.records", "core"), ("shared.errors", "core"),
     ("shared.validation", "core"), ("shared.api", "core"), ("shared", "core"),
 ]

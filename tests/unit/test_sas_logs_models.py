@@ -24,6 +24,20 @@ def test_token_expiry_and_refresh():
     assert needs_refresh(None, timedelta(0)) and needs_refresh("?sv=1", timedelta(0))
 
 
+def test_a_token_that_cannot_read_the_blob_needs_a_fresh_one():
+    """A BES job given write-only output tokens (the app has no account key) echoes them in its results: the
+    PATCH needs a token that reads."""
+    write_only = TOKEN.replace("sp=r", "sp=cw")
+    assert needs_refresh(write_only, timedelta(minutes=5), now=datetime(2029, 1, 1, tzinfo=UTC))
+    assert not needs_refresh(TOKEN.replace("sp=r", "sp=rcw"), timedelta(minutes=5),
+                             now=datetime(2029, 1, 1, tzinfo=UTC))
+
+
+def test_a_bearer_token_in_a_log_line_is_redacted():
+    jwt_like = "eyJhbGciOiJIUzI1NiJ9.eyJhdWQiOiJodHRwczovL3N0b3JhZ2UifQ.c2lnbmF0dXJl"
+    assert jwt_like not in logs.scrub(f"token {jwt_like} refused")
+
+
 def test_log_records_are_scrubbed(caplog):
     logs.install()
     logs.register_secret("super-secret-endpoint-key")

@@ -318,8 +318,17 @@ class DevHost:
         return "processed"
 
     def _poison(self, work: BlobWork) -> None:
-        conn = self.opts.environ.get(work.spec.trigger["connection"]) or ""
-        queue = QueueClient.from_connection_string(conn, POISON_QUEUE)
+        connection = work.spec.trigger["connection"]
+        env = self.opts.environ
+        if env.get(connection):
+            queue = QueueClient.from_connection_string(env[connection], POISON_QUEUE)
+        else:  # identity-based, as the host does: `<connection>__queueServiceUri` and the managed identity
+            from azure.identity import ManagedIdentityCredential
+
+            uri = env.get(f"{connection}__queueServiceUri") or \
+                f"https://{env[f'{connection}__accountName']}.queue.core.windows.net"
+            queue = QueueClient(uri, POISON_QUEUE, credential=ManagedIdentityCredential(
+                client_id=env.get(f"{connection}__clientId")))
         with contextlib.suppress(ResourceExistsError):
             queue.create_queue()
         queue.send_message(json.dumps({"Type": "BlobTrigger", "FunctionId": f"Host.Functions.{work.spec.name}",

@@ -42,6 +42,11 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.add_argument("--events-poll-seconds", type=float, default=0.5, help="storage polling interval (default 0.5)")
     p.add_argument("--sas-cache-seconds", type=float, default=5.0,
                    help="share downloads of the same SAS URL for this long (0 = download on every PATCH)")
+    p.add_argument("--tls-cert", type=Path, help="serve HTTPS with this PEM certificate (needs --tls-key)")
+    p.add_argument("--tls-key", type=Path, help="the private key of --tls-cert (PEM)")
+    p.add_argument("--topic-auth", choices=["key", "entra"], default="key",
+                   help="how publishers authenticate to the default topic: its key, or (entra) only an Entra ID "
+                        "token from the emulator's managed identity endpoint (local auth disabled)")
     p.add_argument("--access-log", action="store_true", help="log every request")
     p.add_argument("--log-level", default="INFO")
 
@@ -55,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     _serve_parser(sub)
     sub.add_parser("census", help="write synthetic census data (see python -m tools.emulator.census --help)")
     args = parser.parse_args(argv)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        parser.error("--tls-cert and --tls-key go together")
     if not args.storage:
         parser.error("--storage (or $EMULATOR_STORAGE) is required: the workspace storage connection string")
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -66,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
                        tier=args.tier, faults=[parse_fault_flag(f) for f in args.fault],
                        subscriptions=[subscription_from_flag(s) for s in args.subscribe],
                        events_poll_seconds=args.events_poll_seconds, access_log=args.access_log,
-                       sas_cache_seconds=args.sas_cache_seconds)
+                       sas_cache_seconds=args.sas_cache_seconds, tls_cert=args.tls_cert, tls_key=args.tls_key,
+                       topic_auth=args.topic_auth)
     except ValueError as exc:
         parser.error(str(exc))
     asyncio.run(serve(opts))

@@ -9,10 +9,12 @@ one model URL), and the token's expiry is still checked locally on every use.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
@@ -129,6 +131,9 @@ def sas_expiry(token: str) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+SAS_PUBLIC_FIELDS = ("sv", "sr", "sp", "spr", "skoid", "sktid", "skv", "sks", "skt", "ske", "st", "se")
+
+
 class SasFetcher:
     """GET a blob through a SAS URL; identical URLs fetched within `ttl` seconds share one download."""
 
@@ -139,8 +144,15 @@ class SasFetcher:
         self._ttl = ttl
         self._max = max_entries
         self._cache: dict[str, tuple[float, asyncio.Future[bytes]]] = {}
+        self.seen: collections.deque[dict[str, Any]] = collections.deque(maxlen=1000)
+
+    def _note(self, token: str) -> None:
+        """Keep what kind of SAS this was (field names, non-secret fields; never the signature)."""
+        values = parse_qs(token.lstrip("?"))
+        self.seen.append({"fields": sorted(values), **{k: values[k][0] for k in SAS_PUBLIC_FIELDS if k in values}})
 
     async def fetch(self, url: str, token: str) -> bytes:
+        self._note(token)
         expiry = sas_expiry(token)
         if expiry is not None and expiry <= datetime.now(UTC):
             raise BlobFetchError("expired", f"the SAS token expired at {expiry.isoformat()}")

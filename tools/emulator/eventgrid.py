@@ -1,8 +1,9 @@
 """Event Grid stand-ins: custom topics the app publishes to, and a storage-events source for blob triggers.
 
 Topics accept a batch in the schema they were created with (CloudEvents 1.0 or EventGridEvent), authenticated by
-`aeg-sas-key`; the wrong schema gets a 400 as on the real service. What a topic received is kept (newest 10,000)
-and readable at `GET /admin/eventgrid/topics/{topic}/events`.
+`aeg-sas-key` - or, for a topic with local auth disabled (`auth: entra`), only by an Entra ID bearer token for
+`https://eventgrid.azure.net` (a key is refused); the wrong schema gets a 400 as on the real service. What a topic
+received is kept (newest 10,000) and readable at `GET /admin/eventgrid/topics/{topic}/events`.
 
 The storage-events source polls the storage account (Azurite emits no events) and delivers
 `Microsoft.Storage.BlobCreated` / `BlobDeleted` events in the Event Grid schema to webhook subscriptions: the
@@ -30,13 +31,15 @@ from azure.core.exceptions import AzureError
 from azure.storage.blob.aio import BlobServiceClient
 from pydantic import BaseModel, Field
 
-from tools.emulator.context import EMULATOR
+from tools.emulator.context import EMULATOR, bearer_token
+from tools.emulator.identity import IDENTITY
 from tools.emulator.state import Store
 
 log = logging.getLogger("emulator.eventgrid")
 SCHEMAS = ("CloudEventSchemaV1_0", "EventGridSchema")
 MAX_KEPT = 10_000
 MAX_BATCH_BYTES = 1_048_576
+EVENTGRID_AUDIENCE = "https://eventgrid.azure.net"
 
 
 def _now() -> str:
@@ -49,10 +52,14 @@ class Topics:
         self.store = store
         self.received: dict[str, collections.deque[dict[str, Any]]] = {}
 
-    def ensure(self, name: str, schema: str = "CloudEventSchemaV1_0") -> dict[str, str]:
+    def ensure(self, name: str, schema: str = "CloudEventSchemaV1_0", auth: str | None = None) -> dict[str, str]:
+        """The topic (created when missing); `auth` ("key" or "entra") sets how publishers authenticate."""
         topics = self.store.ws.topics
         if name not in topics:
             topics[name] = {"key": secrets.token_urlsafe(32), "schema": schema}
+            self.store.mark_dirty()
+        if auth is not None and topics[name].get("auth", "key") != auth:
+            topics[name]["auth"] = auth
             self.store.mark_dirty()
         self.received.setdefault(name, collections.deque(maxlen=MAX_KEPT))
         return topics[name]
@@ -92,8 +99,9 @@ async def publish(request: web.Request) -> web.Response:
     topic = topics.store.ws.topics.get(name)
     if topic is None:
         return _eg_error(404, "NotFound", f"Topic '{name}' does not exist.")
-    if not hmac.compare_digest(request.headers.get("aeg-sas-key", "").encode(), topic["key"].encode()):
-        return _eg_error(401, "Unauthorized", "The request authorization key is not authorized for this topic.")
+    auth = _authenticate(request, topic)
+    if isinstance(auth, web.Response):
+        return auth
     raw = await request.read()
     if len(raw) > MAX_BATCH_BYTES:
         return _eg_error(413, "RequestEntityTooLarge", "The maximum size of a batch is 1048576 bytes.")
@@ -115,8 +123,24 @@ async def publish(request: web.Request) -> web.Response:
         return _eg_error(400, "BadRequest", problem)
     kept = topics.received.setdefault(name, collections.deque(maxlen=MAX_KEPT))
     for ev in events:
-        kept.append({"receivedAt": _now(), "event": ev})
+        kept.append({"receivedAt": _now(), "auth": auth, "event": ev})
     return web.Response(status=200)
+
+
+def _authenticate(request: web.Request, topic: dict[str, str]) -> str | web.Response:
+    """"key" or "bearer" when the publisher may publish, else the 401 the real service gives."""
+    if topic.get("auth", "key") == "entra":
+        if request.headers.get("aeg-sas-key") or request.headers.get("aeg-sas-token"):
+            return _eg_error(401, "Unauthorized", "Local authentication (keys, SAS tokens) is disabled for this "
+                                                  "topic; use an Entra ID token.")
+        token = bearer_token(request)
+        if token is None or request.app[IDENTITY].verify(token, EVENTGRID_AUDIENCE) is None:
+            return _eg_error(401, "Unauthorized", "The bearer token is missing, expired, or not for "
+                                                  f"{EVENTGRID_AUDIENCE}.")
+        return "bearer"
+    if not hmac.compare_digest(request.headers.get("aeg-sas-key", "").encode(), topic["key"].encode()):
+        return _eg_error(401, "Unauthorized", "The request authorization key is not authorized for this topic.")
+    return "key"
 
 
 @routes.get("/admin/eventgrid/topics/{topic}/events", name="admin.eventgrid.events")

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import signal
+import ssl
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tools.emulator import bes, eventgrid, faults, management, rrs
+from tools.emulator import bes, eventgrid, faults, identity, management, rrs
 from tools.emulator.blobs import SasFetcher
 from tools.emulator.census import csv_text
 from tools.emulator.census_schema import FEATURES, LABEL
@@ -52,6 +53,9 @@ class Options:
     events_poll_seconds: float = 0.5
     access_log: bool = False
     sas_cache_seconds: float = 5.0
+    tls_cert: Path | None = None  # serve HTTPS with this certificate (PEM) and key
+    tls_key: Path | None = None
+    topic_auth: str = "key"  # "entra": the default topic takes only Entra ID tokens (local auth disabled)
 
 
 def _initial_model() -> bytes:
@@ -110,7 +114,8 @@ def manifest(emu: Emulator) -> dict[str, Any]:
                                "default_endpoint": predictive.default_endpoint,
                                "resource_name": predictive.resource_name},
         "eventgrid": {"topic_endpoint": f"{emu.base_url}/eventgrid/topics/{DEFAULT_TOPIC}/api/events",
-                      "topic_key": topic["key"]},
+                      "topic_key": topic["key"], "auth": topic.get("auth", "key")},
+        "identity": identity.Identity(ws.token).manifest(emu.base_url),
         "storage": {"connection_string": emu.config.storage_connection_string},
         "admin_url": f"{emu.base_url}/admin",
         "pid": os.getpid(),
@@ -138,8 +143,10 @@ def build_app(emu: Emulator, fault_rules: list[faults.FaultRule],
     app[bes.RUNNER] = bes.JobRunner(emu)
     app[eventgrid.TOPICS] = eventgrid.Topics(emu.store)
     app[eventgrid.SOURCE] = source
+    app[identity.IDENTITY] = identity.Identity(emu.store.ws.token)
     app.router.add_get("/admin/health", health, name="admin.health")
-    for table in (management.routes, bes.routes, rrs.routes, eventgrid.routes, faults.admin_routes):
+    for table in (management.routes, bes.routes, rrs.routes, eventgrid.routes, faults.admin_routes,
+                  identity.routes):
         app.router.add_routes(table)
     return app
 
@@ -161,16 +168,20 @@ async def serve(opts: Options, ready: asyncio.Event | None = None, stop: asyncio
                                 if s.name or s.subject_begins_with != sub.subject_begins_with]
         source.add(sub)
     app = build_app(emu, opts.faults, source)
-    app[eventgrid.TOPICS].ensure(DEFAULT_TOPIC)
+    app[eventgrid.TOPICS].ensure(DEFAULT_TOPIC, auth=opts.topic_auth)
     runner = web.AppRunner(app, access_log=log if opts.access_log else None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, opts.host, opts.port, backlog=1024, reuse_address=True)
+    tls = None
+    if opts.tls_cert is not None:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(opts.tls_cert, opts.tls_key)
+    site = web.TCPSite(runner, opts.host, opts.port, backlog=1024, reuse_address=True, ssl_context=tls)
     await site.start()
     sockets = getattr(site._server, "sockets", None)  # aiohttp exposes the bound port only here
     assert sockets
     port = sockets[0].getsockname()[1]
     host = "127.0.0.1" if opts.host in ("0.0.0.0", "") else opts.host
-    emu.base_url = f"http://{host}:{port}"
+    emu.base_url = f"{'https' if tls else 'http'}://{host}:{port}"
     store.start_saver()
     await source.start()
     source._persist()

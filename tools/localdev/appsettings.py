@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tools.localdev.azurite import Azurite
+    from tools.localdev.tls import LocalTls
 
 
 def settings_from_manifest(manifest: dict[str, Any], storage_connection_string: str | None = None,
@@ -29,6 +33,27 @@ def settings_from_manifest(manifest: dict[str, Any], storage_connection_string: 
     }
     values.update(overrides)
     return values
+
+
+def identity_settings(values: dict[str, str], azurite: Azurite, manifest: dict[str, Any],
+                      tls: LocalTls) -> dict[str, str]:
+    """The app's settings in identity mode, as in Azure: storage by service URI and a user-assigned managed
+    identity (no connection string), the topic without a key; the platform's identity endpoint (in Azure the host
+    sets IDENTITY_ENDPOINT and IDENTITY_HEADER itself) and the local CA to trust."""
+    identity = manifest["identity"]
+    out = {k: v for k, v in values.items() if k not in ("AzureWebJobsStorage", "RETRAIN_EVENTGRID_KEY")}
+    out.update({
+        "AzureWebJobsStorage__blobServiceUri": azurite.service_uri("blob"),
+        "AzureWebJobsStorage__queueServiceUri": azurite.service_uri("queue"),
+        "AzureWebJobsStorage__tableServiceUri": azurite.service_uri("table"),
+        "AzureWebJobsStorage__credential": "managedidentity",
+        "AzureWebJobsStorage__clientId": identity["client_id"],
+        "AZURE_CLIENT_ID": identity["client_id"],
+        "IDENTITY_ENDPOINT": identity["endpoint"],
+        "IDENTITY_HEADER": identity["header"],
+        **tls.environ(),
+    })
+    return out
 
 
 def local_settings_json(values: dict[str, str]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -9,6 +10,7 @@ from pathlib import Path
 
 from tools.localdev.ports import free_port, port_is_free, wait_for_port
 from tools.localdev.process import spawn, stop
+from tools.localdev.tls import LocalTls
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ACCOUNT_NAME = "devstoreaccount1"
@@ -26,12 +28,13 @@ def azurite_binary() -> Path:
     raise FileNotFoundError("Azurite is not installed: run `make deps` (npm ci) first")
 
 
-def connection_string(blob_port: int, queue_port: int, table_port: int, host: str = "127.0.0.1") -> str:
+def connection_string(blob_port: int, queue_port: int, table_port: int, host: str = "127.0.0.1",
+                      scheme: str = "http") -> str:
     return (
-        f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT_NAME};AccountKey={ACCOUNT_KEY};"
-        f"BlobEndpoint=http://{host}:{blob_port}/{ACCOUNT_NAME};"
-        f"QueueEndpoint=http://{host}:{queue_port}/{ACCOUNT_NAME};"
-        f"TableEndpoint=http://{host}:{table_port}/{ACCOUNT_NAME};"
+        f"DefaultEndpointsProtocol={scheme};AccountName={ACCOUNT_NAME};AccountKey={ACCOUNT_KEY};"
+        f"BlobEndpoint={scheme}://{host}:{blob_port}/{ACCOUNT_NAME};"
+        f"QueueEndpoint={scheme}://{host}:{queue_port}/{ACCOUNT_NAME};"
+        f"TableEndpoint={scheme}://{host}:{table_port}/{ACCOUNT_NAME};"
     )
 
 
@@ -45,11 +48,22 @@ class Azurite:
     queue_port: int = 0
     table_port: int = 0
     extra_args: list[str] = field(default_factory=list)
+    tls: LocalTls | None = None  # HTTPS with this certificate, and Entra ID tokens accepted (`--oauth basic`)
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
+
+    @property
     def connection_string(self) -> str:
-        return connection_string(self.blob_port, self.queue_port, self.table_port, self.host)
+        """With the account key: for the platform's side (setup, the emulator), never for the app in OAuth mode."""
+        return connection_string(self.blob_port, self.queue_port, self.table_port, self.host, self.scheme)
+
+    def service_uri(self, service: str) -> str:
+        """`https://127.0.0.1:<port>/devstoreaccount1` of "blob", "queue" or "table" (path-style, as Azurite)."""
+        port = {"blob": self.blob_port, "queue": self.queue_port, "table": self.table_port}[service]
+        return f"{self.scheme}://{self.host}:{port}/{ACCOUNT_NAME}"
 
     def start(self, timeout: float = 60.0, attempts: int = 3) -> Azurite:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -66,8 +80,9 @@ class Azurite:
                  "--tableHost", self.host, "--tablePort", str(self.table_port),
                  *([] if "--inMemoryPersistence" in self.extra_args else ["--location", str(self.data_dir)]),
                  "--skipApiVersionCheck", "--disableTelemetry",
-                 "--silent", "--loose", *self.extra_args],
+                 "--silent", "--loose", *self._oauth_args(), *self.extra_args],
                 log_path=self.data_dir / "azurite.log",
+                env={**os.environ, **self.tls.environ()} if self.tls else None,
             )
             proc = self.proc
             try:
@@ -79,6 +94,11 @@ class Azurite:
                 if attempt == attempts - 1:
                     raise  # a port taken between picking and binding: try other ports
         return self
+
+    def _oauth_args(self) -> list[str]:
+        if self.tls is None:
+            return []
+        return ["--oauth", "basic", "--cert", str(self.tls.cert), "--key", str(self.tls.key)]
 
     def stop(self) -> None:
         if self.proc is not None:

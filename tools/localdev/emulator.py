@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ class EmulatorProcess:
     workdir: Path
     args: list[str] = field(default_factory=list)
     data_dir: Path | None = None
+    env: dict[str, str] | None = None
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     manifest: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -40,7 +42,8 @@ class EmulatorProcess:
                "--storage", self.storage, "--manifest", str(self.manifest_path), *self.args]
         if self.data_dir is not None:
             cmd += ["--data", str(self.data_dir)]
-        self.proc = spawn(cmd, log_path=self.workdir / "emulator.log", cwd=PROJECT_ROOT)
+        self.proc = spawn(cmd, log_path=self.workdir / "emulator.log", cwd=PROJECT_ROOT,
+                          env={**os.environ, **self.env} if self.env else None)
         deadline = time.monotonic() + timeout
         while not self.manifest_path.exists():
             if self.proc.poll() is not None:

@@ -20,11 +20,12 @@ from typing import Any
 
 import requests
 
-from tools.localdev.appsettings import local_settings_json, settings_from_manifest
+from tools.localdev.appsettings import identity_settings, local_settings_json, settings_from_manifest
 from tools.localdev.azurite import PROJECT_ROOT, Azurite
 from tools.localdev.emulator import EmulatorProcess
 from tools.localdev.ports import free_port, port_is_free
 from tools.localdev.process import spawn, stop
+from tools.localdev.tls import LocalTls
 
 # Settings the stack owns: they point at this run's Azurite and emulator, so they are passed to the host's
 # environment (which wins over local.settings.json, with Core Tools as with devhost).
@@ -70,6 +71,10 @@ class Stack:
     propagation_seconds: float = 2.0
     local_settings: Path | None = None  # write the app's settings here if the file is absent
     progress: Any = None  # callable(str) for progress lines
+    # Identity mode: Azurite over HTTPS in OAuth mode, the emulator's managed identity endpoint, a topic that takes
+    # only Entra ID tokens - and no key in any of the app's settings (as in Azure).
+    identity: bool = False
+    tls: LocalTls | None = None
     azurite: Azurite | None = None
     emulator: EmulatorProcess | None = None
     host_proc: subprocess.Popen[bytes] | None = None
@@ -109,10 +114,12 @@ class Stack:
         return self
 
     def _start(self, previous: dict[str, int]) -> None:
-        self._say("starting Azurite (blob, queue, table)")
+        if self.identity:
+            self.tls = LocalTls.make(self.workdir / "tls")
+        self._say("starting Azurite (blob, queue, table)" + (" over HTTPS, OAuth on" if self.tls else ""))
         self.azurite = Azurite(self.workdir / "azurite", blob_port=previous.get("blob", 0),
                                queue_port=previous.get("queue", 0), table_port=previous.get("table", 0),
-                               extra_args=[] if self.persistent else ["--inMemoryPersistence"]).start()
+                               extra_args=[] if self.persistent else ["--inMemoryPersistence"], tls=self.tls).start()
         # The port asked for, else the one used last time (like the other ports), else any free one: so the
         # emulator's subscriptions (replaced by name) always point at the live host.
         port = next((p for p in (self.functions_port, previous.get("functions")) if p and port_is_free("127.0.0.1", p)),
@@ -123,16 +130,22 @@ class Stack:
             emulator_port = free_port()
         self._say("starting the Studio (classic) emulator")
         subscribe = [f"--subscribe={c}={url}" for c, url in blob_webhooks(self.functions_url).items()]
+        tls_args = [] if self.tls is None else ["--tls-cert", str(self.tls.cert), "--tls-key", str(self.tls.key),
+                                                "--topic-auth", "entra"]
         self.emulator = EmulatorProcess(
             self.azurite.connection_string, self.workdir / "emulator",
             args=["--port", str(emulator_port), "--events-poll-seconds", "0.25",
-                  "--propagation-seconds", f"{self.propagation_seconds:g}", *subscribe, *self.emulator_args],
-            data_dir=self.workdir / "emulator" / "data" if self.persistent else None).start()
+                  "--propagation-seconds", f"{self.propagation_seconds:g}", *subscribe, *tls_args,
+                  *self.emulator_args],
+            data_dir=self.workdir / "emulator" / "data" if self.persistent else None,
+            env=self.tls.environ() if self.tls else None).start()
         self.settings = settings_from_manifest(self.emulator.manifest, self.azurite.connection_string,
                                                **{"RETRAIN_RECONCILE_SCHEDULE": "0 */5 * * * *",
                                                   "RETRAIN_VERIFY_SWITCH_SECONDS": self._switch_seconds(),
-                                                  "RETRAIN_VERIFY_POLL_SECONDS": "0.5",
-                                                  **self.settings_overrides})
+                                                  "RETRAIN_VERIFY_POLL_SECONDS": "0.5"})
+        if self.tls is not None:
+            self.settings = identity_settings(self.settings, self.azurite, self.emulator.manifest, self.tls)
+        self.settings.update(self.settings_overrides)
         self._prepare_storage()
         if self.local_settings is None:  # a private settings file, so a developer's own file cannot leak in
             self.local_settings = self.workdir / "local.settings.json"
@@ -149,11 +162,13 @@ class Stack:
         from azure.storage.blob import BlobServiceClient
 
         assert self.azurite is not None
-        blobs = BlobServiceClient.from_connection_string(self.azurite.connection_string)
+        verify: Any = str(self.tls.ca) if self.tls else True
+        blobs = BlobServiceClient.from_connection_string(self.azurite.connection_string, connection_verify=verify)
         for name in CONTAINERS:
             with contextlib.suppress(ResourceExistsError):
                 blobs.create_container(name)
-        tables = TableServiceClient.from_connection_string(self.azurite.connection_string)
+        tables = TableServiceClient.from_connection_string(self.azurite.connection_string,
+                                                           connection_verify=verify)
         prefix = self.settings.get("RETRAIN_TABLE_PREFIX", "retrain")
         for table in (f"{prefix}Runs", f"{prefix}Deployments", f"{prefix}Outbox"):
             tables.create_table_if_not_exists(table)
@@ -219,6 +234,8 @@ class Stack:
                  "storage_connection_string": self.azurite.connection_string,
                  "emulator_manifest": str(self.emulator.manifest_path),
                  "host": self.host_kind,
+                 "identity": self.identity,
+                 "ca_bundle": str(self.tls.ca) if self.tls else None,
                  "ports": {"blob": self.azurite.blob_port, "queue": self.azurite.queue_port,
                            "table": self.azurite.table_port, "functions": functions_port,
                            "emulator": emulator_port}}
