@@ -50,6 +50,7 @@ test-unit: deps
 lint: deps
 	$(PY) -m ruff check .
 	$(PY) -m mypy .
+	$(VENV)/bin/actionlint -shellcheck= -pyflakes= .github/workflows/*.yml
 
 format: deps
 	$(PY) -m ruff check --fix .

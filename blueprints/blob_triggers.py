@@ -31,7 +31,7 @@ def training_data_landed(client: blob.BlobClient, context: func.Context) -> None
 
 
 @bp.function_name("model_landed")
-@bp.blob_trigger(arg_name="client", path="models/{name}", connection="AzureWebJobsStorage",
+@bp.blob_trigger(arg_name="client", path="models/{name}.ilearner", connection="AzureWebJobsStorage",
                  source=func.BlobSource.EVENT_GRID)
 def model_landed(client: blob.BlobClient, context: func.Context) -> None:
     with invocation(context):

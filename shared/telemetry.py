@@ -20,7 +20,7 @@ import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from shared import logs
+import shared.logs as logs
 
 _configured = False
 

@@ -57,6 +57,11 @@ def from_entity(cls: type[R], entity: Any) -> R:
     return record
 
 
+def table_names(prefix: str) -> tuple[str, str, str]:
+    """The ledger's tables: runs, deployments, the event outbox."""
+    return f"{prefix}Runs", f"{prefix}Deployments", f"{prefix}Outbox"
+
+
 class LeaseBusy(Exception):
     """Another deployment holds the endpoint's lease."""
 
@@ -77,9 +82,10 @@ class Ledger:
             url = settings.storage_table_uri or f"https://{settings.storage_account_name}.table.core.windows.net"
             self.service = TableServiceClient(url, credential=credential, transport=pooled_transport(),
                                               **sdk_retries(retries))
-        self.runs: TableClient = self.service.get_table_client(f"{settings.table_prefix}Runs")
-        self.deployments: TableClient = self.service.get_table_client(f"{settings.table_prefix}Deployments")
-        self.outbox: TableClient = self.service.get_table_client(f"{settings.table_prefix}Outbox")
+        runs, deployments, outbox = table_names(settings.table_prefix)
+        self.runs: TableClient = self.service.get_table_client(runs)
+        self.deployments: TableClient = self.service.get_table_client(deployments)
+        self.outbox: TableClient = self.service.get_table_client(outbox)
 
     def ensure_tables(self) -> None:
         """Create the ledger's tables that are missing (existing ones are only looked at: in Azure the template

@@ -20,12 +20,12 @@ from tools.localdev.azurite import PROJECT_ROOT
 from tools.localdev.ports import free_port
 
 
-def start_run(workdir: Path, settings: Path, port: int) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+def start_run(workdir: Path, settings: Path, port: int, *extra: str) -> tuple[subprocess.Popen[str], dict[str, Any]]:
     """`make run` in a subprocess, once its stack.json is written (the stack is up)."""
     state_path = workdir / "stack.json"
     state_path.unlink(missing_ok=True)
     proc = subprocess.Popen([sys.executable, "-m", "tools.localdev.run", "--workdir", str(workdir),
-                             "--port", str(port), "--settings-file", str(settings), "--func", "no"],
+                             "--port", str(port), "--settings-file", str(settings), "--func", "no", *extra],
                             cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 90
     while not state_path.exists():
@@ -81,3 +81,35 @@ def test_make_run_again_with_its_port_taken_keeps_one_subscription_per_trigger_t
             assert {s["name"] for s in subs} == {"training-data", "models"}
         finally:
             stop_run(proc)
+
+
+def test_make_run_identity_comes_up_keyless_and_the_readme_helper_drops_a_file_over_https(tmp_path):
+    """`make run RUN_ARGS=--identity`: the app's settings hold no key; a file dropped with the helper (over HTTPS,
+    trusting the stack's CA) is accepted by the app through its managed identity."""
+    from tools.localdev.azurite import ACCOUNT_KEY
+
+    settings = tmp_path / "local.settings.json"
+    proc, state = start_run(tmp_path / "local", settings, free_port(), "--identity")
+    try:
+        values = json.loads(settings.read_text())["Values"]
+        assert "AzureWebJobsStorage" not in values and ACCOUNT_KEY not in settings.read_text()
+        assert values["AzureWebJobsStorage__blobServiceUri"].startswith("https://") and state["identity"]
+        assert Path(state["ca_bundle"]).exists()
+        data = tmp_path / "new.csv"
+        from tools.emulator.census import csv_text
+
+        data.write_text(csv_text(300, seed=4))
+        stack_file = str(tmp_path / "local" / "stack.json")
+        done = subprocess.run([sys.executable, "-m", "tools.localdev", "--stack", stack_file, "drop", str(data),
+                               "training-data/tenant-z/new.csv"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr
+        runs_url = f"{state['functions_url']}/api/runs"
+        deadline = time.monotonic() + 60
+        while not [r for r in requests.get(runs_url, timeout=30).json()["runs"]
+                   if r["dataPath"] == "training-data/tenant-z/new.csv"]:
+            assert time.monotonic() < deadline, "the dropped file never became a run"
+            time.sleep(0.3)
+    finally:
+        out = stop_run(proc)
+    assert "Identity mode" in out

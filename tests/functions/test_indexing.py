@@ -22,7 +22,7 @@ HTTP = {
     "status": ("status", ["GET"]),
     "runs_reject": ("runs/{id}/reject", ["POST"]),
 }
-BLOB = {"training_data_landed": "training-data/{name}", "model_landed": "models/{name}"}
+BLOB = {"training_data_landed": "training-data/{name}", "model_landed": "models/{name}.ilearner"}
 
 
 def test_exactly_the_expected_functions(indexed):

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import requests
 from azure.storage.blob import BlobServiceClient
 
 from tools.emulator import census_schema
@@ -40,7 +41,8 @@ def drop(stack: dict[str, Any], file: Path, destination: str) -> int:
     if not name:
         raise SystemExit("the destination is <container>/<path>, e.g. training-data/tenant-a/new.csv")
     size = file.stat().st_size
-    client = BlobServiceClient.from_connection_string(stack["storage_connection_string"])
+    client = BlobServiceClient.from_connection_string(stack["storage_connection_string"],
+                                                      connection_verify=stack.get("ca_bundle") or True)
 
     def progress(current: int, total: int | None) -> None:
         total = total or size
@@ -58,9 +60,12 @@ def score(stack: dict[str, Any], endpoint: str, rows: int, seed: int) -> int:
     manifest = json.loads(Path(stack["emulator_manifest"]).read_text())
     sample = [dict(zip(census_schema.COLUMNS, row, strict=True)) for row in generate_rows(rows, seed=seed)]
     features = [{k: v for k, v in row.items() if k != census_schema.LABEL} for row in sample]
+    http = requests.Session()
+    if stack.get("ca_bundle"):  # identity mode: the emulator serves HTTPS with the stack's own CA
+        http.verify, http.trust_env = stack["ca_bundle"], False
     try:
-        ep = studio.get_endpoint(manifest, endpoint)
-        scores = studio.score(ep, features)
+        ep = studio.get_endpoint(manifest, endpoint, http)
+        scores = studio.score(ep, features, http)
     except studio.StudioCallFailed as exc:
         raise SystemExit(str(exc)) from None
     print(f"endpoint {endpoint} serves {studio.serving(ep)}")
@@ -71,7 +76,9 @@ def score(stack: dict[str, Any], endpoint: str, rows: int, seed: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.localdev", description=__doc__.splitlines()[0])
-    parser.add_argument("--stack", type=Path, default=PROJECT_ROOT / ".local" / "stack.json")
+    parser.add_argument("--stack", type=Path, default=None,
+                        help="the stack's stack.json (default: the newer of .local/stack.json and "
+                             ".local/identity/stack.json, from `make run` and `make run RUN_ARGS=--identity`)")
     sub = parser.add_subparsers(dest="command", required=True)
     d = sub.add_parser("drop", help="upload a file into a container")
     d.add_argument("file", type=Path)
@@ -81,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--rows", type=int, default=5)
     s.add_argument("--seed", type=int, default=2026)
     args = parser.parse_args(argv)
+    if args.stack is None:
+        local = PROJECT_ROOT / ".local"
+        found = [p for p in (local / "stack.json", local / "identity" / "stack.json") if p.exists()]
+        args.stack = max(found, key=lambda p: p.stat().st_mtime) if found else local / "stack.json"
     stack = _stack(args.stack)
     if args.command == "drop":
         return drop(stack, args.file, args.destination)

@@ -30,8 +30,11 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
 def usage(stack: Stack) -> str:
     api = f"{stack.functions_url}/api"
     assert stack.emulator is not None
+    mode = "" if not stack.identity else f"""
+Identity mode: the app has no key (managed identity from {stack.emulator.manifest['identity']['endpoint']});
+  Azurite and the emulator serve HTTPS with the CA in {stack.tls.ca if stack.tls else '?'} (curl --cacert it)."""
     return f"""
-The stack is up ({stack.host_kind}).
+The stack is up ({stack.host_kind}).{mode}
   Functions     {stack.functions_url}   (HTTP API under {api})
   Status page   {api}/status   (open it in a browser)
   Storage       {(stack.workdir / 'stack.json')}  -> storage_connection_string (Azurite)
@@ -61,14 +64,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--func", choices=["auto", "yes", "no"], default="auto",
                         help="run under Core Tools (func start): auto = when func is on PATH")
     parser.add_argument("--quiet", action="store_true", help="do not stream the host's log")
-    parser.add_argument("--settings-file", type=Path, default=PROJECT_ROOT / "local.settings.json",
-                        help="the app's local settings: written from the emulator manifest when absent")
+    parser.add_argument("--settings-file", type=Path, default=None,
+                        help="the app's local settings: written from the emulator manifest when absent (default: "
+                             "local.settings.json; with --identity, a private file in the workdir)")
+    parser.add_argument("--identity", action="store_true",
+                        help="identity mode, as in Azure: Azurite over HTTPS with OAuth, the app with a managed "
+                             "identity and no key in any setting, events to a topic that refuses keys "
+                             "(state in .local/identity)")
     args = parser.parse_args(argv)
+    if args.identity:
+        args.workdir = args.workdir / "identity" if args.workdir == PROJECT_ROOT / ".local" else args.workdir
+        project_file = PROJECT_ROOT / "local.settings.json"
+        if args.func != "no" and project_file.exists() and \
+                "AzureWebJobsStorage" in json.loads(project_file.read_text()).get("Values", {}):
+            print("make run: --identity under Core Tools needs a local.settings.json without AzureWebJobsStorage "
+                  "(Core Tools would hand the app its connection string); move the file aside or use --func no",
+                  file=sys.stderr)
+            return 2
+    if args.settings_file is None:
+        args.settings_file = args.workdir / "local.settings.json" if args.identity else \
+            PROJECT_ROOT / "local.settings.json"
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     settings_file = args.settings_file
     had_settings = settings_file.exists()
     stack = Stack(args.workdir, functions_port=args.port, persistent=True, local_settings=settings_file,
+                  identity=args.identity,
                   use_func={"auto": None, "yes": True, "no": False}[args.func],
                   progress=lambda text: print(f"make run: {text}", flush=True))
     try:
@@ -79,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if had_settings:
         values = json.loads(settings_file.read_text()).get("Values", {})
-        stale = [k for k in STACK_KEYS if k in values and values[k] != stack.settings[k]]
+        stale = [k for k in STACK_KEYS if k in values and values[k] != stack.settings.get(k)]
         if stale:
             print(f"make run: local.settings.json differs from this stack in {', '.join(stale)}; the stack's values "
                   "are passed in the environment and win (delete the file to rewrite it)", flush=True)

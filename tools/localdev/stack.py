@@ -20,6 +20,7 @@ from typing import Any
 
 import requests
 
+from shared.adapters.ledger import table_names
 from tools.localdev.appsettings import identity_settings, local_settings_json, settings_from_manifest
 from tools.localdev.azurite import PROJECT_ROOT, Azurite
 from tools.localdev.emulator import EmulatorProcess
@@ -170,7 +171,7 @@ class Stack:
         tables = TableServiceClient.from_connection_string(self.azurite.connection_string,
                                                            connection_verify=verify)
         prefix = self.settings.get("RETRAIN_TABLE_PREFIX", "retrain")
-        for table in (f"{prefix}Runs", f"{prefix}Deployments", f"{prefix}Outbox"):
+        for table in table_names(prefix):
             tables.create_table_if_not_exists(table)
 
     def _start_host(self, port: int) -> None:
