@@ -31,7 +31,7 @@ from shared.usecases.verification import Verifier
 from shared.usecases.views import Views
 
 
-def _identity(settings: Settings) -> Any:
+def identity_for(settings: Settings) -> Any:
     """The app's Entra ID credential - its managed identity in Azure (the user-assigned one named by
     `AzureWebJobsStorage__clientId` or `AZURE_CLIENT_ID`), a developer's sign-in locally - when something is reached
     without a key: storage without a connection string, an Event Grid topic without a key. Else None."""
@@ -55,7 +55,7 @@ class Retraining:
                 [t.bes_key for t in settings.targets]:
             if secret is not None:
                 register_secret(secret.get_secret_value())
-        credential = _identity(settings)
+        credential = identity_for(settings)
         retries = 1 if interactive else 3
         self.storage = Storage(settings, credential, retries)
         register_secret(self.storage.account_key)

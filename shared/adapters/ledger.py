@@ -21,7 +21,9 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
+from shared.adapters.run_index import RunIndex
 from shared.adapters.transport import pooled_transport, sdk_retries
+from shared.decisions import ACTIVE_RUN_STATUSES
 from shared.records import Current, Deployment, Record, Run, now_iso
 from shared.settings import Settings
 
@@ -86,6 +88,8 @@ class Ledger:
         self.runs: TableClient = self.service.get_table_client(runs)
         self.deployments: TableClient = self.service.get_table_client(deployments)
         self.outbox: TableClient = self.service.get_table_client(outbox)
+        self.index = RunIndex(self.runs, lambda entities: [from_entity(Run, e) for e in entities],
+                              lambda run: run.status in ACTIVE_RUN_STATUSES)
 
     def ensure_tables(self) -> None:
         """Create the ledger's tables that are missing (existing ones are only looked at: in Azure the template
@@ -94,10 +98,12 @@ class Ledger:
             if not list(self.service.query_tables("TableName eq @name", parameters={"name": table.table_name})):
                 with contextlib.suppress(ResourceExistsError):
                     table.create_table()
+        self.index.ensure()
 
     # ---- runs -------------------------------------------------------------------------------------------------
     def create_run(self, run: Run) -> tuple[Run, bool]:
         """Insert the run; when it exists already (a redelivery), return the stored one and False."""
+        self.index.before_create(run)
         try:
             meta = self.runs.create_entity(to_entity(run, "run", run.id))
             run.etag = meta.get("etag")
@@ -105,6 +111,7 @@ class Ledger:
         except ResourceExistsError:
             existing = self.get_run(run.id)
             assert existing is not None
+            self.index.after_duplicate(run, existing)
             return existing, False
 
     def get_run(self, run_id: str) -> Run | None:
@@ -121,10 +128,21 @@ class Ledger:
             kwargs = {"etag": run.etag, "match_condition": MatchConditions.IfNotModified}
         meta = self.runs.update_entity(to_entity(run, "run", run.id), mode=UpdateMode.REPLACE, **kwargs)
         run.etag = meta.get("etag")
+        self.index.after_save(run)
         return run
 
     def list_runs(self, statuses: tuple[str, ...] | None = None, limit: int = 200) -> list[Run]:
-        """Runs (with one of `statuses`, when given), newest first."""
+        """Runs (with one of `statuses`, when given), newest first: from the index, reading what is returned
+        (plus a page); the active runs alone when only active statuses are asked for."""
+        if self.index.ready():
+            if statuses and set(statuses) <= set(ACTIVE_RUN_STATUSES):
+                found = [r for r in self.index.active() if r.status in statuses]
+                return sorted(found, key=lambda r: r.created_at, reverse=True)[:limit]
+            return self.index.newest(limit, lambda r: not statuses or r.status in statuses)
+        return self._scan_runs(statuses, limit)
+
+    def _scan_runs(self, statuses: tuple[str, ...] | None, limit: int) -> list[Run]:
+        """`list_runs` on a ledger not yet indexed: every run is read."""
         names = {f"s{i}": status for i, status in enumerate(statuses or ())}
         query = "PartitionKey eq 'run'"
         if names:
@@ -135,9 +153,15 @@ class Ledger:
         return runs[:limit]
 
     def unfinished_runs(self, statuses: tuple[str, ...]) -> list[Run]:
-        """Every run in one of `statuses` (those still needing work), oldest first, however much finished history
-        there is. Rows written before the lifecycle had its own states are found too (Running, and Finished but
-        not promoted)."""
+        """Every run in one of `statuses` (those still needing work), oldest first; finished runs are not read
+        (the active index), unless the ledger is not indexed yet. Rows written before the lifecycle had its own
+        states are found too (Running, and Finished but not promoted)."""
+        if self.index.ready():
+            self.index.sweep_if_due(lambda: self._scan_unfinished(statuses))
+            return [r for r in self.index.active() if r.status in statuses]
+        return self._scan_unfinished(statuses)
+
+    def _scan_unfinished(self, statuses: tuple[str, ...]) -> list[Run]:
         names = {f"s{i}": status for i, status in enumerate(statuses)}
         query = ("PartitionKey eq 'run' and ( " + " or ".join(f"status eq @{n}" for n in names) +
                  " or status eq @legacyRunning or ( status eq @legacyFinished and promoted eq @no ) )")

@@ -44,6 +44,7 @@ class Reconciler:
                    "expired": 0, "errors": 0, "eventsSent": self._flush_events()}
         deadline = timedelta(minutes=self.settings.job_deadline_minutes)
         now = datetime.now(UTC)
+        self._index_older_ledger()
         for run in self.ledger.unfinished_runs(ACTIVE_RUN_STATUSES):
             summary["checked"] += 1
             with context(run=run.id):
@@ -58,6 +59,14 @@ class Reconciler:
                     log.exception("reconcile of run %s failed; going on with the others", run.id)
                     summary["errors"] += 1
         return summary
+
+    def _index_older_ledger(self) -> None:
+        """A ledger written before the run index gets it on the first pass (idempotent; until then runs are found
+        by a full scan)."""
+        try:
+            self.ledger.index.ensure(migrate=True)
+        except Exception:
+            log.exception("could not index the ledger's runs; this pass scans them, the next tries again")
 
     def _flush_events(self) -> int:
         try:
