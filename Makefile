@@ -56,9 +56,9 @@ format: deps
 	$(PY) -m ruff check --fix .
 
 bench: deps
-	$(PY) -m tools.bench.emulator_throughput
-	$(PY) -m tools.bench.fanout
-	$(PY) -m tools.bench.validation --size-mb 1024
+	$(PY) -m bench.emulator_throughput
+	$(PY) -m bench.fanout
+	$(PY) -m bench.validation --size-mb 1024
 
 clean:
 	rm -rf $(VENV) node_modules .local .test-runs .pytest_cache .mypy_cache .ruff_cache

@@ -68,7 +68,7 @@ def test_modules_and_classes_are_small(path: Path):
 def test_shipped_code_never_imports_tooling_tests_or_the_functions_sdk_below_the_entry_points():
     for name, path in MODULES.items():
         for imported in imports(path):
-            assert not imported.startswith(("tools", "tests")), f"{name} imports {imported}"
+            assert not imported.startswith(("tools", "tests", "bench")), f"{name} imports {imported}"
             if layer(name) != "entry":
                 assert not imported.startswith("azure.functions"), f"{name} imports {imported}"
 

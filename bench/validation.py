@@ -4,7 +4,7 @@ Generates a census CSV of --size-mb (default 1024) on disk, uploads it to Azurit
 (so peak RSS is each one's own): (1) a plain `csv.reader` pass over the local file, (2) our streamed validation of
 the blob from storage (`shared.validation` over `Storage.chunks`). Prints MB/s and peak RSS for each.
 
-    python -m tools.bench.validation [--size-mb 1024]
+    python -m bench.validation [--size-mb 1024]
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                           ("ours: streamed validation from blob storage", azurite.connection_string)):
             print(f"{name} ...", file=sys.stderr, flush=True)
             child = "plain" if name.startswith("plain") else "ours"
-            out = subprocess.run([sys.executable, "-m", "tools.bench.validation", "--child", child, "--arg", arg],
+            out = subprocess.run([sys.executable, "-m", "bench.validation", "--child", child, "--arg", arg],
                                  capture_output=True, text=True, check=True)
             results[name] = json.loads(out.stdout)
     print(f"\nValidating a {size_mb:.0f} MB census CSV ({results[next(iter(results))]['rows']:,.0f} lines)")

@@ -6,7 +6,7 @@ GET + smoke request); the naive loop makes the same Studio calls one after anoth
 Ideal = calls x latency / concurrency.
 "Calls alone" makes the same Studio calls at the same concurrency with nothing else: what this machine allows.
 
-    python -m tools.bench.fanout [--sizes 10,100,1000] [--latency-ms 20] [--concurrency 16] [--naive-max 1000]
+    python -m bench.fanout [--sizes 10,100,1000] [--latency-ms 20] [--concurrency 16] [--naive-max 1000]
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from typing import Any
 
 import requests
 
+from bench.common import CallCounter, library, trained_model
 from shared.composition import Retraining
 from shared.records import Run
-from tools.bench.common import CallCounter, library, trained_model
 from tools.localdev.azurite import Azurite
 from tools.localdev.emulator import EmulatorProcess
 

@@ -4,7 +4,7 @@ Runs, in one go against one Azurite: GET endpoint and PATCH endpoint (swap the t
 against an emulator that shares downloads of one SAS URL (ours) and one that downloads the model from storage
 on every PATCH (naive). Prints requests/s and p50/p99 latency for each, and a profile of the PATCH path.
 
-    python -m tools.bench.emulator_throughput [--requests 4000] [--concurrency 32] [--endpoints 64] [--profile]
+    python -m bench.emulator_throughput [--requests 4000] [--concurrency 32] [--endpoints 64] [--profile]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 import requests
 
-from tools.bench.common import library, trained_model
+from bench.common import library, trained_model
 from tools.localdev.azurite import Azurite
 from tools.localdev.emulator import EmulatorProcess
 
