@@ -59,6 +59,7 @@ bench: deps
 	$(PY) -m bench.emulator_throughput
 	$(PY) -m bench.fanout
 	$(PY) -m bench.validation --size-mb 1024
+	$(PY) -m bench.ledger_scale
 
 clean:
 	rm -rf $(VENV) node_modules .local .test-runs .pytest_cache .mypy_cache .ruff_cache
