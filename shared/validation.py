@@ -1,147 +1,80 @@
-"""Training-data checks, streamed: the CSV is decoded and parsed chunk by chunk, never held whole in memory.
+"""Training-data checks, streamed: the CSV is checked and parsed block by block, never held whole in memory.
 
-Checks: UTF-8 text (a BOM is fine), a header row with the required columns, every row as wide as the header,
-numeric columns numeric (empty or '?' count as missing), a label on every row with exactly two classes, and a
-minimum number of rows. A failure names the line and the problem.
+Checks: UTF-8 text (a BOM is fine), no line over the limit, a header row with the required columns, every row as
+wide as the header, numeric columns numeric (empty or '?' count as missing), a label on every row with exactly two
+classes, and a minimum number of rows. A failure names the line and the problem.
 """
 
 from __future__ import annotations
 
-import codecs
 import csv
 import io
 import math
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 
+from shared.csv_checks import BlockChecker, DataReport, DataSpec, arrow_invalid, string_type
+from shared.csv_stream import CheckedStream
 from shared.errors import DataRejected
 
-MAX_LABEL_VALUES = 20
+BLOCK_BYTES = 1024 * 1024  # parsed and checked at a time: pyarrow's working memory is a multiple of it
 __all__ = ["DataRejected", "DataReport", "DataSpec", "evaluation_metrics", "validate_csv"]
 
 
-@dataclass
-class DataSpec:
-    required_columns: Sequence[str]
-    numeric_columns: Sequence[str]
-    label_column: str
-    min_rows: int = 1
-    label_values: Sequence[str] = ()  # the classes the training experiment knows (empty: any two)
-
-
-@dataclass
-class DataReport:
-    rows: int = 0
-    bytes: int = 0
-    columns: list[str] = field(default_factory=list)
-    label_counts: dict[str, int] = field(default_factory=dict)
-    first_row: dict[str, str] = field(default_factory=dict)
-
-
-class _Lines:
-    """Decode UTF-8 chunks into text lines, counting bytes and lines for error messages."""
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._chunks = chunks
-        self.bytes = 0
-        self.lines = 0
-
-    def __iter__(self) -> Iterator[str]:
-        decoder = codecs.getincrementaldecoder("utf-8-sig")("strict")
-        pending = ""
-        for chunk in self._chunks:
-            self.bytes += len(chunk)
-            try:
-                text = decoder.decode(chunk)
-            except UnicodeDecodeError as exc:
-                line = self.lines + pending.count("\n") + chunk[: exc.start].count(b"\n") + 1
-                raise DataRejected("NotUtf8", "the file is not UTF-8 text", line) from None
-            if not text:
-                continue
-            parts = (pending + text).split("\n")
-            pending = parts.pop()
-            for part in parts:
-                self.lines += 1
-                yield part + "\n"
-        try:
-            pending += decoder.decode(b"", final=True)
-        except UnicodeDecodeError:
-            raise DataRejected("NotUtf8", "the file ends inside a UTF-8 character", self.lines + 1) from None
-        if pending:
-            self.lines += 1
-            yield pending
-
-
 def validate_csv(chunks: Iterable[bytes], spec: DataSpec) -> DataReport:
-    """Check a CSV stream against `spec`; returns what it saw, or raises DataRejected."""
-    lines = _Lines(chunks)
-    reader = csv.reader(iter(lines), strict=True)
-    report = DataReport()
+    """Check a CSV stream against `spec`; returns what it saw, or raises DataRejected naming the line.
+
+    The bytes pass a stream that checks UTF-8, line lengths and quotes; each block of whole lines (about a download
+    chunk) is parsed by pyarrow (in C, on every core) and its columns checked with pyarrow.compute. Rows are
+    lines: a line break inside a quoted value is refused."""
+    import pyarrow.csv as pa_csv
+    from pyarrow import py_buffer
+
+    stream = CheckedStream(chunks, spec.max_line_bytes)
+    header_line = stream.header()
+    if not header_line.strip():
+        raise DataRejected("Empty", "the file is empty (a header row is required)")
     try:
-        header = next(reader, None)
-        if header is None:
-            raise DataRejected("Empty", "the file is empty (a header row is required)")
-        header = [h.strip() for h in header]
-        missing = [c for c in spec.required_columns if c not in header]
-        if missing:
-            raise DataRejected("MissingColumns", f"the header lacks column(s): {', '.join(missing)}", 1)
-        if len(set(header)) != len(header):
-            raise DataRejected("DuplicateColumns", "the header repeats a column name", 1)
-        report.columns = header
-        width = len(header)
-        numeric = [(i, name) for i, name in enumerate(header) if name in set(spec.numeric_columns)]
-        seen_numbers = dict.fromkeys((name for _, name in numeric), 0)
-        known_labels = set(spec.label_values)
-        label_at = header.index(spec.label_column)
-        counts = report.label_counts
-        rows = 0
-        for row in reader:
-            if not row:
-                continue
-            if len(row) != width:
-                raise DataRejected("RaggedRow", f"{len(row)} fields where the header has {width}", reader.line_num)
-            for i, name in numeric:
-                value = row[i].strip()
-                if value and value != "?":
-                    try:
-                        number = float(value)
-                    except ValueError:
-                        raise DataRejected("NotNumeric", f"column '{name}' holds '{value[:40]}', not a number",
-                                           reader.line_num) from None
-                    if not math.isfinite(number):
-                        raise DataRejected("NotNumeric", f"column '{name}' holds '{value[:40]}'", reader.line_num)
-                    seen_numbers[name] += 1
-            label = row[label_at].strip()
-            if not label:
-                raise DataRejected("MissingLabel", f"the label column '{spec.label_column}' is empty",
-                                   reader.line_num)
-            if known_labels and label not in known_labels:
-                raise DataRejected("UnknownLabel", f"the label column '{spec.label_column}' holds '{label[:40]}'; "
-                                   f"the training experiment knows only {', '.join(sorted(known_labels))}",
-                                   reader.line_num)
-            if label in counts:
-                counts[label] += 1
-            elif len(counts) >= MAX_LABEL_VALUES:
-                raise DataRejected("TooManyClasses", f"the label column '{spec.label_column}' has more than "
-                                                     f"{MAX_LABEL_VALUES} distinct values", reader.line_num)
-            else:
-                counts[label] = 1
-            if rows == 0:
-                report.first_row = dict(zip(header, row, strict=True))
-            rows += 1
+        header = [h.strip() for h in next(csv.reader([header_line.decode("utf-8")], strict=True))]
     except csv.Error as exc:
-        raise DataRejected("MalformedCsv", str(exc), reader.line_num) from None
-    report.rows = rows
-    report.bytes = lines.bytes
-    empty = [name for name, count in seen_numbers.items() if count == 0]
-    if rows and empty:
-        raise DataRejected("AllMissing", f"numeric column(s) {', '.join(empty)} have no value in any row")
-    if rows < spec.min_rows:
-        raise DataRejected("TooFewRows", f"{rows} data rows; at least {spec.min_rows} are required")
-    if len(counts) != 2:
-        raise DataRejected("NotTwoClasses", f"the label column '{spec.label_column}' has {len(counts)} class(es) "
-                                            f"({', '.join(sorted(counts)[:5])}); two are required")
-    return report
+        raise DataRejected("MalformedCsv", str(exc), 1) from None
+    missing = [c for c in spec.required_columns if c not in header]
+    if missing:
+        raise DataRejected("MissingColumns", f"the header lacks column(s): {', '.join(missing)}", 1)
+    if len(set(header)) != len(header):
+        raise DataRejected("DuplicateColumns", "the header repeats a column name", 1)
+    checker = BlockChecker(header, spec, _first_row(stream, header))
+    names = [f"c{i}" for i in range(len(header))]  # positional: header names may be anything
+    checked = [names[i] for i in checker.columns]  # only these are converted (every field is still parsed)
+    options = (pa_csv.ParseOptions(ignore_empty_lines=False, newlines_in_values=False),
+               pa_csv.ConvertOptions(column_types=dict.fromkeys(checked, string_type()), include_columns=checked,
+                                     null_values=["", "?"], strings_can_be_null=True, check_utf8=False))
+    for first_line, block in stream.blocks(BLOCK_BYTES):
+        try:
+            table = pa_csv.read_csv(py_buffer(block), parse_options=options[0], convert_options=options[1],
+                                    read_options=pa_csv.ReadOptions(column_names=names, block_size=len(block) + 1,
+                                                                    use_threads=False))
+        except arrow_invalid() as exc:
+            raise _parse_error(bytes(block), first_line, len(header), exc) from None
+        checker.check(table, first_line)
+    return checker.report(stream.bytes)
+
+
+def _parse_error(block: bytes, first_line: int, width: int, exc: Exception) -> DataRejected:
+    """What pyarrow refused in a block, found again line by line (the error path only) to name the line."""
+    for number, row in enumerate(csv.reader(io.StringIO(block.decode("utf-8"), newline="")), start=first_line):
+        if row and len(row) != width:
+            return DataRejected("RaggedRow", f"{len(row)} fields where the header has {width}", number)
+    return DataRejected("MalformedCsv", str(exc).splitlines()[0][:200], first_line)
+
+
+def _first_row(stream: CheckedStream, header: list[str]) -> dict[str, str]:
+    """The first data row, every column (the smoke row a deployment is verified with, unless one is set)."""
+    line = stream.peek_line()
+    try:
+        row = next(csv.reader([line.decode("utf-8")]), []) if line.strip() else []
+    except (csv.Error, UnicodeDecodeError):
+        return {}
+    return dict(zip(header, row, strict=True)) if len(row) == len(header) else {}
 
 
 def evaluation_metrics(data: bytes, required: str | None = None) -> dict[str, float]:

@@ -9,11 +9,13 @@ secrets (and is scrubbed once more before it is stored or sent). With no topic c
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from azure.core.credentials import AzureKeyCredential
@@ -33,6 +35,36 @@ EVENT_TYPES = ("TrainingDataAccepted", "TrainingDataRejected", "JobSubmitted", "
                "ModelRejected", "EndpointUpdated", "EndpointUpdateFailed", "EndpointRolledBack", "RunAwaitingApproval",
                "RunApproved", "RunRejected", "RunExpired", "RunSuperseded")
 CIRCUIT_SECONDS = 30.0
+SEND_BATCH = 100  # events per request from a fan-out (Event Grid takes up to 1 MB per request)
+
+
+def _iso(event: CloudEvent[Any]) -> str:
+    return (event.time.isoformat(timespec="milliseconds").replace("+00:00", "Z") if event.time is not None
+            else now_iso())
+
+
+class EventBatch:
+    """Events gathered from a fan-out's threads (see `EventPublisher.gathering`). The fan-out stores them before
+    it records the outcomes they announce (`take_and_store`), and sends them after (`send`): an event is in the
+    outbox before its outcome is in the ledger, as with `publish`."""
+
+    def __init__(self, publisher: EventPublisher) -> None:
+        self.publisher = publisher
+        self._events: list[CloudEvent[Any]] = []
+        self._lock = threading.Lock()
+
+    def add(self, event: CloudEvent[Any]) -> None:
+        with self._lock:
+            self._events.append(event)
+
+    def take_and_store(self) -> list[CloudEvent[Any]]:
+        with self._lock:
+            events, self._events = self._events, []
+        return self.publisher.store(events) if events else []
+
+    def send(self, events: list[CloudEvent[Any]]) -> None:
+        if events:
+            self.publisher.send_stored(events)
 
 
 def event_id(event_type: str, subject: str, data: dict[str, Any]) -> str:
@@ -50,6 +82,7 @@ class EventPublisher:
         self._client: EventGridPublisherClient | None = None
         self._lock = threading.Lock()
         self._skip_until = 0.0
+        self._local = threading.local()  # the EventBatch this thread gathers into, if any
         credential = AzureKeyCredential(settings.eventgrid_key.get_secret_value()) if settings.eventgrid_key \
             else identity
         if settings.eventgrid_endpoint and credential is not None:
@@ -73,6 +106,10 @@ class EventPublisher:
         if self._client is None:
             return
         ident, when = event_id(event_type, subject, clean), now_iso()
+        batch = getattr(self._local, "batch", None)
+        if batch is not None:
+            batch.add(self._event(ident, event_type, subject, clean, when))
+            return
         try:
             if not self.outbox.add(ident, event_type, subject, clean, when):
                 return  # announced before: it is sent, or waits in the outbox
@@ -83,6 +120,17 @@ class EventPublisher:
             return  # the topic failed a moment ago: the outbox keeps it for the next reconcile
         if self._send([self._event(ident, event_type, subject, clean, when)]):
             self._forget([ident])
+
+    @contextlib.contextmanager
+    def gathering(self, batch: EventBatch) -> Iterator[None]:
+        """Events this thread publishes inside the block go to `batch` (a fan-out's): stored and sent with the
+        batch's outcomes, not one round trip each."""
+        previous = getattr(self._local, "batch", None)
+        self._local.batch = batch
+        try:
+            yield
+        finally:
+            self._local.batch = previous
 
     def flush(self, limit: int = 1000) -> int:
         """Send what waits in the outbox, oldest first, 100 per request; the number sent."""
@@ -118,6 +166,27 @@ class EventPublisher:
             log.warning("could not publish %d event(s) (%s); they wait in the outbox%s", len(events),
                         type(exc).__name__, "" if from_outbox else " and the operation goes on")
             return False
+
+    def store(self, events: list[CloudEvent[Any]]) -> list[CloudEvent[Any]]:
+        """Store `events` in the outbox (100 per transaction); returns them, for `send_stored` once the outcomes
+        they announce are recorded."""
+        rows = [(e.id, e.type.removeprefix("Retrain."), e.subject or "", e.data, _iso(e)) for e in events]
+        try:
+            self.outbox.add_many(rows)
+        except AzureError as exc:  # no outbox now: send them directly rather than not at all
+            log.warning("could not store %d event(s) in the outbox (%s); sending them directly", len(rows),
+                        type(exc).__name__)
+        return events
+
+    def send_stored(self, events: list[CloudEvent[Any]]) -> None:
+        """Send stored events, SEND_BATCH to a request, and forget those the topic took."""
+        if self._client is None:
+            return
+        for i in range(0, len(events), SEND_BATCH):
+            chunk = events[i:i + SEND_BATCH]
+            if time.monotonic() < self._skip_until or not self._send(chunk, from_outbox=True):
+                return  # the outbox keeps them for the next reconcile
+            self._forget([e.id for e in chunk])
 
     def _forget(self, ids: list[str]) -> None:
         try:

@@ -28,6 +28,13 @@ class Outbox:
         except ResourceExistsError:
             return False
 
+    def add_many(self, rows: list[tuple[str, str, str, Any, str]]) -> None:
+        """Store events (id, type, subject, data, time), 100 per transaction; storing one again is no error."""
+        entities = [{"PartitionKey": PARTITION, "RowKey": ident, "type": event_type, "subject": subject,
+                     "data": json.dumps(data), "time": time} for ident, event_type, subject, data, time in rows]
+        for i in range(0, len(entities), 100):
+            self.table.submit_transaction([("upsert", e) for e in entities[i:i + 100]])
+
     def pending(self, limit: int) -> list[dict[str, Any]]:
         """Events still to send, oldest first (at most `limit`)."""
         rows = [dict(e) for e in self.table.query_entities("PartitionKey eq @p", parameters={"p": PARTITION})]

@@ -7,7 +7,9 @@ import contextlib
 import hashlib
 import json
 import logging
+import queue
 import re
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -24,8 +26,42 @@ from shared.settings import Settings
 from shared.validation import evaluation_metrics
 
 log = logging.getLogger("shared.storage")
-CHUNK_BYTES = 4 * 1024 * 1024
+CHUNK_BYTES = 5 * 1024 * 1024
+PREFETCH = 1  # chunks downloaded ahead of the one being read
 _CHUNKING: dict[str, Any] = {"max_single_get_size": CHUNK_BYTES, "max_chunk_get_size": CHUNK_BYTES}
+
+
+def prefetched(source: Iterator[bytes], depth: int) -> Iterator[bytes]:
+    """`source`'s items, read up to `depth` ahead by a thread of their own; an error in `source` is raised here,
+    and the thread stops when the consumer does."""
+    items: queue.Queue[tuple[bytes | None, BaseException | None]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def pump() -> None:
+        try:
+            for item in source:
+                while not stop.is_set():
+                    with contextlib.suppress(queue.Full):
+                        items.put((item, None), timeout=0.2)
+                        break
+                if stop.is_set():
+                    return
+            items.put((None, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+            items.put((None, exc))
+
+    thread = threading.Thread(target=pump, name="blob-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = items.get()
+            if error is not None:
+                raise error
+            if item is None:
+                return
+            yield item
+    finally:
+        stop.set()
 
 
 class Storage:
@@ -74,12 +110,13 @@ class Storage:
         return bool(self.blob.get_blob_client(ref.container, ref.name).exists())
 
     def chunks(self, ref: BlobRef, etag: str | None = None) -> Iterator[bytes]:
-        """Stream a blob in chunks of CHUNK_BYTES (bounded memory), pinned to `etag` when given."""
+        """Stream a blob in chunks of CHUNK_BYTES, pinned to `etag` when given. The next chunk downloads while the
+        caller works on this one (memory: at most PREFETCH + 2 chunks)."""
         client = self.blob.get_blob_client(ref.container, ref.name)
         kwargs: dict[str, Any] = {"max_concurrency": 1}
         if etag:
             kwargs.update(etag=etag, match_condition=MatchConditions.IfNotModified)
-        yield from client.download_blob(**kwargs).chunks()
+        yield from prefetched(client.download_blob(**kwargs).chunks(), PREFETCH)
 
     def read_bytes(self, ref: BlobRef, limit: int = 16 * 1024 * 1024) -> bytes:
         data = self.blob.get_blob_client(ref.container, ref.name).download_blob(max_concurrency=1).readall()

@@ -60,7 +60,7 @@ class DryRun:
                 raise DataRejected("NoSuchEndpoint", f"the file routes to endpoint '{where.tenant}', which does not "
                                                      f"exist on target '{where.target.name}'")
             report = validate_csv(chunks(), DataSpec(s.required_columns, s.numeric_columns, s.label_column,
-                                                     s.min_rows, s.label_values))
+                                                     s.min_rows, s.label_values, s.max_line_bytes))
         except DataRejected as exc:
             return {**answer, "valid": False, "problem": exc.as_reason()}
         names = self.studio.resolve(where.target, named or where.endpoints)

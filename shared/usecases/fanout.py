@@ -8,10 +8,11 @@ import logging
 import queue
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from shared import failpoints
 from shared.adapters.deployment_book import BATCH_ENDPOINTS, Begun
+from shared.adapters.events import EventBatch
 from shared.records import Current, Deployment, EndpointResult, Run
 from shared.settings import Target
 from shared.usecases.deployment import EndpointDeployer
@@ -43,10 +44,14 @@ class FanOut:
         workers = max(1, min(self.settings.patch_concurrency, len(todo)))
         finished: queue.Queue[tuple[Deployment, Current] | None] = queue.Queue()
 
+        events = EventBatch(self.deployer.events)
+
         def work(begun: Begun) -> None:
             try:
                 assert begun.lease is not None
-                finished.put((self.deployer.work(target, source, run, force, begun), begun.lease))
+                with self.deployer.events.gathering(events):
+                    outcome = self.deployer.work(target, source, run, force, begun)
+                finished.put((outcome, begun.lease))
             except BaseException:
                 finished.put(None)
                 raise
@@ -55,7 +60,10 @@ class FanOut:
         in_flight = 0
         done: list[tuple[Deployment, Current]] = []
         oldest = 0.0
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fanout") as pool:
+        # Outcomes are recorded by one thread of their own, so taking the next leases never waits for them.
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fanout") as pool, \
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="fanout-record") as recorder:
+            recording: list[Future[None]] = []
             while True:
                 # Leases are taken just in time (a batch when fewer than 2x workers are in flight), so none waits
                 # long enough in the queue to expire.
@@ -76,8 +84,11 @@ class FanOut:
                     failpoints.reached("mid-fanout")  # one endpoint done, not recorded; others in flight
                 if done and (len(done) >= BATCH_ENDPOINTS or in_flight == 0 or
                              time.monotonic() - oldest > FLUSH_SECONDS):
-                    self._record(done, owner)
+                    recording.append(recorder.submit(self._record, done, owner, events))
                     done = []
+            for future in recording:
+                future.result()  # an error recording outcomes is raised here (the attempts stay Pending)
+        events.send(events.take_and_store())  # those of endpoints whose work raised
         return [results[ep] for ep in dict.fromkeys(endpoints) if ep in results]
 
     def _begin_batch(self, target: Target, chunk: list[str], source: ModelSource, run: Run, trigger: str,
@@ -98,7 +109,10 @@ class FanOut:
                 began.append(one)
         return began
 
-    def _record(self, done: list[tuple[Deployment, Current]], owner: str) -> None:
-        """Outcomes and pointers of finished endpoints, up to 50 per transaction."""
+    def _record(self, done: list[tuple[Deployment, Current]], owner: str, events: EventBatch) -> None:
+        """Outcomes and pointers of finished endpoints, up to 50 per transaction - after the events announcing
+        them are in the outbox, and before those are sent."""
+        stored = events.take_and_store()
         for lost in self.book.finish_many(done, owner):
             log.warning("the lease on %s was taken over while deploying %s", lost.endpoint, lost.id)
+        events.send(stored)

@@ -75,3 +75,58 @@ def test_a_numeric_column_with_no_value_in_any_row_is_rejected_by_name():
     with pytest.raises(DataRejected) as info:
         validate_csv(chunked("age,fnlwgt,income\n39,?,a\n40,,b\n"), spec)
     assert info.value.code == "AllMissing" and "fnlwgt" in info.value.message and "age" not in info.value.message
+
+
+def test_a_line_over_the_limit_is_rejected_with_its_line_number_in_any_chunking():
+    spec = DataSpec(["age", "income"], ["age"], "income", min_rows=1, max_line_bytes=64)
+    text = "age,income\n1,a\n2,b\n3," + "x" * 100 + "\n4,a\n"
+    for size in (5, 16, 63, 64, 65, 1000):
+        with pytest.raises(DataRejected) as info:
+            validate_csv(chunked(text, size), spec)
+        assert (info.value.code, info.value.line) == ("LineTooLong", 4), size
+
+
+def test_a_file_without_a_newline_is_rejected_once_past_the_limit_without_being_read_whole():
+    spec = DataSpec(["age", "income"], ["age"], "income", max_line_bytes=1024)
+    read = []
+
+    def endless():
+        while True:
+            read.append(1)
+            yield b"y" * 256
+
+    with pytest.raises(DataRejected) as info:
+        validate_csv(endless(), spec)
+    assert (info.value.code, info.value.line) == ("LineTooLong", 1)
+    assert len(read) <= 8  # stopped at the limit (the whole "file" would never end)
+
+
+def test_a_line_break_inside_a_quoted_value_is_refused_with_its_line():
+    text = 'age,income\n1,a\n2,"b\nc"\n3,a\n'
+    with pytest.raises(DataRejected) as info:
+        validate_csv(chunked(text, 4), SPEC)
+    assert (info.value.code, info.value.line) == ("MalformedCsv", 3)
+
+
+def test_quoted_values_and_blank_lines_keep_line_numbers_exact():
+    text = 'age,income\n1,"a"\n\n2,"b, with a comma"\n\n3,a\nold,b\n'
+    with pytest.raises(DataRejected) as info:
+        validate_csv(chunked(text, 6), SPEC)
+    assert (info.value.code, info.value.line) == ("NotNumeric", 7)
+
+
+def test_an_infinite_number_and_an_unknown_label_are_refused_with_their_lines():
+    with pytest.raises(DataRejected) as info:
+        validate_csv(chunked("age,income\n1,a\n1e999,b\n"), SPEC)
+    assert (info.value.code, info.value.line) == ("NotNumeric", 3)
+    spec = DataSpec(["age", "income"], ["age"], "income", label_values=[">50K", "<=50K"])
+    with pytest.raises(DataRejected) as info:
+        validate_csv(chunked("age,income\n1,>50K\n2,<=50K\n3,maybe\n"), spec)
+    assert (info.value.code, info.value.line) == ("UnknownLabel", 4)
+
+
+def test_line_numbers_hold_across_parse_blocks():
+    text = "age,income\n" + "".join(f"{i},{'a' if i % 2 else 'b'}\n" for i in range(200)) + "x,a\n"
+    with pytest.raises(DataRejected) as info:
+        validate_csv(chunked(text, 33), SPEC)  # a block per chunk: ~200 blocks
+    assert (info.value.code, info.value.line) == ("NotNumeric", 202)
