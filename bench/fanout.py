@@ -84,8 +84,11 @@ def studio_only(app: Retraining, endpoints: list[str], model_path: str, concurre
 
 def ours(app: Retraining, counter: CallCounter, endpoints: list[str],
          model_path: str) -> tuple[float, int, dict[str, int], str]:
+    # "*": every endpoint of the service - how a fleet of thousands is named (a run records at most 1,000 by name);
+    # the service holds exactly this size's endpoints.
     run = Run(id=f"bench-{uuid.uuid4().hex[:8]}", kind="manual", status="Trained", target="default",
-              endpoints=endpoints, model_path=model_path, smoke_row=SMOKE, trigger="bench")
+              endpoints=["*"] if len(endpoints) > 1000 else endpoints, model_path=model_path, smoke_row=SMOKE,
+              trigger="bench")
     app.ledger.create_run(run)
     start_calls = counter.calls
     started = time.perf_counter()

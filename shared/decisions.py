@@ -152,6 +152,9 @@ def find_target(settings: Settings, name: str | None) -> Target:
 ENDPOINTS_METADATA = "retrainendpoints"  # blob metadata: which endpoints a top-level file retrains
 
 
+MAX_NAMED_ENDPOINTS = 1000  # a run's endpoint list is one table property (64 KB): more go as "*"
+
+
 def endpoints_override(value: str | None) -> list[str] | None:
     """The endpoints a caller named for a file (`a,b` or `*`), checked; None when none were named."""
     if value is None or not value.strip():
@@ -159,6 +162,9 @@ def endpoints_override(value: str | None) -> list[str] | None:
     names = [n.strip() for n in value.split(",") if n.strip()]
     if names == ["*"]:
         return names
+    if len(names) > MAX_NAMED_ENDPOINTS:
+        raise Refused(f"{len(names)} endpoints named; a run records at most {MAX_NAMED_ENDPOINTS:,} by name - use * "
+                      "for every endpoint of the service", "InvalidRequest")
     for name in names:
         check_endpoint_name(name)
     return list(dict.fromkeys(names))

@@ -46,7 +46,10 @@ class Target(BaseModel):
     @field_validator("endpoints", mode="before")
     @classmethod
     def _endpoints(cls, value: object) -> list[str]:
-        return csv_list(value)
+        names = csv_list(value)
+        if len(names) > 1000:  # a run records its endpoints in one table property
+            raise ValueError(f"{len(names)} endpoints named; at most 1,000 - use * for every endpoint")
+        return names
 
     @field_validator("bes_url")
     @classmethod

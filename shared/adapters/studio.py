@@ -65,7 +65,7 @@ class StudioClients:
         if endpoints != ["*"]:
             return endpoints
         default = self.default_endpoint(target)
-        return [e.Name for e in self.management(target).list_endpoints() if e.Name != default]
+        return [name for name in self.management(target).endpoint_names() if name != default]
 
     def endpoint(self, target: Target, name: str) -> Endpoint | None:
         """The endpoint as the service shows it, or None when it does not exist."""

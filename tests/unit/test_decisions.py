@@ -224,3 +224,17 @@ def test_an_upload_outside_a_tenant_folder_must_name_its_endpoints():
     assert endpoints_override("") is None and endpoints_override(None) is None
     with pytest.raises(Refused):
         endpoints_override("a,Bad_Name")
+
+
+def test_a_run_names_at_most_1000_endpoints_more_go_as_star():
+    from shared.decisions import endpoints_override
+    from shared.targets import Target
+
+    many = ",".join(f"e{i}" for i in range(1001))
+    with pytest.raises(Refused) as info:
+        endpoints_override(many)
+    assert "use *" in str(info.value)
+    assert endpoints_override("*") == ["*"] and len(endpoints_override(many.rsplit(",", 1)[0]) or []) == 1000
+    with pytest.raises(ValueError, match="at most 1,000"):
+        Target(management_url="https://m.example/workspaces/w/webservices/s", management_key="k" * 10,
+               resource_name="r", endpoints=many)

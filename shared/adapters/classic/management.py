@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from urllib.parse import quote
 
 from shared.adapters.classic.errors import StudioApiError
@@ -29,6 +30,17 @@ class ManagementClient:
         resp = self.http.request("GET", f"{self.service_url}/endpoints", "list endpoints", self._key,
                                  expect=(200, 204))
         return [] if resp.status_code == 204 else [Endpoint.model_validate(e) for e in resp.json()]
+
+    def endpoint_names(self) -> list[str]:
+        """The names of the service's endpoints, read without building an object per endpoint (a service may
+        hold 10,000: the names are what a fan-out needs)."""
+        resp = self.http.request("GET", f"{self.service_url}/endpoints", "list endpoints", self._key,
+                                 expect=(200, 204))
+        if resp.status_code == 204:
+            return []
+        # Each JSON object becomes its "Name" as it is parsed: nested ones (resources, locations) collapse at once.
+        names = json.loads(resp.content, object_hook=lambda obj: obj.get("Name"))
+        return [n for n in names if isinstance(n, str)]
 
     def get_endpoint(self, name: str) -> Endpoint:
         resp = self.http.request("GET", self._ep(name), f"get endpoint {name}", self._key, expect=(200, 204))
