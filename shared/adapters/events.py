@@ -101,8 +101,9 @@ class EventPublisher:
             log.warning("could not serialise Retrain.%s for %s (%s)", event_type, subject, exc)
             return
         # Also a custom event in Application Insights when telemetry is on (the distro reads this attribute).
-        log.info("event Retrain.%s %s %s", event_type, subject, json.dumps(clean, sort_keys=True),
-                 extra={"microsoft.custom_event.name": f"Retrain.{event_type}", "retrain.subject": subject})
+        if log.isEnabledFor(logging.INFO):
+            log.info("event Retrain.%s %s %s", event_type, subject, json.dumps(clean, sort_keys=True),
+                     extra={"microsoft.custom_event.name": f"Retrain.{event_type}", "retrain.subject": subject})
         if self._client is None:
             return
         ident, when = event_id(event_type, subject, clean), now_iso()
