@@ -68,9 +68,9 @@ class FanOut:
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="fanout-record") as recorder:
             recording: list[Future[None]] = []
             while True:
-                # Leases are taken just in time (a batch when fewer than 2x workers are in flight), so none waits
+                # Leases are taken just in time (a batch when fewer than 3x workers are in flight), so none waits
                 # long enough in the queue to expire.
-                while in_flight < 2 * workers and (chunk := next(chunks, None)) is not None:
+                while in_flight < 3 * workers and (chunk := next(chunks, None)) is not None:
                     for begun in self._begin_batch(target, chunk, source, run, trigger, owner, results, ahead):
                         pool.submit(work, begun)
                         in_flight += 1
