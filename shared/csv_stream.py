@@ -2,8 +2,9 @@
 out (each parsed by pyarrow in one go), checked on the way through.
 
 Every chunk is checked as it passes, so a bad file is rejected with the line it goes wrong on while memory stays
-at a chunk: UTF-8 (an incremental decoder; a BOM is dropped), and no line longer than `max_line_bytes` (a file
-with no newline at all is rejected once it has run past the limit, not read whole). The header line is taken off
+at a chunk: UTF-8 (an incremental decoder, skipped for ASCII chunks; a BOM is dropped), no line longer than
+`max_line_bytes` (a file with no newline at all is rejected once it has run past the limit, not read whole), and
+quotes closed on the line that opens them (rows are lines). The header line is taken off
 the front (`header()`); `blocks()` gives the data lines with the file line each block starts at.
 """
 
