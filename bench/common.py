@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from typing import Any
@@ -48,3 +49,30 @@ class CallCounter:
             return send(*args, **kwargs)
 
         http._once = counted  # type: ignore[method-assign]
+
+
+class PeakRss:
+    """This process's peak resident memory (MB) while in the block, sampled every `interval` seconds, and the RSS
+    when the block began (`before`)."""
+
+    def __init__(self, interval: float = 0.02) -> None:
+        self.interval = interval
+
+    def __enter__(self) -> PeakRss:
+        import psutil
+
+        self._proc, self._stop = psutil.Process(), threading.Event()
+        self.before = self.peak = self._proc.memory_info().rss / 2**20
+
+        def sample() -> None:
+            while not self._stop.wait(self.interval):
+                self.peak = max(self.peak, self._proc.memory_info().rss / 2**20)
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._proc.memory_info().rss / 2**20)

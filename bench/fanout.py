@@ -27,7 +27,7 @@ from typing import Any
 
 import requests
 
-from bench.common import CallCounter, library, trained_model
+from bench.common import CallCounter, PeakRss, library, trained_model
 from shared.composition import Retraining
 from shared.records import Run
 from tools.localdev.azurite import Azurite
@@ -103,31 +103,6 @@ def ours(app: Retraining, counter: CallCounter, endpoints: list[str],
     for reason, count in sorted(reasons.items(), key=lambda kv: -kv[1])[:5]:
         print(f"  not deployed ({count}x): {reason}", file=sys.stderr)
     return elapsed, counter.calls - start_calls, outcomes, run.id
-
-
-class PeakRss:
-    """The process's peak resident memory while in the block (sampled every 20 ms), in MB."""
-
-    def __enter__(self) -> PeakRss:
-        import threading
-
-        import psutil
-
-        self._proc, self._stop = psutil.Process(), threading.Event()
-        self.before = self.peak = self._proc.memory_info().rss / 2**20
-
-        def sample() -> None:
-            while not self._stop.wait(0.02):
-                self.peak = max(self.peak, self._proc.memory_info().rss / 2**20)
-
-        self._thread = threading.Thread(target=sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._proc.memory_info().rss / 2**20)
 
 
 def worker(args: argparse.Namespace) -> int:

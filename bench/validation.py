@@ -17,43 +17,21 @@ import json
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from bench.common import PeakRss
 from tools.emulator.census import write_csv
 from tools.localdev.azurite import Azurite
 
 ROWS_PER_MB = 9_600  # census rows are ~105 bytes
 
 
-class Peak:
-    """Peak RSS (MB) of this process while in the block, and the RSS when it began."""
-
-    def __enter__(self) -> Peak:
-        import psutil
-
-        self._proc, self._stop = psutil.Process(), threading.Event()
-        self.before = self.peak = self._proc.memory_info().rss / 2**20
-
-        def sample() -> None:
-            while not self._stop.wait(0.01):
-                self.peak = max(self.peak, self._proc.memory_info().rss / 2**20)
-
-        self._thread = threading.Thread(target=sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 def plain_pass(path: str) -> dict[str, Any]:
     import csv
 
-    with Peak() as peak:
+    with PeakRss(0.01) as peak:
         started = time.perf_counter()
         rows = 0
         with open(path, encoding="utf-8", newline="") as f:
@@ -79,7 +57,7 @@ def our_pass(connection_string: str, blob: str) -> dict[str, Any]:
     storage = Storage(settings)
     spec = DataSpec(settings.required_columns, settings.numeric_columns, settings.label_column, settings.min_rows,
                     settings.label_values, settings.max_line_bytes)
-    with Peak() as peak:
+    with PeakRss(0.01) as peak:
         started = time.perf_counter()
         try:
             report = validate_csv(storage.chunks(BlobRef("training-data", blob)), spec)
