@@ -31,7 +31,7 @@ log = logging.getLogger("shared.run_index")
 ACTIVE, NEWEST, META = "active", "newest", "meta"
 SCHEMA_ROW, SCHEMA_VERSION, SWEEP_ROW = "schema", 2, "sweep"
 SWEEP_SECONDS = 24 * 3600  # how often reconcile looks for active runs without a marker (written by older code)
-IDS_PER_QUERY = 14  # runs looked up per step of a listing
+LOOKUP_STEP = 14  # runs a listing looks up at least at a time (some may be filtered out)
 READ_THREADS = 8
 STALE_MARKER_SECONDS = 600  # a marker whose run never appeared (the creation crashed) is dropped after this
 _MAX_MS = 10**13 - 1
@@ -135,11 +135,11 @@ class RunIndex:
         time, stopping as soon as `limit` are found."""
         out: list[Run] = []
         pages = self.table.query_entities("PartitionKey eq @p", parameters={"p": NEWEST},
-                                          results_per_page=min(max(limit, IDS_PER_QUERY), 1000)).by_page()
+                                          results_per_page=min(max(limit, LOOKUP_STEP), 1000)).by_page()
         for page_rows in pages:
             pending = list(page_rows)
             while pending:
-                take = max(limit - len(out), IDS_PER_QUERY)  # as many as are still wanted, or a few more to filter
+                take = max(limit - len(out), LOOKUP_STEP)  # as many as are still wanted, or a few more to filter
                 rows, pending = pending[:take], pending[take:]
                 runs = self.runs_by_id([r["runId"] for r in rows])
                 for row in rows:
