@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from azure.core.credentials import AzureKeyCredential
@@ -23,7 +24,7 @@ from azure.core.exceptions import AzureError
 from azure.core.messaging import CloudEvent
 from azure.eventgrid import EventGridPublisherClient
 
-from shared.adapters.outbox import Outbox
+from shared.adapters.outbox import Outbox, group_rows
 from shared.adapters.transport import pooled_transport
 from shared.logs import scrub
 from shared.records import now_iso
@@ -35,7 +36,7 @@ EVENT_TYPES = ("TrainingDataAccepted", "TrainingDataRejected", "JobSubmitted", "
                "ModelRejected", "EndpointUpdated", "EndpointUpdateFailed", "EndpointRolledBack", "RunAwaitingApproval",
                "RunApproved", "RunRejected", "RunExpired", "RunSuperseded")
 CIRCUIT_SECONDS = 30.0
-SEND_BATCH = 100  # events per request from a fan-out (Event Grid takes up to 1 MB per request)
+SEND_BATCH = 100  # events per request (Event Grid takes up to 1 MB per request)
 
 
 def _iso(event: CloudEvent[Any]) -> str:
@@ -57,14 +58,22 @@ class EventBatch:
         with self._lock:
             self._events.append(event)
 
-    def take_and_store(self) -> list[CloudEvent[Any]]:
+    def take_and_store(self) -> list[Stored]:
         with self._lock:
             events, self._events = self._events, []
         return self.publisher.store(events) if events else []
 
-    def send(self, events: list[CloudEvent[Any]]) -> None:
-        if events:
-            self.publisher.send_stored(events)
+    def send(self, stored: list[Stored]) -> None:
+        if stored:
+            self.publisher.send_stored(stored)
+
+
+@dataclass
+class Stored:
+    """Events stored in one outbox row, to send together and then forget."""
+
+    row: str
+    events: list[CloudEvent[Any]]
 
 
 def event_id(event_type: str, subject: str, data: dict[str, Any]) -> str:
@@ -134,17 +143,26 @@ class EventPublisher:
             self._local.batch = previous
 
     def flush(self, limit: int = 1000) -> int:
-        """Send what waits in the outbox, oldest first, 100 per request; the number sent."""
+        """Send what waits in the outbox, oldest first, 100 per request; the number sent. A row is forgotten once
+        all its events were sent."""
         if self._client is None:
             return 0
         sent = 0
         rows = self.outbox.pending(limit)
-        for i in range(0, len(rows), 100):
-            chunk = rows[i:i + 100]
+        unsent: dict[str, int] = {}
+        for r in rows:
+            unsent[r["row"]] = unsent.get(r["row"], 0) + 1
+        for i in range(0, len(rows), SEND_BATCH):
+            chunk = rows[i:i + SEND_BATCH]
             events = [self._event(r["RowKey"], r["type"], r["subject"], r["data"], r["time"]) for r in chunk]
             if not self._send(events, from_outbox=True):
                 break
-            self._forget([r["RowKey"] for r in chunk])
+            done = []
+            for r in chunk:
+                unsent[r["row"]] -= 1
+                if unsent[r["row"]] == 0:
+                    done.append(r["row"])
+            self._forget(done)
             sent += len(chunk)
         return sent
 
@@ -168,29 +186,30 @@ class EventPublisher:
                         type(exc).__name__, "" if from_outbox else " and the operation goes on")
             return False
 
-    def store(self, events: list[CloudEvent[Any]]) -> list[CloudEvent[Any]]:
-        """Store `events` in the outbox (100 per transaction); returns them, for `send_stored` once the outcomes
-        they announce are recorded."""
+    def store(self, events: list[CloudEvent[Any]]) -> list[Stored]:
+        """Store `events` in the outbox (grouped rows, 100 to a transaction); returns them by row, for
+        `send_stored` once the outcomes they announce are recorded."""
+        by_id = {e.id: e for e in events}
         rows = [(e.id, e.type.removeprefix("Retrain."), e.subject or "", e.data, _iso(e)) for e in events]
         try:
-            self.outbox.add_many(rows)
+            groups = self.outbox.add_many(rows)
         except AzureError as exc:  # no outbox now: send them directly rather than not at all
             log.warning("could not store %d event(s) in the outbox (%s); sending them directly", len(rows),
                         type(exc).__name__)
-        return events
+            groups = [group for group, _ in group_rows(rows)]
+        return [Stored(g.row, [by_id[e[0]] for e in g.events]) for g in groups]
 
-    def send_stored(self, events: list[CloudEvent[Any]]) -> None:
-        """Send stored events, SEND_BATCH to a request, and forget those the topic took."""
+    def send_stored(self, stored: list[Stored]) -> None:
+        """Send stored events, a row's to a request, and forget the rows the topic took."""
         if self._client is None:
             return
-        for i in range(0, len(events), SEND_BATCH):
-            chunk = events[i:i + SEND_BATCH]
-            if time.monotonic() < self._skip_until or not self._send(chunk, from_outbox=True):
+        for one in stored:
+            if time.monotonic() < self._skip_until or not self._send(one.events, from_outbox=True):
                 return  # the outbox keeps them for the next reconcile
-            self._forget([e.id for e in chunk])
+            self._forget([one.row])
 
-    def _forget(self, ids: list[str]) -> None:
+    def _forget(self, rows: list[str]) -> None:
         try:
-            self.outbox.remove(ids)
+            self.outbox.remove(rows)
         except AzureError as exc:  # sent but not forgotten: sent again later (at least once)
-            log.warning("could not clear %d sent event(s) from the outbox (%s)", len(ids), type(exc).__name__)
+            log.warning("could not clear %d sent outbox row(s) (%s)", len(rows), type(exc).__name__)

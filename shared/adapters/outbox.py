@@ -1,18 +1,65 @@
 """The event outbox (a ledger table): every `Retrain.*` event is stored before it is sent and removed once the
-topic took it, so a topic outage delays events instead of dropping them. Rows are keyed by the event's id, which
-is derived from its content: the same event announced twice (a redelivery, a retry after a crash) is stored
-once."""
+topic took it, so a topic outage delays events instead of dropping them.
+
+Two kinds of row: one event (`add`, keyed by the event's id, which is derived from its content: the same event
+announced twice is stored once), and a group of events (`add_many`, a fan-out's: as many events to a row as fit
+one table property, keyed by a hash of their ids, so storing the same group again rewrites the same row) - a
+10,000-endpoint fan-out writes and deletes about 125 rows, not 10,000. Readers see events either way (`pending`);
+a row is removed once every event in it was sent.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+from dataclasses import dataclass, field
 from typing import Any
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError
 
 PARTITION = "pending"
+GROUP_PREFIX = "group-"
+GROUP_EVENTS = 100  # events per group row: one Event Grid request (at most 1 MB)
+GROUP_CHARS = 30_000  # a table string property holds 32K UTF-16 code units; the JSON is ASCII (ensure_ascii)
+
+StoredEvent = tuple[str, str, str, Any, str]  # id, type (without "Retrain."), subject, data, time (ISO 8601)
+
+
+@dataclass
+class Group:
+    """The row a group of events is stored in, and the events."""
+
+    row: str
+    events: list[StoredEvent] = field(default_factory=list)
+
+
+def group_rows(events: list[StoredEvent]) -> list[tuple[Group, str]]:
+    """Events packed into groups (in order; at most GROUP_EVENTS and GROUP_CHARS of JSON each), with their JSON."""
+    packed: list[tuple[Group, str]] = []
+    texts: list[str] = []
+    members: list[StoredEvent] = []
+
+    def close() -> None:
+        ids = "\n".join(e[0] for e in members)
+        row = GROUP_PREFIX + hashlib.sha256(ids.encode()).hexdigest()[:32]
+        packed.append((Group(row, list(members)), "[" + ",".join(texts) + "]"))
+        texts.clear()
+        members.clear()
+
+    size = 0
+    for event in events:
+        text = json.dumps(list(event))
+        if members and (len(members) >= GROUP_EVENTS or size + len(text) + 2 > GROUP_CHARS):
+            close()
+            size = 0
+        texts.append(text)
+        members.append(event)
+        size += len(text) + 1
+    if members:
+        close()
+    return packed
 
 
 class Outbox:
@@ -28,26 +75,40 @@ class Outbox:
         except ResourceExistsError:
             return False
 
-    def add_many(self, rows: list[tuple[str, str, str, Any, str]]) -> None:
-        """Store events (id, type, subject, data, time), 100 per transaction; storing one again is no error."""
-        entities = [{"PartitionKey": PARTITION, "RowKey": ident, "type": event_type, "subject": subject,
-                     "data": json.dumps(data), "time": time} for ident, event_type, subject, data, time in rows]
+    def add_many(self, events: list[StoredEvent]) -> list[Group]:
+        """Store events in group rows, 100 rows per transaction; storing a group again is no error. Returns the
+        groups, for `remove` once the topic took their events."""
+        packed = group_rows(events)
+        entities = [{"PartitionKey": PARTITION, "RowKey": group.row, "events": text, "count": len(group.events),
+                     "time": min(e[4] for e in group.events)} for group, text in packed]
         for i in range(0, len(entities), 100):
             self.table.submit_transaction([("upsert", e) for e in entities[i:i + 100]])
+        return [group for group, _ in packed]
 
     def pending(self, limit: int) -> list[dict[str, Any]]:
-        """Events still to send, oldest first (at most `limit`)."""
+        """Events still to send, oldest row first, whole rows until at least `limit` events. Each event:
+        RowKey (its id), type, subject, data, time, and `row` (the outbox row holding it)."""
         rows = [dict(e) for e in self.table.query_entities("PartitionKey eq @p", parameters={"p": PARTITION})]
         rows.sort(key=lambda r: str(r.get("time")))
-        return [dict(r, data=json.loads(r["data"])) for r in rows[:limit]]
+        events: list[dict[str, Any]] = []
+        for r in rows:
+            if len(events) >= limit:
+                break
+            if "events" in r:
+                events += [{"RowKey": ident, "type": kind, "subject": subject, "data": data, "time": when,
+                            "row": r["RowKey"]} for ident, kind, subject, data, when in json.loads(r["events"])]
+            else:
+                events.append(dict(r, data=json.loads(r["data"]), row=r["RowKey"]))
+        return events
 
-    def remove(self, event_ids: list[str]) -> None:
-        """Forget events the topic has taken (100 per transaction; one already gone is no error)."""
-        for i in range(0, len(event_ids), 100):
-            chunk = event_ids[i:i + 100]
+    def remove(self, rows: list[str]) -> None:
+        """Forget rows whose events the topic has taken (100 per transaction; one already gone is no error)."""
+        rows = list(dict.fromkeys(rows))
+        for i in range(0, len(rows), 100):
+            chunk = rows[i:i + 100]
             try:
-                self.table.submit_transaction([("delete", {"PartitionKey": PARTITION, "RowKey": e}) for e in chunk])
+                self.table.submit_transaction([("delete", {"PartitionKey": PARTITION, "RowKey": r}) for r in chunk])
             except TableTransactionError:
-                for event_id in chunk:
+                for row in chunk:
                     with contextlib.suppress(ResourceNotFoundError):
-                        self.table.delete_entity(PARTITION, event_id)
+                        self.table.delete_entity(PARTITION, row)

@@ -45,6 +45,8 @@ def test_fault_rules_count_and_patterns():
     assert parse_fault_flag("route=x,drop=true").drop is True
     method_only = Faults([FaultRule(route="*", method="PATCH")])
     assert method_only.take("management.patch_endpoint", "PATCH") and not method_only.take("x", "GET")
+    later = Faults([parse_fault_flag("route=eventgrid.publish,status=503,skip=2,count=1")])
+    assert [later.take("eventgrid.publish", "POST") is not None for _ in range(4)] == [False, False, True, False]
 
 
 def test_subscription_flags():

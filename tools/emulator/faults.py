@@ -34,6 +34,7 @@ class FaultRule(BaseModel):
     latency_ms: float = 0.0
     drop: bool = False
     count: int | None = None  # None: every matching call (subject to rate)
+    skip: int = 0  # let this many matching calls through first
     rate: float = 1.0
     hits: int = 0
 
@@ -76,6 +77,9 @@ class Faults:
         """The rule that fires for this call, if any (consuming one of its `count`)."""
         for rule in self.rules:
             if not rule.matches(route, method):
+                continue
+            if rule.skip > 0:
+                rule.skip -= 1
                 continue
             if rule.rate < 1.0 and self._random.random() >= rule.rate:
                 continue

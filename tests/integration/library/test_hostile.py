@@ -329,3 +329,40 @@ def test_an_event_grid_outage_delays_events_and_loses_none(harness):
     for expected in ("TrainingDataAccepted", "JobSubmitted", "JobFinished", "EndpointUpdated"):
         assert types.count(f"Retrain.{expected}") == 1, types
     assert h.app.events.outbox.pending(100) == []
+
+
+def test_a_fan_outs_events_wait_in_grouped_rows_through_an_outage_and_a_half_sent_row_is_kept(harness):
+    h = harness(RETRAIN_ENDPOINTS="")
+    tenants = [h.new_endpoint("grp") for _ in range(120)]
+    model = trained(h, f"{tenants[0]}/group.csv", 81, 0.8).model_path
+    h.fault(route="eventgrid.publish", status=503, count=100000)
+    h.app.events.publish("RunApproved", "default/outage", {"runId": "before-the-fan-out"})  # a row of its own
+    run = Run(id=f"grp{time.time_ns()}", kind="manual", status="Trained", target="default", endpoints=tenants,
+              model_path=model, trigger="test")
+    h.app.ledger.create_run(run)
+    result = h.app.promotion.promote(run, force=True)
+    assert {e.outcome for e in result.endpoints} == {"Deployed"} and len(result.endpoints) == 120
+    assert not h.events("EndpointUpdated")
+    rows = list(h.app.ledger.outbox.list_entities())
+    waiting = h.app.events.outbox.pending(1000)
+    updated = [e for e in waiting if e["type"] == "EndpointUpdated" and e["data"]["runId"] == run.id]
+    assert sorted(e["data"]["endpoint"] for e in updated) == sorted(tenants)
+    assert len(rows) <= 4 < len(waiting)  # 121 events in a few rows, not a row each
+
+    h.clear_faults()
+    # The topic takes one request, then fails the next (and the client's retries of it).
+    h.fault(route="eventgrid.publish", status=503, skip=1, count=5)
+    assert h.app.events.flush() == 100
+    reached = {e["data"]["endpoint"] for e in h.events("EndpointUpdated") if e["data"]["runId"] == run.id}
+    left = h.app.events.outbox.pending(1000)
+    kept = {e["data"]["endpoint"] for e in left if e["type"] == "EndpointUpdated"}
+    assert len(reached) == 99 and reached | kept == set(tenants)  # none forgotten unsent
+    assert reached & kept  # a row sent in part stays whole (sent again: at least once)
+    assert not [e for e in left if e["type"] == "RunApproved"]  # its row was sent whole
+
+    h.clear_faults()
+    assert h.app.events.flush() == len(left)
+    assert h.app.events.outbox.pending(1000) == [] and list(h.app.ledger.outbox.list_entities()) == []
+    got = [e for e in h.events("EndpointUpdated") if e["data"]["runId"] == run.id]
+    assert {e["data"]["endpoint"] for e in got} == set(tenants)
+    assert len({e["id"] for e in got}) == 120  # resent ones keep their id: a consumer deduplicates
