@@ -26,7 +26,6 @@ def pytest_configure(config: pytest.Config) -> None:
     """Capture every log record of the whole suite (DEBUG and up) to one file, through the app's redaction."""
     from shared import logs
 
-    logs.install()
     RUNS_DIR.mkdir(exist_ok=True)
     handler = logging.FileHandler(SUITE_LOG, mode="w", encoding="utf-8")
     handler.setLevel(logging.DEBUG)
@@ -34,6 +33,7 @@ def pytest_configure(config: pytest.Config) -> None:
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.DEBUG)
+    logs.install()  # after the handler is added: it is what the filter goes on
 
 
 def remember_secrets(manifest: dict) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import requests
+from urllib3 import HTTPConnectionPool
+from urllib3.exceptions import ReadTimeoutError
 
 from shared import logs
 from shared.adapters.classic.errors import StudioApiError, TransportError
@@ -71,24 +73,23 @@ def test_error_envelope_becomes_an_exception():
 
 
 class FakeResponse:
+    """What urllib3 answers: status, headers, the body's bytes."""
+
     def __init__(self, status, body=None, headers=None):
-        self.status_code = status
-        self._body = body
+        self.status = status
         self.headers = headers or {}
-        self.content = b"x"
-
-    def json(self):
-        if self._body is None:
-            raise ValueError
-        return self._body
+        self.data = b"not json" if body is None else json.dumps(body).encode()
 
 
-class FakeSession:
-    """Unit-level stand-in for requests.Session: answers from a script."""
+class FakePool:
+    """Unit-level stand-in for the urllib3 pool: answers from a script."""
 
     def __init__(self, script):
         self.script = list(script)
         self.calls = 0
+
+    def for_url(self, url):
+        return self
 
     def request(self, *args, **kwargs):
         self.calls += 1
@@ -97,15 +98,12 @@ class FakeSession:
             raise item
         return item
 
-    def mount(self, *a):
-        pass
-
 
 def make_http(script, attempts=5):
     sleeps: list[float] = []
     http = StudioHttp(HttpPolicy(max_attempts=attempts, backoff_seconds=0.01, max_backoff_seconds=5),
                       sleep=sleeps.append)
-    http.session = FakeSession(script)  # type: ignore[assignment]
+    http.pool = FakePool(script)  # type: ignore[assignment]
     return http, sleeps
 
 
@@ -113,18 +111,18 @@ def test_retries_honour_retry_after_then_succeed():
     http, sleeps = make_http([FakeResponse(503, {"error": {"code": "ServiceUnavailable"}}, {"Retry-After": "2"}),
                               FakeResponse(429, None, {"Retry-After": "1"}), FakeResponse(200, {})])
     assert http.request("GET", "http://h/x", "op", "k").status_code == 200
-    assert http.session.calls == 3 and sleeps[0] >= 2 and sleeps[1] >= 1
+    assert http.pool.calls == 3 and sleeps[0] >= 2 and sleeps[1] >= 1
 
 
 def test_permanent_errors_are_not_retried_and_budget_is_bounded():
     http, _ = make_http([FakeResponse(400, {"error": {"code": "BadArgument"}})])
     with pytest.raises(StudioApiError):
         http.request("GET", "http://h/x", "op", "k")
-    assert http.session.calls == 1
+    assert http.pool.calls == 1
     http, sleeps = make_http([FakeResponse(500, None)] * 3, attempts=3)
     with pytest.raises(StudioApiError):
         http.request("GET", "http://h/x", "op", "k")
-    assert http.session.calls == 3 and len(sleeps) == 2
+    assert http.pool.calls == 3 and len(sleeps) == 2
 
 
 def test_a_model_the_endpoint_cannot_load_is_not_retried():
@@ -132,15 +130,15 @@ def test_a_model_the_endpoint_cannot_load_is_not_retried():
     http, _ = make_http([FakeResponse(500, body)] * 5)
     with pytest.raises(StudioApiError) as info:
         http.request("POST", "http://h/score", "score", "k")
-    assert http.session.calls == 1 and not info.value.transient
+    assert http.pool.calls == 1 and not info.value.transient
 
 
 def test_a_submit_is_not_retried_after_a_read_timeout():
-    http, _ = make_http([requests.exceptions.ReadTimeout("slow"), FakeResponse(200, "job")])
+    http, _ = make_http([ReadTimeoutError(HTTPConnectionPool("h"), "http://h/jobs", "slow"), FakeResponse(200, "job")])
     with pytest.raises(TransportError):
         http.request("POST", "http://h/jobs", "submit", "k", idempotent=False)
-    assert http.session.calls == 1
-    http, _ = make_http([requests.exceptions.ReadTimeout("slow"), FakeResponse(200, {})])
+    assert http.pool.calls == 1
+    http, _ = make_http([ReadTimeoutError(HTTPConnectionPool("h"), "http://h/jobs", "slow"), FakeResponse(200, {})])
     assert http.request("GET", "http://h/x", "get", "k").status_code == 200
 
 
@@ -191,3 +189,42 @@ def test_scrubbing_while_other_threads_register_keys_is_safe(monkeypatch):
         sys.setswitchinterval(old)
     assert errors == []
     assert scrub("token w1-secret-key-001499 here") == "token *** here"
+
+
+def test_a_refused_call_is_safe_to_retry_and_one_cut_off_after_sending_is_not():
+    import socket
+    import threading
+
+    http = StudioHttp(HttpPolicy(max_attempts=1, connect_timeout=2, read_timeout=2))
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    with pytest.raises(TransportError) as refused:
+        http.request("GET", f"http://127.0.0.1:{port}/x", "get", "k")
+    assert refused.value.maybe_processed is False
+
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def read_then_hang_up() -> None:
+        conn, _ = server.accept()
+        conn.recv(65536)
+        conn.close()
+
+    threading.Thread(target=read_then_hang_up, daemon=True).start()
+    with pytest.raises(TransportError) as cut, server:
+        http.request("POST", f"http://127.0.0.1:{server.getsockname()[1]}/jobs", "submit", "secret-key",
+                     json_body={"a": 1}, idempotent=False)
+    assert cut.value.maybe_processed is True and "secret-key" not in str(cut.value)
+
+
+def test_studio_calls_go_through_a_configured_proxy_except_for_no_proxy_hosts(monkeypatch):
+    from shared.adapters.transport import HttpPool
+
+    for name in ("HTTP_PROXY", "http_proxy", "https_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    pool = HttpPool(4)
+    assert pool.for_url("https://ussouthcentral.services.azureml.net/x") is not pool.direct
+    assert pool.for_url("https://127.0.0.1:8443/x") is pool.direct
+    assert pool.for_url("http://ussouthcentral.services.azureml.net/x") is pool.direct  # no HTTP_PROXY

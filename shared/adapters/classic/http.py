@@ -1,4 +1,4 @@
-"""One pooled HTTP session for all Studio (classic) calls, with timeouts and bounded, jittered retries.
+"""One connection pool (urllib3) for all Studio (classic) calls, with timeouts and bounded, jittered retries.
 
 Retries (tenacity): 429, 5xx, timeouts and connection errors, with exponential back-off and full jitter, honouring
 `Retry-After`; at most `max_attempts` tries. A POST that is not idempotent (submitting a BES job) is never retried
@@ -8,19 +8,28 @@ a duplicate job. Secrets never reach exception messages or logs: only the operat
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+from urllib3 import Timeout
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HTTPError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+    SSLError,
+)
 
 from shared.adapters.classic.errors import StudioApiError, TransportError
-from shared.adapters.transport import pooled_session, retry_after_seconds
+from shared.adapters.transport import HttpPool, retry_after_seconds
 
 log = logging.getLogger("shared.adapters.classic.http")
 
@@ -35,6 +44,23 @@ class HttpPolicy:
     pool_size: int = 32
 
 
+@dataclass(frozen=True)
+class StudioResponse:
+    """An answer from a Studio API: status, headers (case-insensitive) and body."""
+
+    status_code: int
+    headers: Mapping[str, str]
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        """The body as JSON (ValueError when it is not)."""
+        return json.loads(self.content)
+
+
 class StudioHttp:
     """JSON over HTTPS to the Studio (classic) hosts. Only hosts in `allowed_hosts` (when given) are called."""
 
@@ -43,10 +69,10 @@ class StudioHttp:
         self.policy = policy or HttpPolicy()
         self._allowed = allowed_hosts
         self._sleep = sleep
-        self.session = pooled_session(self.policy.pool_size)
+        self.pool = HttpPool(self.policy.pool_size)
 
     def close(self) -> None:
-        self.session.close()
+        self.pool.clear()
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -58,7 +84,7 @@ class StudioHttp:
 
     def request(self, method: str, url: str, operation: str, key: str, json_body: Any = None,
                 idempotent: bool = True, expect: tuple[int, ...] = (200,),
-                max_attempts: int | None = None, read_timeout: float | None = None) -> requests.Response:
+                max_attempts: int | None = None, read_timeout: float | None = None) -> StudioResponse:
         """Send with retries; return the response when its status is in `expect`, else raise StudioApiError
         (its `attempts` says how many tries this call made)."""
         host = urlsplit(url).netloc.lower()
@@ -88,24 +114,28 @@ class StudioHttp:
             raise
 
     def _once(self, method: str, url: str, operation: str, key: str, json_body: Any,
-              expect: tuple[int, ...], read_timeout: float) -> requests.Response:
+              expect: tuple[int, ...], read_timeout: float) -> StudioResponse:
         headers = {"Authorization": f"Bearer {key}", "Accept": "application/json"}
+        body = None
+        if json_body is not None:
+            body = json.dumps(json_body).encode()
+            headers["Content-Type"] = "application/json"
         try:
-            resp = self.session.request(method, url, json=json_body, headers=headers,
-                                        timeout=(self.policy.connect_timeout, read_timeout))
-        except requests.exceptions.ConnectTimeout as exc:
+            raw = self.pool.for_url(url).request(
+                method, url, body=body, headers=headers, redirect=False,
+                timeout=Timeout(connect=self.policy.connect_timeout, read=read_timeout))
+        except NewConnectionError as exc:  # refused before anything was sent: safe to retry
             raise TransportError(operation, exc, maybe_processed=False) from None
-        except requests.exceptions.ConnectionError as exc:
-            # Refused before sending is safe to retry; a reset after sending may have been processed.
-            refused = "refused" in str(exc).lower() or "NewConnectionError" in repr(exc)
-            raise TransportError(operation, exc, maybe_processed=not refused) from None
-        except requests.exceptions.Timeout as exc:
+        except (ConnectTimeoutError, SSLError) as exc:
+            raise TransportError(operation, exc, maybe_processed=False) from None
+        except (ReadTimeoutError, ProtocolError, HTTPError) as exc:  # sent: the service may have acted on it
             raise TransportError(operation, exc, maybe_processed=True) from None
+        resp = StudioResponse(raw.status, raw.headers, raw.data)
         if resp.status_code in expect:
             return resp
         try:
-            body = resp.json()
+            answer = resp.json()
         except ValueError:
-            body = None
+            answer = None
         retry_after = retry_after_seconds(resp.headers.get("Retry-After"))
-        raise StudioApiError.from_response(resp.status_code, body, retry_after, operation)
+        raise StudioApiError.from_response(resp.status_code, answer, retry_after, operation)
