@@ -16,6 +16,7 @@ from azure.core.exceptions import ResourceModifiedError
 from azure.data.tables import TableTransactionError, UpdateMode
 
 from shared.adapters.ledger import LeaseBusy, Ledger, attempt_key, current_key, leased_by_other, target_key, to_entity
+from shared.adapters.transactions import submit_transaction
 from shared.records import Current, Deployment
 
 BATCH_ENDPOINTS = 50  # two operations per endpoint; an entity-group transaction holds at most 100
@@ -64,7 +65,7 @@ class DeploymentBook:
             raise LeaseBusy(dep.endpoint)
         lease, ops = self._lease_ops(dep, cur, owner, seconds)
         try:
-            results = led.deployments.submit_transaction(ops)
+            results = submit_transaction(led.deployments, ops)
         except TableTransactionError:
             # Either the attempt exists (a redelivery) or `current` changed under us (the lease is busy).
             found = led.get_deployment(dep.target, dep.endpoint, dep.id)
@@ -97,7 +98,7 @@ class DeploymentBook:
         if not ops:
             return begun, alone
         try:
-            results = self.ledger.deployments.submit_transaction(ops)
+            results = submit_transaction(self.ledger.deployments, ops)
         except TableTransactionError:
             return begun, alone + [dep for dep, _ in batch]
         for i, (dep, lease) in enumerate(batch):
@@ -117,7 +118,7 @@ class DeploymentBook:
     def finish(self, dep: Deployment, cur: Current, owner: str) -> None:
         """Record the outcome and write the pointer (dropping the lease) in one transaction."""
         try:
-            results = self.ledger.deployments.submit_transaction(self._finish_ops(dep, cur, owner))
+            results = submit_transaction(self.ledger.deployments, self._finish_ops(dep, cur, owner))
             cur.etag = results[0].get("etag")
         except TableTransactionError:
             # The lease expired and someone else took over: keep the record of what we did, not the pointer.
@@ -129,7 +130,8 @@ class DeploymentBook:
         if not items:
             return []
         try:
-            results = self.ledger.deployments.submit_transaction(
+            results = submit_transaction(
+                self.ledger.deployments,
                 [op for dep, cur in items for op in self._finish_ops(dep, cur, owner)])
             for i, (_, cur) in enumerate(items):
                 cur.etag = results[2 * i].get("etag")

@@ -19,6 +19,8 @@ from typing import Any
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError
 
+from shared.adapters.transactions import submit_transaction
+
 PARTITION = "pending"
 GROUP_PREFIX = "group-"
 GROUP_EVENTS = 100  # events per group row: one Event Grid request (at most 1 MB)
@@ -82,7 +84,7 @@ class Outbox:
         entities = [{"PartitionKey": PARTITION, "RowKey": group.row, "events": text, "count": len(group.events),
                      "time": min(e[4] for e in group.events)} for group, text in packed]
         for i in range(0, len(entities), 100):
-            self.table.submit_transaction([("upsert", e) for e in entities[i:i + 100]])
+            submit_transaction(self.table, [("upsert", e) for e in entities[i:i + 100]])
         return [group for group, _ in packed]
 
     def pending(self, limit: int) -> list[dict[str, Any]]:
@@ -107,7 +109,7 @@ class Outbox:
         for i in range(0, len(rows), 100):
             chunk = rows[i:i + 100]
             try:
-                self.table.submit_transaction([("delete", {"PartitionKey": PARTITION, "RowKey": r}) for r in chunk])
+                submit_transaction(self.table, [("delete", {"PartitionKey": PARTITION, "RowKey": r}) for r in chunk])
             except TableTransactionError:
                 for row in chunk:
                     with contextlib.suppress(ResourceNotFoundError):

@@ -25,6 +25,7 @@ from typing import Any
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
+from shared.adapters.transactions import submit_transaction
 from shared.records import Run
 
 log = logging.getLogger("shared.run_index")
@@ -195,7 +196,7 @@ class RunIndex:
                       for r in runs if self._is_active(r)]
             for ops in (newest, active):
                 for chunk in _chunks(ops, 100):
-                    self.table.submit_transaction(chunk)
+                    submit_transaction(self.table, chunk)
             count += len(runs)
             if progress is not None:
                 progress(count)
