@@ -56,8 +56,9 @@ class HttpPool:
     honoured, NO_PROXY too. No retries or redirects of its own: callers retry (tenacity)."""
 
     def __init__(self, pool_size: int) -> None:
+        ca = ca_bundle() or DEFAULT_CA_BUNDLE_PATH
         self._options: dict[str, Any] = {"num_pools": 8, "maxsize": pool_size, "block": False, "retries": False,
-                                         "ca_certs": ca_bundle() or DEFAULT_CA_BUNDLE_PATH}
+                                         "ca_cert_dir" if os.path.isdir(ca) else "ca_certs": ca}
         self.direct = urllib3.PoolManager(**self._options)
         self._proxies = {scheme: url for scheme, url in getproxies_environment().items()
                          if scheme in ("http", "https")}

@@ -228,3 +228,14 @@ def test_studio_calls_go_through_a_configured_proxy_except_for_no_proxy_hosts(mo
     assert pool.for_url("https://ussouthcentral.services.azureml.net/x") is not pool.direct
     assert pool.for_url("https://127.0.0.1:8443/x") is pool.direct
     assert pool.for_url("http://ussouthcentral.services.azureml.net/x") is pool.direct  # no HTTP_PROXY
+
+
+def test_studio_calls_trust_the_ca_bundle_requests_would(monkeypatch, tmp_path):
+    from requests.utils import DEFAULT_CA_BUNDLE_PATH
+
+    from shared.adapters.transport import HttpPool
+
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    assert HttpPool(2).direct.connection_pool_kw["ca_certs"] == DEFAULT_CA_BUNDLE_PATH
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path))  # a folder of hashed certificates, as requests allows
+    assert HttpPool(2).direct.connection_pool_kw["ca_cert_dir"] == str(tmp_path)
