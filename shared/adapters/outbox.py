@@ -4,7 +4,7 @@ topic took it, so a topic outage delays events instead of dropping them.
 Two kinds of row: one event (`add`, keyed by the event's id, which is derived from its content: the same event
 announced twice is stored once), and a group of events (`add_many`, a fan-out's: as many events to a row as fit
 one table property, keyed by a hash of their ids, so storing the same group again rewrites the same row) - a
-10,000-endpoint fan-out writes and deletes about 125 rows, not 10,000. Readers see events either way (`pending`);
+10,000-endpoint fan-out writes and deletes about 200 rows, not 10,000. Readers see events either way (`pending`);
 a row is removed once every event in it was sent.
 """
 
