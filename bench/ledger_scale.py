@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import library
-from shared.adapters.run_index import NEWEST, newest_key
+from shared.adapters.ledger import to_entity
+from shared.adapters.run_index import newest_row
 from shared.composition import Retraining
 from shared.decisions import ACTIVE_RUN_STATUSES
 from shared.records import Run, iso
@@ -42,10 +43,8 @@ def fill(app: Retraining, finished: int, active: int = 10) -> None:
             created = iso(start + timedelta(seconds=i * 5))
             batch.append(Run(id=f"done{i:07d}{uuid.uuid4().hex[:6]}", status="Deployed", target="default",
                              created_at=created, updated_at=created, promoted=True))
-        table.submit_transaction([("create", {"PartitionKey": "run", "RowKey": r.id,
-                                              **r.model_dump(mode="json", exclude_none=True)}) for r in batch])
-        table.submit_transaction([("create", {"PartitionKey": NEWEST, "RowKey": newest_key(r), "runId": r.id})
-                                  for r in batch])
+        table.submit_transaction([("create", to_entity(r, "run", r.id)) for r in batch])
+        table.submit_transaction([("create", newest_row(r)) for r in batch])
         written += len(batch)
         print(f"\r  writing {finished:,} finished runs: {written:,}", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)

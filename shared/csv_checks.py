@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.errors import DataRejected
+from shared.settings import Settings
 
 MAX_LABEL_VALUES = 20
 NUMBER = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"
@@ -23,6 +24,11 @@ class DataSpec:
     min_rows: int = 1
     label_values: Sequence[str] = ()  # the classes the training experiment knows (empty: any two)
     max_line_bytes: int = 1024 * 1024
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> DataSpec:
+        return cls(s.required_columns, s.numeric_columns, s.label_column, s.min_rows, s.label_values,
+                   s.max_line_bytes)
 
 
 @dataclass
@@ -43,19 +49,6 @@ class _Lines:
 
     def line(self, index: int) -> int:
         return int(self.kept[index].as_py()) if self.kept is not None else self.first_line + index
-
-
-def string_type() -> Any:
-    import pyarrow as pa
-
-    return pa.string()
-
-
-def arrow_invalid() -> type[Exception]:
-    import pyarrow as pa
-
-    invalid: type[Exception] = pa.ArrowInvalid
-    return invalid
 
 
 class BlockChecker:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from shared.errors import DataRejected, NotFound, Refused
 from shared.records import BlobRef, Current, Deployment, EndpointResult, Run, RunStatus, now_iso
 from shared.settings import Settings, Target
+from shared.targets import MAX_NAMED_ENDPOINTS
 
 ENDPOINT_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,22}[a-z0-9])?$")
 MODEL_REFUSED = "the service refused the model"
@@ -150,9 +151,6 @@ def find_target(settings: Settings, name: str | None) -> Target:
 
 
 ENDPOINTS_METADATA = "retrainendpoints"  # blob metadata: which endpoints a top-level file retrains
-
-
-MAX_NAMED_ENDPOINTS = 1000  # a run's endpoint list is one table property (64 KB): more go as "*"
 
 
 def endpoints_override(value: str | None) -> list[str] | None:

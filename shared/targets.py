@@ -7,6 +7,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 
+MAX_NAMED_ENDPOINTS = 1000  # a run's endpoint list is one table property (64 KB): more go as "*"
+
 
 def csv_list(value: object) -> list[str]:
     if value is None or value == "":
@@ -47,8 +49,9 @@ class Target(BaseModel):
     @classmethod
     def _endpoints(cls, value: object) -> list[str]:
         names = csv_list(value)
-        if len(names) > 1000:  # a run records its endpoints in one table property
-            raise ValueError(f"{len(names)} endpoints named; at most 1,000 - use * for every endpoint")
+        if len(names) > MAX_NAMED_ENDPOINTS:
+            raise ValueError(f"{len(names)} endpoints named; at most {MAX_NAMED_ENDPOINTS:,} - use * for every "
+                             "endpoint")
         return names
 
     @field_validator("bes_url")

@@ -12,7 +12,7 @@ import io
 import math
 from collections.abc import Iterable
 
-from shared.csv_checks import BlockChecker, DataReport, DataSpec, arrow_invalid, string_type
+from shared.csv_checks import BlockChecker, DataReport, DataSpec
 from shared.csv_stream import CheckedStream
 from shared.errors import DataRejected
 
@@ -26,8 +26,8 @@ def validate_csv(chunks: Iterable[bytes], spec: DataSpec) -> DataReport:
     The bytes pass a stream that checks UTF-8, line lengths and quotes; each block of whole lines (about a download
     chunk) is parsed by pyarrow (in C, on every core) and its columns checked with pyarrow.compute. Rows are
     lines: a line break inside a quoted value is refused."""
+    import pyarrow as pa
     import pyarrow.csv as pa_csv
-    from pyarrow import py_buffer
 
     stream = CheckedStream(chunks, spec.max_line_bytes)
     header_line = stream.header()
@@ -46,14 +46,14 @@ def validate_csv(chunks: Iterable[bytes], spec: DataSpec) -> DataReport:
     names = [f"c{i}" for i in range(len(header))]  # positional: header names may be anything
     checked = [names[i] for i in checker.columns]  # only these are converted (every field is still parsed)
     options = (pa_csv.ParseOptions(ignore_empty_lines=False, newlines_in_values=False),
-               pa_csv.ConvertOptions(column_types=dict.fromkeys(checked, string_type()), include_columns=checked,
+               pa_csv.ConvertOptions(column_types=dict.fromkeys(checked, pa.string()), include_columns=checked,
                                      null_values=["", "?"], strings_can_be_null=True, check_utf8=False))
     for first_line, block in stream.blocks(BLOCK_BYTES):
         try:
-            table = pa_csv.read_csv(py_buffer(block), parse_options=options[0], convert_options=options[1],
+            table = pa_csv.read_csv(pa.py_buffer(block), parse_options=options[0], convert_options=options[1],
                                     read_options=pa_csv.ReadOptions(column_names=names, block_size=len(block) + 1,
                                                                     use_threads=False))
-        except arrow_invalid() as exc:
+        except pa.ArrowInvalid as exc:
             raise _parse_error(bytes(block), first_line, len(header), exc) from None
         checker.check(table, first_line)
     return checker.report(stream.bytes)

@@ -49,6 +49,14 @@ def _written_at(entity: Any) -> float:
     return stamp.timestamp() if stamp is not None else time.time()
 
 
+def marker_row(run: Run) -> dict[str, Any]:
+    return {"PartitionKey": ACTIVE, "RowKey": run.id, "createdAt": run.created_at}
+
+
+def newest_row(run: Run) -> dict[str, Any]:
+    return {"PartitionKey": NEWEST, "RowKey": newest_key(run), "runId": run.id}
+
+
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     for i in range(0, len(items), size):
         yield items[i:i + size]
@@ -70,10 +78,8 @@ class RunIndex:
     def before_create(self, run: Run) -> None:
         """The index rows of a run about to be created (upserts: a retry writes the same rows)."""
         if self._is_active(run):
-            self.table.upsert_entity({"PartitionKey": ACTIVE, "RowKey": run.id, "createdAt": run.created_at},
-                                     mode=UpdateMode.REPLACE)
-        self.table.upsert_entity({"PartitionKey": NEWEST, "RowKey": newest_key(run), "runId": run.id},
-                                 mode=UpdateMode.REPLACE)
+            self.table.upsert_entity(marker_row(run), mode=UpdateMode.REPLACE)
+        self.table.upsert_entity(newest_row(run), mode=UpdateMode.REPLACE)
 
     def after_duplicate(self, ours: Run, stored: Run) -> None:
         """`ours` was not created: `stored` was there already. Drop the rows written for `ours` that differ."""
@@ -191,9 +197,8 @@ class RunIndex:
         pages = self.table.query_entities("PartitionKey eq 'run'", results_per_page=1000).by_page()
         for entities in pages:
             runs = self._load(entities)
-            newest = [("upsert", {"PartitionKey": NEWEST, "RowKey": newest_key(r), "runId": r.id}) for r in runs]
-            active = [("upsert", {"PartitionKey": ACTIVE, "RowKey": r.id, "createdAt": r.created_at})
-                      for r in runs if self._is_active(r)]
+            newest = [("upsert", newest_row(r)) for r in runs]
+            active = [("upsert", marker_row(r)) for r in runs if self._is_active(r)]
             for ops in (newest, active):
                 for chunk in _chunks(ops, 100):
                     submit_transaction(self.table, chunk)

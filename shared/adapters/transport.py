@@ -1,4 +1,4 @@
-"""Pooled HTTP for the app: a urllib3 pool for the Studio calls (`http_pool`), a requests session under the Azure
+"""Pooled HTTP for the app: a urllib3 pool for the Studio calls (`HttpPool`), a requests session under the Azure
 SDK clients (`pooled_transport`), both trusting the same CAs and proxies; and the reading of a Retry-After header
 (urllib3's parser: seconds or an HTTP date)."""
 

@@ -59,8 +59,7 @@ class DryRun:
             if where.tenant is not None and self.studio.endpoint(where.target, where.tenant) is None:
                 raise DataRejected("NoSuchEndpoint", f"the file routes to endpoint '{where.tenant}', which does not "
                                                      f"exist on target '{where.target.name}'")
-            report = validate_csv(chunks(), DataSpec(s.required_columns, s.numeric_columns, s.label_column,
-                                                     s.min_rows, s.label_values, s.max_line_bytes))
+            report = validate_csv(chunks(), DataSpec.from_settings(s))
         except DataRejected as exc:
             return {**answer, "valid": False, "problem": exc.as_reason()}
         names = self.studio.resolve(where.target, named or where.endpoints)

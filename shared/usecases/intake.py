@@ -193,8 +193,7 @@ class TrainingIntake:
             if where.tenant is not None and self.studio.endpoint(where.target, where.tenant) is None:
                 raise DataRejected("NoSuchEndpoint", f"the file routes to endpoint '{where.tenant}', which does not "
                                                      f"exist on target '{where.target.name}'")
-            spec = DataSpec(s.required_columns, s.numeric_columns, s.label_column, s.min_rows, s.label_values,
-                            s.max_line_bytes)
+            spec = DataSpec.from_settings(s)
             report = validate_csv(self._renewing(self.storage.chunks(ref, etag=run.data_etag), run), spec)
         except DataRejected as exc:
             return self._reject(run, ref, exc)

@@ -26,20 +26,24 @@ class ManagementClient:
                                  read_timeout=read_timeout)
         return WebService.model_validate(resp.json())
 
-    def list_endpoints(self) -> list[Endpoint]:
+    def _endpoints_json(self) -> bytes | None:
+        """The body of the endpoint list, or None when the service has none (204)."""
         resp = self.http.request("GET", f"{self.service_url}/endpoints", "list endpoints", self._key,
                                  expect=(200, 204))
-        return [] if resp.status_code == 204 else [Endpoint.model_validate(e) for e in resp.json()]
+        return None if resp.status_code == 204 else resp.content
+
+    def list_endpoints(self) -> list[Endpoint]:
+        body = self._endpoints_json()
+        return [] if body is None else [Endpoint.model_validate(e) for e in json.loads(body)]
 
     def endpoint_names(self) -> list[str]:
         """The names of the service's endpoints, read without building an object per endpoint (a service may
         hold 10,000: the names are what a fan-out needs)."""
-        resp = self.http.request("GET", f"{self.service_url}/endpoints", "list endpoints", self._key,
-                                 expect=(200, 204))
-        if resp.status_code == 204:
+        body = self._endpoints_json()
+        if body is None:
             return []
         # Each JSON object becomes its "Name" as it is parsed: nested ones (resources, locations) collapse at once.
-        names = json.loads(resp.content, object_hook=lambda obj: obj.get("Name"))
+        names = json.loads(body, object_hook=lambda obj: obj.get("Name"))
         return [n for n in names if isinstance(n, str)]
 
     def get_endpoint(self, name: str) -> Endpoint:
