@@ -12,6 +12,8 @@ import os
 import sys
 from pathlib import Path
 
+from tools.azureml.config import AzureMLConfig, limits_from_flags, timing_from_flags
+from tools.azureml.faults import parse_flag as parse_deployment_fault
 from tools.emulator import census
 from tools.emulator.eventgrid import subscription_from_flag
 from tools.emulator.faults import parse_fault_flag
@@ -47,6 +49,19 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.add_argument("--topic-auth", choices=["key", "entra"], default="key",
                    help="how publishers authenticate to the default topic: its key, or (entra) only an Entra ID "
                         "token from the emulator's managed identity endpoint (local auth disabled)")
+    p.add_argument("--azureml-timing", choices=["fast", "realistic"], default="fast",
+                   help="Azure ML stand-in: how long operations take - seconds (fast, default) or the minutes the "
+                        "real service takes (realistic)")
+    p.add_argument("--azureml-time", action="append", default=[], metavar="NAME=SECONDS",
+                   help="Azure ML stand-in: override one timing, e.g. deployment_create=30 (repeatable)")
+    p.add_argument("--azureml-instance-quota", type=int, default=36,
+                   help="Azure ML stand-in: instance quota of the workspace (each deployment needs its instance "
+                        "count plus 20%%; default 36)")
+    p.add_argument("--azureml-limit", action="append", default=[], metavar="NAME=N",
+                   help="Azure ML stand-in: override a limit, e.g. deployments_per_endpoint=3 (repeatable)")
+    p.add_argument("--azureml-routing-seed", type=int, default=0, help="Azure ML stand-in: traffic routing seed")
+    p.add_argument("--azureml-deployment-fault", action="append", default=[], metavar="SPEC",
+                   help="Azure ML stand-in: deployment=green*,stuck=600 or deployment=x,fail_after=120 (repeatable)")
     p.add_argument("--access-log", action="store_true", help="log every request")
     p.add_argument("--log-level", default="INFO")
 
@@ -74,7 +89,12 @@ def main(argv: list[str] | None = None) -> int:
                        subscriptions=[subscription_from_flag(s) for s in args.subscribe],
                        events_poll_seconds=args.events_poll_seconds, access_log=args.access_log,
                        sas_cache_seconds=args.sas_cache_seconds, tls_cert=args.tls_cert, tls_key=args.tls_key,
-                       topic_auth=args.topic_auth)
+                       topic_auth=args.topic_auth,
+                       azureml=AzureMLConfig(timing=timing_from_flags(args.azureml_timing, args.azureml_time),
+                                             limits=limits_from_flags(args.azureml_instance_quota,
+                                                                      args.azureml_limit),
+                                             routing_seed=args.azureml_routing_seed),
+                       azureml_faults=[parse_deployment_fault(f) for f in args.azureml_deployment_fault])
     except ValueError as exc:
         parser.error(str(exc))
     asyncio.run(serve(opts))

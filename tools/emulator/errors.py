@@ -75,6 +75,9 @@ async def error_middleware(request: web.Request,
     except StudioError as exc:
         return exc.response()
     except web.HTTPNotFound:
+        if request.path.startswith("/azureml/"):  # the Azure ML stand-in: ARM's envelope
+            return web.json_response({"error": {"code": "InvalidResourceType", "message": f"No route for "
+                                                f"{request.method} {request.path}.", "details": []}}, status=404)
         return StudioError("NotFound", "ResourceNotFound", f"No route for {request.method} {request.path}").response()
     except web.HTTPMethodNotAllowed:
         return StudioError("BadArgument", "MethodNotAllowed",

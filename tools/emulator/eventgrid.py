@@ -357,6 +357,11 @@ class StorageEventSource:
                 log.warning("storage events: scan failed (%s); retrying", type(exc).__name__)
 
     # -- delivery
+    def deliver(self, events: list[dict[str, Any]]) -> None:
+        """Deliver events from another source (the Azure ML stand-in's workspace events) to the subscriptions
+        whose event types and subject filters want them."""
+        self._dispatch(events)
+
     def _dispatch(self, events: list[dict[str, Any]]) -> None:
         for event in events:
             for sub in self.subscriptions:

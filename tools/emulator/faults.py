@@ -2,7 +2,9 @@
 the connection - for the next N calls or at a rate. Driven by `--fault` flags and the `/admin/faults` API.
 
 Route names are the emulator's own (`management.patch_endpoint`, `bes.submit`, `rrs.execute`,
-`eventgrid.publish`, ...); patterns use shell wildcards (`management.*`). Admin routes are never faulted.
+`eventgrid.publish`, `azureml.put_deployment`, `azureml.score`, ...); patterns use shell wildcards (`management.*`).
+Admin routes are never faulted. The Azure ML stand-in's routes (`azureml.*`) answer a status fault in ARM's error
+envelope.
 """
 
 from __future__ import annotations
@@ -114,6 +116,10 @@ async def fault_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     code, detail = STATUS_CODES[rule.status]
     headers = {"Retry-After": f"{rule.retry_after:g}"} if rule.retry_after is not None else {}
+    if name.startswith("azureml."):  # the Azure ML stand-in's routes answer in ARM's error envelope
+        return web.json_response({"error": {"code": code, "message": f"Injected fault (rule {rule.id}).",
+                                            "details": [], "additionalInfo": []}},
+                                 status=rule.status, headers={"x-ms-request-id": str(uuid.uuid4()), **headers})
     return StudioError(code, detail, f"Injected fault (rule {rule.id}).", status=rule.status,
                        headers=headers).response()
 

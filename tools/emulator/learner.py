@@ -102,28 +102,44 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return np.asarray(1.0 / (1.0 + np.exp(-np.clip(z, -35, 35))))
 
 
+@dataclass(frozen=True)
+class Schema:
+    """What a training table looks like: its feature columns, its label column and the label's two classes.
+    The default is the Adult census schema of the classic training experiment; the Azure ML stand-in's jobs pass
+    the schema of the table they were given."""
+
+    numeric: tuple[str, ...] = tuple(s.NUMERIC)
+    categorical: tuple[str, ...] = tuple(s.CATEGORICAL)
+    label: str = s.LABEL
+    positive: str = s.POSITIVE
+    negative: str = s.NEGATIVE
+
+
+CENSUS = Schema()
+
+
 def fit(columns: Mapping[str, Sequence[str]], labels: Sequence[str], l2: float = 1.0,
-        max_iter: int = 30) -> Model:
+        max_iter: int = 30, schema: Schema = CENSUS) -> Model:
     """Fit logistic regression with Newton's method (IRLS) and an L2 penalty on the weights."""
     n = len(labels)
-    y = np.asarray([1.0 if v.strip() == s.POSITIVE else 0.0 for v in labels])
-    unknown = {v.strip() for v in labels} - {s.POSITIVE, s.NEGATIVE}
+    y = np.asarray([1.0 if v.strip() == schema.positive else 0.0 for v in labels])
+    unknown = {v.strip() for v in labels} - {schema.positive, schema.negative}
     if unknown:
-        raise DataError(f"label column '{s.LABEL}' has value(s) other than {s.NEGATIVE}/{s.POSITIVE}: "
-                        f"{', '.join(sorted(unknown)[:3])}")
+        raise DataError(f"label column '{schema.label}' has value(s) other than {schema.negative}/"
+                        f"{schema.positive}: {', '.join(sorted(unknown)[:3])}")
     if y.min() == y.max():
-        raise DataError(f"label column '{s.LABEL}' has a single class; two are needed to train")
+        raise DataError(f"label column '{schema.label}' has a single class; two are needed to train")
     numeric = []
-    for name in s.NUMERIC:
+    for name in schema.numeric:
         values = parse_numeric(name, columns[name], float("nan"))
         mean = float(np.nanmean(values)) if np.isfinite(values).any() else 0.0
         scale = float(np.nanstd(values)) or 1.0
         numeric.append((name, mean, scale))
     categorical = []
-    for name in s.CATEGORICAL:
+    for name in schema.categorical:
         levels = sorted({str(v).strip() for v in columns[name]})
         categorical.append((name, levels))
-    draft = Model(numeric, categorical, np.zeros(0), 0.0, s.POSITIVE, s.NEGATIVE, 0.5, {})
+    draft = Model(numeric, categorical, np.zeros(0), 0.0, schema.positive, schema.negative, 0.5, {})
     x = np.hstack([np.ones((n, 1)), draft.design(columns, n)])
     w = np.zeros(x.shape[1])
     penalty = np.full(x.shape[1], l2)
@@ -136,18 +152,18 @@ def fit(columns: Mapping[str, Sequence[str]], labels: Sequence[str], l2: float =
         w -= step
         if np.max(np.abs(step)) < 1e-6:
             break
-    model = Model(numeric, categorical, w[1:], float(w[0]), s.POSITIVE, s.NEGATIVE, 0.5, {})
-    return load_model(to_document(model, training_rows=n))
+    model = Model(numeric, categorical, w[1:], float(w[0]), schema.positive, schema.negative, 0.5, {})
+    return load_model(to_document(model, training_rows=n, label=schema.label))
 
 
-def to_document(model: Model, training_rows: int) -> dict[str, Any]:
+def to_document(model: Model, training_rows: int, label: str = s.LABEL) -> dict[str, Any]:
     return {
         "format": MODEL_FORMAT,
         "formatVersion": MODEL_FORMAT_VERSION,
         "learner": LEARNER_NAME,
         "createdAt": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         "trainingRows": training_rows,
-        "label": {"column": s.LABEL, "positive": model.positive, "negative": model.negative},
+        "label": {"column": label, "positive": model.positive, "negative": model.negative},
         "threshold": model.threshold,
         "numeric": [{"name": c, "mean": m, "scale": sc} for c, m, sc in model.numeric],
         "categorical": [{"name": c, "levels": levels} for c, levels in model.categorical],
@@ -234,10 +250,10 @@ def split_indices(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, 
 
 
 def train_and_evaluate(columns: Mapping[str, list[str]], labels: list[str], test_fraction: float = 0.25,
-                       seed: int = 0) -> tuple[Model, dict[str, float]]:
+                       seed: int = 0, schema: Schema = CENSUS) -> tuple[Model, dict[str, float]]:
     """Split, fit on the first part, evaluate on the held-out part (what the training experiment does)."""
     n = len(labels)
-    for name in s.NUMERIC:  # check the whole file first, so an error names its line in the file
+    for name in schema.numeric:  # check the whole file first, so an error names its line in the file
         parse_numeric(name, columns[name], 0.0, header_lines=1)
     train, test = split_indices(n, test_fraction, seed)
     if len(test) == 0 or len(train) == 0:
@@ -247,11 +263,11 @@ def train_and_evaluate(columns: Mapping[str, list[str]], labels: list[str], test
         return {c: [v[i] for i in idx] for c, v in columns.items()}
 
     train_labels = [labels[i] for i in train]
-    model = fit(take(train), train_labels)
+    model = fit(take(train), train_labels, schema=schema)
     test_cols = take(test)
     p = model.predict_proba(test_cols, len(test))
-    y = np.asarray([1.0 if labels[i].strip() == s.POSITIVE else 0.0 for i in test])
-    prior = sum(1 for v in train_labels if v.strip() == s.POSITIVE) / len(train_labels)
+    y = np.asarray([1.0 if labels[i].strip() == schema.positive else 0.0 for i in test])
+    prior = sum(1 for v in train_labels if v.strip() == schema.positive) / len(train_labels)
     return model, evaluate(y, p, prior)
 
 

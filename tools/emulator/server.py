@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -16,6 +17,10 @@ from typing import Any
 
 from aiohttp import web
 
+from tools.azureml.config import AzureMLConfig
+from tools.azureml.faults import DeploymentFault
+from tools.azureml.service import AzureML
+from tools.azureml.service import install as install_azureml
 from tools.emulator import bes, eventgrid, faults, identity, management, rrs
 from tools.emulator.blobs import SasFetcher
 from tools.emulator.census import csv_text
@@ -56,6 +61,8 @@ class Options:
     tls_cert: Path | None = None  # serve HTTPS with this certificate (PEM) and key
     tls_key: Path | None = None
     topic_auth: str = "key"  # "entra": the default topic takes only Entra ID tokens (local auth disabled)
+    azureml: AzureMLConfig | None = None  # the Azure ML (v2) stand-in's settings (tools/azureml); None: defaults
+    azureml_faults: list[DeploymentFault] = field(default_factory=list)
 
 
 def _initial_model() -> bytes:
@@ -122,6 +129,10 @@ def manifest(emu: Emulator) -> dict[str, Any]:
     }
 
 
+def manifest_with_azureml(emu: Emulator, aml: AzureML) -> dict[str, Any]:
+    return {**manifest(emu), "azureml": aml.manifest()}
+
+
 def write_manifest(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -135,7 +146,7 @@ async def health(request: web.Request) -> web.Response:
 
 
 def build_app(emu: Emulator, fault_rules: list[faults.FaultRule],
-              source: eventgrid.StorageEventSource) -> web.Application:
+              source: eventgrid.StorageEventSource, aml: AzureML | None = None) -> web.Application:
     app = web.Application(middlewares=[error_middleware, rrs.throttle_middleware(), faults.fault_middleware],
                           client_max_size=64 * 1024 * 1024)
     app[EMULATOR] = emu
@@ -148,6 +159,8 @@ def build_app(emu: Emulator, fault_rules: list[faults.FaultRule],
     for table in (management.routes, bes.routes, rrs.routes, eventgrid.routes, faults.admin_routes,
                   identity.routes):
         app.router.add_routes(table)
+    if aml is not None:  # same process, own prefix (/azureml): storage, topics, faults, identity are shared
+        install_azureml(app, aml)
     return app
 
 
@@ -167,7 +180,9 @@ async def serve(opts: Options, ready: asyncio.Event | None = None, stop: asyncio
         source.subscriptions = [s for s in source.subscriptions  # (and an unnamed one from before names)
                                 if s.name or s.subject_begins_with != sub.subject_begins_with]
         source.add(sub)
-    app = build_app(emu, opts.faults, source)
+    aml_config = opts.azureml or AzureMLConfig()
+    aml = AzureML(emu, dataclasses.replace(aml_config, workspace_seed=store.ws.id), opts.data, opts.azureml_faults)
+    app = build_app(emu, opts.faults, source, aml)
     app[eventgrid.TOPICS].ensure(DEFAULT_TOPIC, auth=opts.topic_auth)
     runner = web.AppRunner(app, access_log=log if opts.access_log else None, handle_signals=False)
     await runner.setup()
@@ -186,8 +201,9 @@ async def serve(opts: Options, ready: asyncio.Event | None = None, stop: asyncio
     await source.start()
     source._persist()
     app[bes.RUNNER].resume()
+    await aml.start(app)
     if opts.manifest:
-        write_manifest(opts.manifest, manifest(emu))
+        write_manifest(opts.manifest, manifest_with_azureml(emu, aml))
     log.info("emulator listening on %s (%s, ready in %.1fs)", emu.base_url,
              "provisioned" if first_start else "state loaded", time.monotonic() - started)
     if ready is not None:
@@ -202,6 +218,7 @@ async def serve(opts: Options, ready: asyncio.Event | None = None, stop: asyncio
     finally:
         log.info("emulator stopping")
         await app[bes.RUNNER].close()
+        await aml.close()
         await source.close()
         await runner.cleanup()
         await emu.fetcher.close()
