@@ -3,12 +3,14 @@ and a second one with small limits for the limit and fault tests."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import requests
+from azure.core.exceptions import ResourceExistsError
 from azure.storage.blob import BlobServiceClient
 
 from tests.integration.azureml.arm import Arm
@@ -38,7 +40,8 @@ def arm(aml_emulator: EmulatorProcess, aml_tls: LocalTls) -> Arm:
 @pytest.fixture(scope="session")
 def limited_emulator(start_emulator: Callable[..., EmulatorProcess], aml_tls: LocalTls) -> EmulatorProcess:
     return start_emulator("--tls-cert", str(aml_tls.cert), "--tls-key", str(aml_tls.key), *FAST,
-                          "--azureml-limit", "deployments_per_endpoint=2", "--azureml-instance-quota", "6")
+                          "--azureml-limit", "deployments_per_endpoint=2", "--azureml-instance-quota", "6",
+                          "--azureml-deployment-fault", "deployment=flagged*,fail_after=0.2,code=ImageBuildFailure")
 
 
 @pytest.fixture(scope="session")
@@ -49,13 +52,15 @@ def limited(limited_emulator: EmulatorProcess, aml_tls: LocalTls) -> Arm:
 def upload(manifest: dict, container: str, name: str, data: str | bytes) -> str:
     """Put a blob on the workspace's storage account; return its URL."""
     svc = BlobServiceClient.from_connection_string(manifest["storage"]["connection_string"])
-    try:
+    with contextlib.suppress(ResourceExistsError):
         svc.create_container(container)
-    except Exception:
-        pass
     blob = svc.get_blob_client(container, name)
     blob.upload_blob(data, overwrite=True)
     return str(blob.url)
+
+
+def census_csv_url(arm: Arm, rows: int = 1500, seed: int = 3) -> str:
+    return upload(arm.m, "training-data", f"azureml/census-{rows}-{seed}.csv", csv_text(rows, seed=seed))
 
 
 def unique(prefix: str) -> str:
@@ -65,7 +70,7 @@ def unique(prefix: str) -> str:
 @pytest.fixture(scope="session")
 def trained(arm: Arm) -> dict:
     """One census job trained and registered as a model version: (job, model id) for the deployment tests."""
-    url = upload(arm.m, "training-data", "azureml/census.csv", csv_text(1500, seed=3))
+    url = census_csv_url(arm)
     name = unique("job")
     r = arm.submit_job(name, url)
     assert r.status_code == 201, r.text

@@ -48,9 +48,8 @@ def test_a_model_that_cannot_load_ends_failed_with_the_container_error(arm: Arm)
     logs = arm.call("POST", f"/onlineEndpoints/{ep}/deployments/bad/getLogs",
                     {"containerType": "InferenceServer"}).json()["content"]
     assert "Traceback" in logs and "could not be loaded" in logs
-    result = arm.http.get(status["id"] and r.headers["Azure-AsyncOperation"].replace("mfeOperationsStatus",
-                                                                                      "mfeOperationResults"),
-                          headers=arm.headers(), timeout=10)
+    result_url = r.headers["Azure-AsyncOperation"].replace("mfeOperationsStatus", "mfeOperationResults")
+    result = arm.http.get(result_url, headers=arm.headers(), timeout=10)
     assert result.status_code == 400 and error_code(result) == "ResourceNotReady"
     refused = arm.set_traffic(ep, {"bad": 100})
     assert refused.status_code == 400 and error_code(refused) == "BadArgument"
@@ -72,9 +71,11 @@ def test_traffic_rules(arm: Arm, trained: dict):
     arm.create_endpoint(ep)
     arm.create_deployment(ep, "blue", trained["model"])
     arm.create_deployment(ep, "green", trained["model"])
-    for traffic, mirror in (({"blue": 60, "green": 30}, {}), ({"blue": 100, "nope": 0}, {}),
-                            ({"blue": 101}, {}), ({"blue": 100}, {"green": 51}), ({"blue": 100}, {"blue": 10}),
-                            ({"blue": 50, "green": 50}, {"green": 10}), ({"blue": "100"}, {})):
+    cases: list[tuple[dict, dict]] = [
+        ({"blue": 60, "green": 30}, {}), ({"blue": 100, "nope": 0}, {}), ({"blue": 101}, {}),
+        ({"blue": 100}, {"green": 51}), ({"blue": 100}, {"blue": 10}), ({"blue": 50, "green": 50}, {"green": 10}),
+        ({"blue": "100"}, {})]
+    for traffic, mirror in cases:
         r = arm.set_traffic(ep, traffic, mirror)
         assert r.status_code == 400 and error_code(r) == "BadArgument", (traffic, mirror, r.text)
     r = arm.set_traffic(ep, {"blue": 90, "green": 10})
