@@ -115,3 +115,25 @@ def test_realistic_timing_is_minutes(arm: Arm):
     started = time.monotonic()
     assert arm.get("")  # the suite's emulator runs the fast preset
     assert time.monotonic() - started < 5
+
+
+def test_workspace_events_reach_an_event_grid_subscription(arm: Arm, trained: dict):
+    import requests
+
+    from tests.integration.emulator.webhook import WebhookReceiver
+
+    hook = WebhookReceiver()
+    admin = arm.m["admin_url"]
+    try:
+        sub = requests.post(f"{admin}/storage-events/subscriptions", timeout=10, verify=arm.http.verify, json={
+            "name": "azureml-events", "endpoint": hook.url,
+            "event_types": ["Microsoft.MachineLearningServices.ModelRegistered"]}).json()
+        version = unique("v")
+        assert arm.register_model("hooked", version, f"azureml://jobs/{trained['job']}/outputs/model") \
+            .status_code == 201
+        got = hook.wait_for(lambda e: e["subject"] == f"models/hooked:{version}", timeout=15)
+        assert got[0]["eventType"] == "Microsoft.MachineLearningServices.ModelRegistered"
+        assert hook.headers[0]["aeg-event-type"] == "Notification" and hook.validations == 1
+        requests.delete(f"{admin}/storage-events/subscriptions/{sub['id']}", timeout=10, verify=arm.http.verify)
+    finally:
+        hook.close()
