@@ -55,6 +55,14 @@ def test_make_run_comes_up_writes_its_files_and_stops_cleanly_on_sigterm(tmp_pat
             assert private.stat().st_mode & 0o077 == 0, private  # they hold keys: owner only
         health = requests.get(f"{state['functions_url']}/api/health", timeout=30)
         assert health.status_code == 200 and health.json()["status"] == "ok"
+        manifest = json.loads(Path(state["emulator_manifest"]).read_text())
+        aml, ident = manifest["azureml"], manifest["identity"]  # the Azure ML stand-in is up beside the classic one
+        token = requests.get(ident["endpoint"], headers={"X-IDENTITY-HEADER": ident["header"]}, timeout=10, params={
+            "resource": "https://management.azure.com/", "api-version": "2019-08-01"}).json()["access_token"]
+        endpoints = requests.get(f"{aml['arm_url']}{aml['workspace_id']}/onlineEndpoints", timeout=10,
+                                 params={"api-version": aml["api_version"]},
+                                 headers={"Authorization": f"Bearer {token}"})
+        assert endpoints.status_code == 200 and "value" in endpoints.json()
         children = psutil.Process(proc.pid).children(recursive=True)
         assert len(children) >= 3  # Azurite, the emulator, the function host
     finally:
