@@ -60,7 +60,6 @@ bench: deps
 	$(PY) -m bench.fanout --endpoints 10000
 	$(PY) -m bench.validation --size-mb 1024
 	$(PY) -m bench.ledger_scale
-	$(PY) -m bench.ledger_transactions
 
 clean:
 	rm -rf $(VENV) node_modules .local .test-runs .pytest_cache .mypy_cache .ruff_cache

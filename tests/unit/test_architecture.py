@@ -101,3 +101,50 @@ def test_the_checks_can_fail():
     assert "shared.decisions" in GRAPH["shared.usecases.intake"] and "shared.adapters.ledger" in GRAPH[
         "shared.usecases.intake"]
     assert layer("shared.adapters.ledger") == "adapters" and "usecases" not in MAY_IMPORT["adapters"]
+
+
+FIRST_PARTY = {"shared", "blueprints", "function_app", "__future__"}
+
+
+def private_imports(source: str) -> list[str]:
+    """The imports in `source` of a private name of a dependency: a module path segment or an imported name that
+    starts with a single `_` (`import a._b`, `from a._b import c`, `from a import _c`), first-party code aside."""
+    found: list[str] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [f"{node.module}.{alias.name}" for alias in node.names]
+        else:
+            continue  # (a relative import is first-party)
+        found += [name for name in names if name.split(".")[0] not in FIRST_PARTY
+                  and any(part.startswith("_") and not part.startswith("__") for part in name.split("."))]
+    return found
+
+
+# The exceptions, each with its reason; the test fails when one is no longer needed.
+# OpenTelemetry's logs signal exists only as `_logs` (in development upstream), and azure-monitor-opentelemetry's
+# public `configure_azure_monitor(log_record_processors=...)` takes `opentelemetry.sdk._logs.LogRecordProcessor`s.
+ALLOWED_PRIVATE = {
+    "shared.telemetry": {"opentelemetry.sdk._logs.LogRecordProcessor", "opentelemetry.sdk._logs.ReadWriteLogRecord",
+                         "opentelemetry._logs"},
+}
+
+
+def test_shipped_code_imports_only_public_names_of_its_dependencies():
+    found = {name: set(private_imports(path.read_text())) for name, path in MODULES.items()}
+    wrong = [f"{name}: {imported}" for name, names in sorted(found.items())
+             for imported in sorted(names - ALLOWED_PRIVATE.get(name, set()))]
+    assert not wrong, "private names of a dependency (an upgrade can break them silently):\n" + "\n".join(wrong)
+    stale = [f"{name}: {imported}" for name, names in ALLOWED_PRIVATE.items()
+             for imported in sorted(names - found.get(name, set()))]
+    assert not stale, "allowed but no longer imported (remove from ALLOWED_PRIVATE):\n" + "\n".join(stale)
+
+
+def test_the_private_import_check_can_fail():
+    planted = ("from __future__ import annotations\nimport os.path\nfrom azure.data.tables import TableClient\n"
+               "from azure.data.tables._error import _decode_error\nimport azure.core._pipeline\n"
+               "from azure.data.tables import _table_batch, __version__\nfrom shared.adapters import _private\n"
+               "from . import _sibling\n")
+    assert private_imports(planted) == ["azure.data.tables._error._decode_error", "azure.core._pipeline",
+                                        "azure.data.tables._table_batch"]
