@@ -47,7 +47,7 @@ class AtWrite:
     the action's own writes land between the caller's read and its conditional write."""
 
     kind: str
-    action: Callable[[Record], None]
+    action: Callable[[Record], object]
     when: Callable[[Record], bool] = lambda record: True
     fired: list[Record] = field(default_factory=list)
 
@@ -58,7 +58,7 @@ class AtWrite:
         self.action(record)
 
 
-def at_write(w: World, kind: str, action: Callable[[Record], None],
+def at_write(w: World, kind: str, action: Callable[[Record], object],
              when: Callable[[Record], bool] = lambda record: True) -> AtWrite:
     hook = AtWrite(kind, action, when)
     w.ledger.on_write = hook
