@@ -106,6 +106,31 @@ def test_a_model_must_improve_on_the_serving_one_when_the_rule_is_set_unless_for
     assert [e.outcome for e in result.endpoints] == ["Deployed"] and serving(w, "acme") == forced.model_path
 
 
+def test_a_gate_over_several_metrics_needs_every_rule_and_records_every_gated_metric():
+    gate = '{"AUC": {"min": 0.7}, "Accuracy": {"min": 0.8}, "Log Loss": {"max": 0.5, "improvement": 0.05}}'
+    w = world(RETRAIN_GATE=gate)
+    w.endpoint("acme")
+    w.studio.metrics = {"AUC": 0.9, "Accuracy": 0.79, "Log Loss": 0.3, "Recall": 0.5}
+    weak = w.trained("acme/1.csv", seed=1)
+    assert land(w, weak).status == "Rejected"
+    error = str(w.run(weak.id).error)
+    assert "Accuracy 0.7900 misses the minimum 0.8" in error and "AUC" not in error
+    assert w.events.of(ModelRejected, weak.id)[0].metrics == {"AUC": 0.9, "Accuracy": 0.79, "Log Loss": 0.3}
+    w.studio.metrics = {"AUC": 0.9, "Accuracy": 0.85, "Log Loss": 0.3, "Recall": 0.5}
+    good = w.trained("acme/2.csv", seed=2)
+    assert land(w, good).status == "Done" and serving(w, "acme") == good.model_path
+    gated = {"AUC": 0.9, "Accuracy": 0.85, "Log Loss": 0.3}
+    attempt = w.ledger.get_deployment("default", "acme", f"run-{good.id}")
+    cur = w.ledger.current("default", "acme")
+    assert attempt is not None and attempt.metrics == gated and cur is not None and cur.metrics == gated
+    assert w.events.of(EndpointUpdated, good.id)[0].metrics == gated
+    w.studio.metrics = {"AUC": 0.95, "Accuracy": 0.9, "Log Loss": 0.27}  # lower is better: 0.03 is not enough
+    slight = w.trained("acme/3.csv", seed=3)
+    result = land(w, slight)
+    assert [e.outcome for e in result.endpoints] == ["Rejected"] and "Log Loss" in str(result.endpoints[0].reason)
+    assert serving(w, "acme") == good.model_path
+
+
 # ---- fan-out ------------------------------------------------------------------------------------------------------
 def test_a_fan_out_to_120_endpoints_in_several_batches_deploys_each_once_and_publishes_every_event():
     w = world(RETRAIN_PATCH_CONCURRENCY="8", RETRAIN_ENDPOINTS=",".join(names_of(120)))
@@ -157,13 +182,31 @@ def test_the_protected_endpoint_is_never_patched_even_when_named():
     assert w.ledger.history("default", "default") == []
 
 
-def test_data_for_the_protected_endpoints_folder_deploys_nowhere():
+def test_data_for_the_protected_endpoints_folder_never_reaches_it():
     w = world()
-    run = w.trained("default/d.csv")
-    result = land(w, run)
-    assert [e.outcome for e in result.endpoints] == ["Refused"]
-    assert w.run(run.id).status == "Failed" and "never patched" in str(w.run(run.id).error)
-    assert ("put_in_service", "default") not in w.studio.calls
+    run = w.app.intake.accept(w.drop("default/d.csv"))
+    assert run is not None
+    if run.job_id:  # (whether such data may train at all is the intake's call; it never deploys)
+        w.studio.finish(run.job_id)
+        result = land(w, w.run(run.id))
+        assert [e.outcome for e in result.endpoints] == ["Refused"]
+    assert w.run(run.id).status in ("Failed", "Rejected")
+    assert ("put_in_service", "default") not in w.studio.calls and serving(w, "default") == CREATED
+    assert w.ledger.history("default", "default") == []
+
+
+def test_one_endpoints_deployment_on_its_own_is_recorded_once_and_never_on_the_protected_endpoint():
+    w = world()
+    w.endpoint("acme")
+    run = w.trained("acme/d.csv")
+    w.app.promotion.jobs.finished(run, w.studio.state(str(run.job_id)))
+    target, model = w.settings.targets[0], w.app.jobs.model(run)
+    refused = w.app.deployer.deploy(target, "default", model, run, "promote", False, "test")
+    assert refused.outcome == "Refused" and w.ledger.history("default", "default") == []
+    done = w.app.deployer.deploy(target, "acme", model, run, "promote", False, "test")
+    assert (done.outcome, done.deployment_id) == ("Deployed", f"run-{run.id}") and serving(w, "acme") == run.model_path
+    again = w.app.deployer.deploy(target, "acme", model, run, "promote", False, "test")  # a redelivery
+    assert again.outcome == "Deployed" and [c[0] for c in w.studio.calls].count("put_in_service") == 1
 
 
 def test_a_lease_left_by_a_dead_deployment_is_taken_over_and_a_half_done_fan_out_finishes_only_what_is_left():

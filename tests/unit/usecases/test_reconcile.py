@@ -96,6 +96,34 @@ def test_a_submitted_run_whose_job_runs_already_is_recorded_as_training():
     assert w.run(run.id).status == "Training" and [c[0] for c in w.studio.calls].count("start") == starts
 
 
+def test_a_submitted_run_whose_job_finished_already_is_recorded_and_promoted_in_one_pass():
+    w = world()
+    w.endpoint("acme")
+    run = w.app.intake.accept(w.drop("acme/d.csv"))
+    assert run is not None and run.job_id
+    stored = w.ledger.runs[run.id]  # the crash came after the start, before it was recorded; the job is done
+    stored.status, stored.transitions = "Submitted", stored.transitions[:-1]
+    w.studio.finish(run.job_id)
+    assert w.app.reconciler.reconcile()["promoted"] == 1
+    done = w.run(run.id)
+    assert done.status == "Deployed" and [t["status"] for t in done.transitions][-4:] == [
+        "Training", "Trained", "Deploying", "Deployed"]
+
+
+def test_a_run_whose_submit_failed_past_the_budget_is_submitted_by_reconcile_once():
+    w = world()
+    w.endpoint("acme")
+    w.studio.finish_on_start = False
+    w.studio.fail("submit", transient=True)
+    with pytest.raises(Exception, match="submit failed"):
+        w.app.intake.accept(w.drop("acme/d.csv"))  # and the platform gave up on the trigger
+    [run] = w.ledger.list_runs()
+    assert run.status == "Accepted" and run.claimed_by is None and run.rows == 120
+    assert w.app.reconciler.reconcile()["resubmitted"] == 1
+    assert w.run(run.id).status == "Training" and len(w.studio.jobs) == 1
+    assert w.events.types(run.id) == ["TrainingDataAccepted", "JobSubmitted"]
+
+
 def test_a_job_past_its_deadline_is_cancelled_and_the_run_fails():
     w = world(RETRAIN_JOB_DEADLINE_MINUTES="60")
     w.endpoint("acme")
