@@ -101,10 +101,6 @@ def virtual_time(monkeypatch: pytest.MonkeyPatch, *modules: ModuleType) -> Virtu
     return clock
 
 
-def event_runs(w: World, type_name: str) -> list[str | None]:
-    return [e.run_id for e in w.events.published if e.type_name() == type_name]
-
-
 CLASSIC = {"kind": "classic", "management_key": "k", "resource_name": "trained model"}
 
 
