@@ -2,9 +2,10 @@
 
 import azure.functions as func
 
-from blueprints import blob_triggers, http_api, timers
+from blueprints import azureml_events, blob_triggers, http_api, timers
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(http_api.bp)
 app.register_functions(blob_triggers.bp)
 app.register_functions(timers.bp)
+app.register_functions(azureml_events.bp)

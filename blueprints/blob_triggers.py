@@ -35,7 +35,7 @@ def training_data_landed(client: blob.BlobClient, context: func.Context) -> None
                  source=func.BlobSource.EVENT_GRID)
 def model_landed(client: blob.BlobClient, context: func.Context) -> None:
     with invocation(context):
-        result = retraining().models.landed(BlobRef(client.container_name, client.blob_name))
+        result = retraining().model_landing.landed(BlobRef(client.container_name, client.blob_name))
         if result is not None:
             outcomes = ", ".join(f"{r.endpoint}={r.outcome}" for r in result.endpoints) or result.reason or ""
             log.info("%s/%s: run %s %s %s", client.container_name, client.blob_name, result.run_id, result.status,

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 import azure.functions as func
 
 from blueprints.http_support import ApiError, api, json_response, parse_body
-from blueprints.runtime import retraining_for_http as retraining
-from shared.api import CreateEndpoint, Decision, PatchModel, RetrainFromBlob, Rollback
+from blueprints.runtime import retraining_for_http
 from shared.decisions import ACTIVE_RUN_STATUSES, model_refused
+from shared.http_bodies import CreateEndpoint, Decision, PatchModel, RetrainFromBlob, Rollback
 from shared.records import EndpointResult, Run
 from shared.usecases.views import run_view
 
@@ -23,7 +23,7 @@ CSV_TYPES = ("text/csv", "application/csv", "text/plain", "application/octet-str
 @bp.route(route="health", methods=["GET"])
 @api
 def health(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    report = retraining().views.health()
+    report = retraining_for_http().views.health()
     return json_response(report, 200 if report["status"] == "ok" else 503)
 
 
@@ -32,9 +32,9 @@ def health(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
 @api
 def endpoints_create(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     body = parse_body(req, CreateEndpoint)
-    app = retraining()
-    ep = app.operations.add_endpoint(body.name, body.description, body.target, body.throttle_level,
-                                     body.max_concurrent_calls)
+    app = retraining_for_http()
+    ep = app.operations.add_endpoint(body.name, body.description, body.target, {
+        "throttle_level": body.throttle_level, "max_concurrent_calls": body.max_concurrent_calls})
     return json_response(app.views.endpoint(body.target, body.name, ep), 201,
                          {"Location": f"/api/endpoints/{body.name}"})
 
@@ -43,14 +43,14 @@ def endpoints_create(req: func.HttpRequest, context: func.Context) -> func.HttpR
 @bp.route(route="endpoints", methods=["GET"])
 @api
 def endpoints_list(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return json_response({"endpoints": retraining().views.endpoints(req.params.get("target"))})
+    return json_response({"endpoints": retraining_for_http().views.endpoints(req.params.get("target"))})
 
 
 @bp.function_name("endpoints_get")
 @bp.route(route="endpoints/{name}", methods=["GET"])
 @api
 def endpoints_get(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return json_response(retraining().views.endpoint(req.params.get("target"), req.route_params["name"]))
+    return json_response(retraining_for_http().views.endpoint(req.params.get("target"), req.route_params["name"]))
 
 
 @bp.function_name("endpoints_patch_model")
@@ -58,8 +58,9 @@ def endpoints_get(req: func.HttpRequest, context: func.Context) -> func.HttpResp
 @api
 def endpoints_patch_model(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     body = parse_body(req, PatchModel)
-    result = retraining().operations.patch_model(body.target, req.route_params["name"], body.model, force=body.force,
-                                                 caller=caller(req))
+    app = retraining_for_http()
+    result = app.operations.patch_model(body.target, req.route_params["name"], body.model, force=body.force,
+                                        caller=caller(req))
     return _deployment_answer(result)
 
 
@@ -68,7 +69,8 @@ def endpoints_patch_model(req: func.HttpRequest, context: func.Context) -> func.
 @api
 def endpoints_rollback(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     body = parse_body(req, Rollback) if req.get_body() else Rollback()
-    result = retraining().operations.rollback(body.target, req.route_params["name"], body.to, caller=caller(req))
+    app = retraining_for_http()
+    result = app.operations.rollback(body.target, req.route_params["name"], body.to, caller=caller(req))
     return _deployment_answer(result)
 
 
@@ -76,7 +78,7 @@ def endpoints_rollback(req: func.HttpRequest, context: func.Context) -> func.Htt
 @bp.route(route="retrain", methods=["POST"])
 @api
 def retrain(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    app = retraining()
+    app = retraining_for_http()
     content_type = (req.headers.get("content-type") or "").split(";")[0].strip().lower()
     run: Run | None
     if content_type in CSV_TYPES:
@@ -116,7 +118,7 @@ def runs_list(req: func.HttpRequest, context: func.Context) -> func.HttpResponse
     limit_text = req.params.get("limit") or "50"
     if not limit_text.isdigit() or not 1 <= int(limit_text) <= 500:
         raise ApiError(400, "InvalidRequest", "limit must be a whole number from 1 to 500")
-    runs = retraining().views.runs(statuses or None, int(limit_text))
+    runs = retraining_for_http().views.runs(statuses or None, int(limit_text))
     return json_response({"runs": [run_view(r) for r in runs]})
 
 
@@ -124,7 +126,7 @@ def runs_list(req: func.HttpRequest, context: func.Context) -> func.HttpResponse
 @bp.route(route="runs/{id}", methods=["GET"])
 @api
 def runs_get(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return json_response(run_view(retraining().views.run(req.route_params["id"])))
+    return json_response(run_view(retraining_for_http().views.run(req.route_params["id"])))
 
 
 @bp.function_name("status")
@@ -132,14 +134,14 @@ def runs_get(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
 @api
 def status(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     """The status page (HTML, no external assets, no JavaScript)."""
-    return func.HttpResponse(retraining().status.html(), mimetype="text/html", charset="utf-8")
+    return func.HttpResponse(retraining_for_http().status.html(), mimetype="text/html", charset="utf-8")
 
 
 @bp.function_name("runs_approve")
 @bp.route(route="runs/{id}/approve", methods=["POST"])
 @api
 def runs_approve(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return json_response(run_view(retraining().approvals.approve(req.route_params["id"], caller(req))))
+    return json_response(run_view(retraining_for_http().approvals.approve(req.route_params["id"], caller(req))))
 
 
 @bp.function_name("runs_reject")
@@ -147,7 +149,8 @@ def runs_approve(req: func.HttpRequest, context: func.Context) -> func.HttpRespo
 @api
 def runs_reject(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     body = parse_body(req, Decision) if req.get_body() else Decision()
-    return json_response(run_view(retraining().approvals.reject(req.route_params["id"], caller(req), body.reason)))
+    app = retraining_for_http()
+    return json_response(run_view(app.approvals.reject(req.route_params["id"], caller(req), body.reason)))
 
 
 def _deployment_answer(result: EndpointResult) -> func.HttpResponse:

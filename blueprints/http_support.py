@@ -18,9 +18,8 @@ from azure.core.exceptions import AzureError, ServiceRequestError
 from pydantic import BaseModel, ValidationError
 
 from blueprints.runtime import invocation
-from shared.adapters.classic.errors import StudioApiError, TransportError
-from shared.api import JSON_BODY_LIMIT
-from shared.errors import NotFound, Refused
+from shared.errors import AlreadyExists, NotFound, Refused, ServiceError, Stale
+from shared.http_bodies import JSON_BODY_LIMIT
 from shared.logs import scrub
 from shared.settings import SettingsError
 
@@ -70,14 +69,19 @@ def parse_body(req: func.HttpRequest, model: type[M], limit: int = JSON_BODY_LIM
         raise ApiError(400, "InvalidRequest", problems) from None
 
 
-def _studio_error(exc: StudioApiError) -> func.HttpResponse:
-    code = exc.code + (f"/{exc.detail_code}" if exc.detail_code else "")
+def _service_error(exc: ServiceError) -> func.HttpResponse:
+    """A training or serving service's failure, as the caller should see it."""
+    if exc.unreachable:
+        return error_response(504, "UpstreamUnreachable", f"the service could not be reached: {exc}",
+                              {"Retry-After": "30"})
     if exc.transient:
         headers = {"Retry-After": str(int(exc.retry_after or 30))}
-        return error_response(503, "UpstreamUnavailable", f"Studio (classic) is not answering: {exc}", headers)
+        return error_response(503, "UpstreamUnavailable", f"the service is not answering: {exc}", headers)
     if exc.status in (401, 403):  # our credentials, not the caller's: a server-side problem
-        return error_response(502, "UpstreamAuthFailed", f"Studio (classic) refused the app's key: {exc.message}")
-    return error_response(exc.status if 400 <= exc.status < 500 else 502, code, exc.message)
+        return error_response(502, "UpstreamAuthFailed", f"the service refused the app's credentials: {exc.message}")
+    status = exc.status if exc.status is not None and 400 <= exc.status < 500 else 502
+    detail = getattr(exc, "detail_code", None)
+    return error_response(status, exc.code + (f"/{detail}" if detail else ""), exc.message or str(exc))
 
 
 def api(handler: Handler) -> Handler:
@@ -94,14 +98,13 @@ def api(handler: Handler) -> Handler:
                 return error_response(404, "NotFound", str(exc))
             except Refused as exc:
                 return error_response(409 if exc.conflict else 400, exc.code, str(exc))
+            except (AlreadyExists, Stale) as exc:
+                return error_response(409, "Conflict", f"{exc}; read again and retry")
             except SettingsError as exc:
                 log.error("configuration problem: %s", exc)
                 return error_response(500, "ConfigurationError", str(exc))
-            except StudioApiError as exc:
-                return _studio_error(exc)
-            except TransportError as exc:
-                return error_response(504, "UpstreamUnreachable", f"Studio (classic) could not be reached: {exc}",
-                                      {"Retry-After": "30"})
+            except ServiceError as exc:
+                return _service_error(exc)
             except ServiceRequestError as exc:
                 log.warning("storage unreachable: %s", exc)
                 return error_response(503, "StorageUnavailable", "the app's storage account could not be reached",

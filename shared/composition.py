@@ -4,15 +4,21 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from typing import Any
 
+from shared.adapters.azureml.kind import AzureMLKind
+from shared.adapters.classic.clients import interactive_policy
+from shared.adapters.classic.kind import ClassicKind
 from shared.adapters.events import EventPublisher
-from shared.adapters.ledger import Ledger
+from shared.adapters.ledger import TableLedger
 from shared.adapters.outbox import Outbox
 from shared.adapters.storage import Storage
-from shared.adapters.studio import StudioClients, interactive_policy
-from shared.decisions import Gate
 from shared.logs import register_secret
+from shared.ports.blobs import BlobStore
+from shared.ports.events import EventSink
+from shared.ports.ledger import Ledger
+from shared.ports.services import Services, TargetKind
 from shared.settings import Settings, get_settings
 from shared.usecases.approvals import Approvals
 from shared.usecases.coalescing import Coalescing
@@ -27,28 +33,56 @@ from shared.usecases.reconcile import Reconciler
 from shared.usecases.status import StatusPage
 from shared.usecases.submission import JobSubmission
 from shared.usecases.training import TrainingJobs
-from shared.usecases.verification import Verifier
 from shared.usecases.views import Views
 
 
 def identity_for(settings: Settings) -> Any:
     """The app's Entra ID credential - its managed identity in Azure (the user-assigned one named by
     `AzureWebJobsStorage__clientId` or `AZURE_CLIENT_ID`), a developer's sign-in locally - when something is reached
-    without a key: storage without a connection string, an Event Grid topic without a key. Else None."""
+    without a key: storage without a connection string, an Event Grid topic without a key, an Azure ML workspace.
+    Else None."""
     keyless_events = settings.eventgrid_endpoint is not None and settings.eventgrid_key is None
-    if settings.storage_connection_string is not None and not keyless_events:
+    azureml = any(t.kind == "azureml" for t in settings.targets)
+    if settings.storage_connection_string is not None and not keyless_events and not azureml:
         return None
     from azure.identity import DefaultAzureCredential
 
     return DefaultAzureCredential(managed_identity_client_id=settings.storage_client_id)
 
 
-class Retraining:
-    """The library, assembled: adapters (`storage`, `ledger`, `studio`, `events`) and use cases."""
+class UseCases:
+    """The use cases, wired over the ports they talk to (the real adapters, or fakes in tests)."""
 
-    def __init__(self, settings: Settings, interactive: bool = False) -> None:
-        """`interactive`: for an operator's HTTP calls - short retry budgets for Studio and storage, so each call
-        answers (an error with Retry-After at worst) well within the front end's limit."""
+    def __init__(self, settings: Settings, storage: BlobStore, ledger: Ledger, events: EventSink,
+                 services: Services) -> None:
+        self.settings, self.storage, self.ledger, self.events, self.services = (settings, storage, ledger, events,
+                                                                                services)
+        s = settings
+        gate = s.gate
+        self.deployer = EndpointDeployer(s, ledger, services, events, gate)
+        self.jobs = TrainingJobs(s, storage, ledger, services, events)
+        submission = JobSubmission(ledger, services, events)
+        coalescing = Coalescing(s, storage, ledger, services, events)
+        self.intake = TrainingIntake(s, storage, ledger, services, events, submission, coalescing)
+        self.promotion = Promotion(s, ledger, services, events, self.jobs, FanOut(self.deployer), gate)
+        self.model_landing = ModelLanding(s, storage, ledger, services, events, self.promotion)
+        self.operations = Operations(s, storage, ledger, services, events, self.deployer, gate)
+        self.views = Views(s, ledger, services)
+        self.dry_run = DryRun(s, storage, ledger, services)
+        self.status = StatusPage(s, storage, ledger, services)
+        self.approvals = Approvals(s, ledger, events, self.promotion)
+        self.reconciler = Reconciler(s, ledger, services, events, self.intake, self.jobs, self.promotion,
+                                     self.approvals)
+
+
+class Retraining(UseCases):
+    """The library, assembled: adapters (`storage`, `ledger`, `services`, `events`) and use cases."""
+
+    def __init__(self, settings: Settings, interactive: bool = False,
+                 kinds: Mapping[str, TargetKind] | None = None) -> None:
+        """`interactive`: for an operator's HTTP calls - short retry budgets for the services and storage, so each
+        call answers (an error with Retry-After at worst) well within the front end's limit. `kinds`: target
+        kinds beside the built-in ones (a kind's adapters drive its targets)."""
         self.settings = settings
         for secret in [settings.bes_key, settings.management_key, settings.eventgrid_key,
                        settings.storage_connection_string] + [t.management_key for t in settings.targets] + \
@@ -57,39 +91,26 @@ class Retraining:
                 register_secret(secret.get_secret_value())
         credential = identity_for(settings)
         retries = 1 if interactive else 3
-        self.storage = Storage(settings, credential, retries)
-        register_secret(self.storage.account_key)
-        self.ledger = Ledger(settings, credential, retries)
-        self.events = EventPublisher(settings, Outbox(self.ledger.outbox), credential)
-        self.studio = StudioClients(settings, interactive_policy(settings) if interactive else None)
-
-        gate = Gate.from_settings(settings)
-        verifier = Verifier(settings, self.studio, self.ledger, self.storage.minter)
-        self.deployer = EndpointDeployer(settings, self.ledger, self.studio, self.events, verifier, gate)
-        self.jobs = TrainingJobs(settings, self.storage, self.ledger, self.studio, self.events)
-        submission = JobSubmission(settings, self.storage, self.ledger, self.studio, self.events)
-        coalescing = Coalescing(settings, self.storage, self.ledger, self.studio, self.events)
-        self.intake = TrainingIntake(settings, self.storage, self.ledger, self.studio, self.events, submission,
-                                     coalescing)
-        self.promotion = Promotion(settings, self.storage, self.ledger, self.studio, self.events, self.jobs,
-                                   FanOut(self.deployer), gate)
-        self.models = ModelLanding(settings, self.storage, self.ledger, self.studio, self.events, self.promotion)
-        self.operations = Operations(settings, self.storage, self.ledger, self.studio, self.events, self.deployer,
-                                     gate)
-        self.views = Views(settings, self.ledger, self.studio)
-        self.dry_run = DryRun(settings, self.storage, self.ledger, self.studio)
-        self.status = StatusPage(settings, self.storage, self.ledger, self.studio)
-        self.approvals = Approvals(settings, self.ledger, self.events, self.promotion)
-        self.reconciler = Reconciler(settings, self.ledger, self.studio, self.events, self.intake, self.jobs,
-                                     self.promotion, self.approvals)
+        storage = Storage(settings, credential, retries)
+        register_secret(storage.account_key)
+        ledger = TableLedger(settings, credential, retries)
+        events = EventPublisher(settings, Outbox(ledger.outbox), credential)
+        classic = ClassicKind(settings, storage, interactive_policy(settings) if interactive else None)
+        self.studio = classic.studio  # the Studio (classic) clients, for tools and tests
+        azureml = AzureMLKind(settings, storage, credential, interactive)
+        super().__init__(settings, storage, ledger, events, Services(settings.targets, {
+            "classic": classic, "azureml": azureml, **(kinds or {})}))
+        self.storage: Storage = storage
+        self.ledger: TableLedger = ledger
+        self.events: EventPublisher = events
 
     def ensure_storage(self) -> None:
         """Create the containers and tables when missing (locally; in Azure the template creates them)."""
         self.storage.ensure_containers()
-        self.ledger.ensure_tables()
+        self.ledger.prepare()
 
     def close(self) -> None:
-        self.studio.close()
+        self.services.close()
 
 
 @functools.lru_cache(maxsize=2)

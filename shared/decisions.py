@@ -88,9 +88,10 @@ class Route:
     tenant: str | None = None
 
 
-def route(targets: Sequence[Target], name: str) -> Route:
+def route(targets: Sequence[Target], name: str, named: list[str] | None = None) -> Route:
     """Which target and endpoints a file (its path inside the container) goes to: the longest matching data prefix;
-    under tenant routing `<prefix><tenant>/<file>` goes to endpoint `<tenant>` alone."""
+    under tenant routing `<prefix><tenant>/<file>` goes to endpoint `<tenant>` alone; outside a tenant folder, to the
+    endpoints the uploader `named`, else the target's."""
     for target in sorted(targets, key=lambda t: len(t.data_prefix), reverse=True):
         if not name.startswith(target.data_prefix):
             continue
@@ -101,6 +102,8 @@ def route(targets: Sequence[Target], name: str) -> Route:
                 raise DataRejected("InvalidTenant", f"'{tenant}' is not a valid endpoint name (lower-case "
                                                     "letters, digits and inner hyphens, at most 24)")
             return Route(target, [tenant], tenant)
+        if named:
+            return Route(target, list(named))
         if not target.endpoints:
             raise DataRejected("NoEndpoints", f"target '{target.name}' lists no endpoints "
                                               "(RETRAIN_ENDPOINTS) for files outside a tenant folder")
@@ -188,36 +191,6 @@ def check_endpoint_name(name: str) -> None:
     if not ENDPOINT_NAME.match(name):
         raise Refused("endpoint names have at most 24 characters: lower-case letters, digits and hyphens, "
                       "not at the start or end", "InvalidEndpointName")
-
-
-# ---- the gate ----------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Gate:
-    metric: str
-    minimum: float
-    higher_is_better: bool = True
-    min_improvement: float | None = None
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Gate:
-        return cls(settings.gate_metric, settings.gate_minimum, settings.higher_is_better,
-                   settings.gate_min_improvement)
-
-    def check(self, value: float | None) -> str | None:
-        """None when a model with this metric may serve, else why not."""
-        if value is None:
-            return f"the evaluation has no '{self.metric}' metric"
-        ok = value >= self.minimum if self.higher_is_better else value <= self.minimum
-        return None if ok else f"{self.metric} {value:.4f} misses the minimum {self.minimum}"
-
-    def improvement(self, value: float | None, serving: float | None) -> str | None:
-        """None when `value` improves enough on the serving model's metric (or there is nothing to compare)."""
-        need = self.min_improvement
-        if need is None or value is None or serving is None:
-            return None
-        better = value >= serving + need if self.higher_is_better else value <= serving - need
-        return None if better else (f"{self.metric} {value:.4f} does not improve on the serving model's "
-                                    f"{serving:.4f} by {need}")
 
 
 # ---- races and rollbacks -----------------------------------------------------------------------------------------

@@ -6,12 +6,14 @@ from __future__ import annotations
 import logging
 import os
 
-POINTS = ("after-accept", "mid-validation", "after-submit", "after-patch", "mid-fanout")
+POINTS = ("after-accept", "mid-validation", "after-submit", "after-patch", "mid-fanout")  # the crash test's steps
 EXIT_CODE = 86
 
 
 def reached(name: str) -> None:
     """Die here, now, without cleanup (as a killed host would), when the failpoint names this point."""
+    if name not in POINTS:
+        raise ValueError(f"unknown failpoint {name!r}: the crash test covers {', '.join(POINTS)}")
     if os.environ.get("RETRAIN_FAILPOINT") == name:
         logging.getLogger("shared.failpoints").critical("failpoint %s reached: the process exits", name)
         for handler in logging.getLogger().handlers:

@@ -128,7 +128,8 @@ class Deployment(Record):
     model_path: str | None = None  # RelativeLocation
     data_time: str | None = None
     data_order: str | None = None  # the run's `order`
-    metric: float | None = None
+    metric: float | None = None  # the gate's first metric
+    metrics: Metrics = Field(default_factory=dict)  # every gated metric
     reason: str | None = None
     trigger: str = "blob"
     restores: str | None = None  # a rollback: the deployment whose model it put back
@@ -150,6 +151,7 @@ class Current(Record):
     data_time: str | None = None
     data_order: str | None = None
     metric: float | None = None
+    metrics: Metrics = Field(default_factory=dict)
     lease_owner: str | None = None
     lease_until: float = 0.0
 
@@ -158,7 +160,7 @@ class Current(Record):
         self.deployment_id, self.run_id = dep.id, dep.run_id
         self.model_base, self.model_path, self.data_time, self.metric = (dep.model_base, dep.model_path,
                                                                          dep.data_time, dep.metric)
-        self.data_order = dep.data_order
+        self.data_order, self.metrics = dep.data_order, dict(dep.metrics)
 
 
 @dataclass
@@ -200,5 +202,3 @@ class PromoteResult:
     status: Literal["Pending", "Done", "Rejected", "Failed"]
     endpoints: list[EndpointResult] = field(default_factory=list)
     reason: str | None = None
-    sas_refreshed_by_get: int = 0
-    sas_minted: int = 0

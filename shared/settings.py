@@ -10,20 +10,21 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from shared.gate import Gate
 from shared.targets import Target, check_service_url, check_url, csv_list, normalise_bes_url
 
 ADULT_COLUMNS = ("age,workclass,fnlwgt,education,education-num,marital-status,occupation,relationship,race,sex,"
                  "capital-gain,capital-loss,hours-per-week,native-country,income")
 ADULT_NUMERIC = "age,fnlwgt,education-num,capital-gain,capital-loss,hours-per-week"
 __all__ = ["Settings", "SettingsError", "Target", "get_settings", "load_settings"]
-LOWER_IS_BETTER = {"Average Log Loss", "Log Loss", "Mean Absolute Error", "Root Mean Squared Error"}
-
 
 
 class SettingsError(ValueError):
@@ -73,6 +74,7 @@ class Settings(BaseSettings):
     tenant_routing: bool = Field(True, validation_alias="RETRAIN_TENANT_ROUTING")
     targets_json: Annotated[list[Target] | None, NoDecode] = Field(None, validation_alias="RETRAIN_TARGETS")
 
+    gate_rules: Annotated[dict[str, Any] | None, NoDecode] = Field(None, validation_alias="RETRAIN_GATE")
     gate_metric: str = Field("AUC", validation_alias="RETRAIN_GATE_METRIC")
     gate_minimum: float = Field(0.7, validation_alias="RETRAIN_GATE_MINIMUM")
     # Off unless set: metrics of different data sets' held-out splits are only roughly comparable.
@@ -125,7 +127,7 @@ class Settings(BaseSettings):
     def _lists(cls, value: object) -> list[str]:
         return csv_list(value)
 
-    @field_validator("bes_global_parameters", "smoke_row", mode="before")
+    @field_validator("bes_global_parameters", "smoke_row", "gate_rules", mode="before")
     @classmethod
     def _json_object(cls, value: object) -> object:
         return _json_setting(value, dict, "a JSON object")
@@ -162,6 +164,8 @@ class Settings(BaseSettings):
                 if not value:
                     raise ValueError(f"{name} is required with RETRAIN_MANAGEMENT_URL")
         for target in self.targets:
+            if target.kind != "classic":
+                continue
             if not (target.bes_url or self.bes_url):
                 raise ValueError(f"RETRAIN_BES_URL is required (target '{target.name}' names no bes_url)")
             if not (target.bes_key or self.bes_key):
@@ -169,6 +173,12 @@ class Settings(BaseSettings):
         names = [t.name for t in self.targets]
         if len(set(names)) != len(names):
             raise ValueError("RETRAIN_TARGETS: target names must be unique")
+        if self.gate_rules is not None:
+            single = {"gate_metric", "gate_minimum", "gate_min_improvement"} & self.model_fields_set
+            if single:
+                raise ValueError("RETRAIN_GATE replaces RETRAIN_GATE_METRIC, _MINIMUM and _MIN_IMPROVEMENT: set one "
+                                 "or the other")
+            Gate.parse(self.gate_rules)
         if self.label_column not in self.required_columns:
             self.required_columns.append(self.label_column)
         return self
@@ -194,14 +204,18 @@ class Settings(BaseSettings):
         assert url and key
         return normalise_bes_url(url), key
 
-    @property
-    def higher_is_better(self) -> bool:
-        return self.gate_metric not in LOWER_IS_BETTER
+    @functools.cached_property
+    def gate(self) -> Gate:
+        """RETRAIN_GATE's rules, or the single-metric settings as one rule."""
+        if self.gate_rules is not None:
+            return Gate.parse(self.gate_rules)
+        return Gate.single(self.gate_metric, self.gate_minimum, self.gate_min_improvement)
 
     @property
     def allowed_hosts(self) -> set[str]:
         """Every host the app may call (management, BES, RRS, Event Grid); nothing from a request body."""
-        urls = [t.management_url for t in self.targets] + [self.bes_for(t)[0] for t in self.targets]
+        classic = [t for t in self.targets if t.kind == "classic"]
+        urls = [str(t.management_url) for t in classic] + [self.bes_for(t)[0] for t in classic]
         if self.eventgrid_endpoint:
             urls.append(self.eventgrid_endpoint)
         return {urlsplit(u).netloc.lower() for u in urls}
@@ -225,8 +239,21 @@ def _format_error(exc: ValidationError) -> str:
     return "invalid app settings: " + "; ".join(problems)
 
 
+def _unresolved_references(environ: Mapping[str, str]) -> list[str]:
+    """Settings that hold a Key Vault reference's literal text: the platform puts it there when it cannot resolve
+    the reference (the identity has no access yet, the secret is missing), and it must never pass for a key."""
+    names = {str(f.validation_alias).lower() for f in Settings.model_fields.values()}
+    return sorted(k for k, v in environ.items()
+                  if k.lower() in names and isinstance(v, str) and v.lstrip().startswith("@Microsoft.KeyVault("))
+
+
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
     """Validate settings from `environ` (default: the process environment)."""
+    unresolved = _unresolved_references(os.environ if environ is None else environ)
+    if unresolved:
+        raise SettingsError(f"{', '.join(unresolved)}: an unresolved Key Vault reference (@Microsoft.KeyVault(...)) - "
+                            "the app's identity cannot read the secret yet: give it Key Vault Secrets User on the "
+                            "vault, check the secret exists, then restart the app")
     try:
         if environ is None:
             return Settings()

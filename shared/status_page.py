@@ -32,12 +32,19 @@ class EndpointStatus:
 
 @dataclass
 class StatusSnapshot:
-    metric: str
+    metric: str  # the gate's first metric: charted
     endpoints: list[EndpointStatus]
     endpoint_count: int
     runs: list[Run]
     waiting: list[Run]
     rejected: list[dict[str, Any]]
+    gated: tuple[str, ...] = ()  # every gated metric: shown beside runs
+
+
+def _metrics(values: dict[str, float], gated: tuple[str, ...]) -> str:
+    """The gated metrics of a run, as one cell."""
+    shown = [f"{escape(m)} {values[m]:.4f}" for m in gated if m in values]
+    return f"<td>{', '.join(shown)}</td>" if shown else "<td>&ndash;</td>"
 
 
 def _cell(value: object) -> str:
@@ -99,9 +106,9 @@ def render(snapshot: StatusSnapshot) -> str:
     run_rows = "".join(
         f'<tr>{_cell(r.id[:12])}<td class="status {escape(r.status)}">{escape(r.status)}</td>'
         f"{_cell(r.data_path or r.model_path)}{_cell(r.trigger + (' by ' + r.caller if r.caller else ''))}"
-        f"{_cell(r.updated_at)}{_cell(r.error)}</tr>" for r in snapshot.runs)
+        f"{_metrics(r.metrics, snapshot.gated)}{_cell(r.updated_at)}{_cell(r.error)}</tr>" for r in snapshot.runs)
     waiting_rows = "".join(
-        f"<tr>{_cell(r.id)}{_cell(r.metrics.get(snapshot.metric))}<td>"
+        f"<tr>{_cell(r.id)}{_metrics(r.metrics, snapshot.gated or (snapshot.metric,))}<td>"
         + "; ".join(f"{escape(str(x.get('endpoint')))} serves {escape(str(x.get('servingModel')))} "
                     f"({escape(snapshot.metric)} {escape(str(x.get('servingMetric')))})" for x in r.endpoint_results)
         + f"</td><td><code>POST /api/runs/{escape(r.id)}/approve</code> or <code>/reject</code></td></tr>"
@@ -124,10 +131,11 @@ th{{background:#f5f5f5}} td.model{{word-break:break-all;max-width:22rem}}
 <table id="endpoints"><tr><th>endpoint</th><th>serves</th><th>since</th><th>from run</th>
 <th>{escape(snapshot.metric)} over its deployments</th></tr>{endpoint_rows}</table>
 <h2>Awaiting approval</h2>
-<table id="waiting"><tr><th>run</th><th>{escape(snapshot.metric)}</th><th>now serving</th><th>decide</th></tr>
+<table id="waiting"><tr><th>run</th><th>gated metrics</th><th>now serving</th><th>decide</th></tr>
 {waiting_rows}</table>
 <h2>Last runs</h2>
-<table id="runs"><tr><th>run</th><th>state</th><th>file</th><th>trigger</th><th>updated</th><th>reason</th></tr>
+<table id="runs"><tr><th>run</th><th>state</th><th>file</th><th>trigger</th><th>gated metrics</th><th>updated</th>
+<th>reason</th></tr>
 {run_rows}</table>
 <h2>Files in rejected/</h2>
 <table id="rejected"><tr><th>file</th><th>code</th><th>rejected at</th></tr>{rejected_rows}</table>

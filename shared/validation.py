@@ -77,7 +77,7 @@ def _first_row(stream: CheckedStream, header: list[str]) -> dict[str, str]:
     return dict(zip(header, row, strict=True)) if len(row) == len(header) else {}
 
 
-def evaluation_metrics(data: bytes, required: str | None = None) -> dict[str, float]:
+def evaluation_metrics(data: bytes, required: Iterable[str] = ()) -> dict[str, float]:
     """The first row of an Evaluate Model CSV as metric -> value (cells that are not numbers are left out). Raises
     DataRejected (BadEvaluation) when it has no row, is not UTF-8, or lacks a finite `required` metric - a gate
     must never pass for want of a number."""
@@ -99,6 +99,8 @@ def evaluation_metrics(data: bytes, required: str | None = None) -> dict[str, fl
             continue
         if key is not None and math.isfinite(number):
             metrics[key.strip()] = number
-    if required is not None and required not in metrics:
-        raise DataRejected("BadEvaluation", f"the evaluation file has no numeric '{required}' (the gate's metric)")
+    missing = [m for m in required if m not in metrics]
+    if missing:
+        raise DataRejected("BadEvaluation", f"the evaluation file has no numeric {', '.join(repr(m) for m in missing)}"
+                                            " (the gate's metrics)")
     return metrics

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from shared.adapters.ledger import Ledger
+from shared.adapters.ledger import TableLedger
 from shared.composition import identity_for
 from shared.settings import SettingsError, load_settings
 
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, KeyError, ValueError, SettingsError) as exc:
         print(f"migrate_ledger: {exc}", file=sys.stderr)
         return 2
-    ledger = Ledger(settings, identity_for(settings))
+    ledger = TableLedger(settings, identity_for(settings))
     started = time.monotonic()
     already = ledger.index.ready()
 

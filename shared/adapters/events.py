@@ -26,15 +26,14 @@ from azure.eventgrid import EventGridPublisherClient
 
 from shared.adapters.outbox import Outbox, group_rows
 from shared.adapters.transport import pooled_transport
+from shared.events import PREFIX, Event
 from shared.logs import scrub
+from shared.ports import events as port
 from shared.records import now_iso
 from shared.settings import Settings
 
 log = logging.getLogger("shared.events")
 
-EVENT_TYPES = ("TrainingDataAccepted", "TrainingDataRejected", "JobSubmitted", "JobFinished", "JobFailed",
-               "ModelRejected", "EndpointUpdated", "EndpointUpdateFailed", "EndpointRolledBack", "RunAwaitingApproval",
-               "RunApproved", "RunRejected", "RunExpired", "RunSuperseded")
 CIRCUIT_SECONDS = 30.0
 SEND_BATCH = 100  # events per request (Event Grid takes up to 1 MB per request)
 
@@ -44,10 +43,10 @@ def _iso(event: CloudEvent[Any]) -> str:
             else now_iso())
 
 
-class EventBatch:
-    """Events gathered from a fan-out's threads (see `EventPublisher.gathering`). The fan-out stores them before
-    it records the outcomes they announce (`take_and_store`), and sends them after (`send`): an event is in the
-    outbox before its outcome is in the ledger, as with `publish`."""
+class EventBatch(port.EventBatch):
+    """Events gathered from a fan-out's threads (`gathering`). The fan-out stores them before it records the
+    outcomes they announce (`store`), and sends them after (`send`): an event is in the outbox before its outcome
+    is in the ledger, as with `publish`."""
 
     def __init__(self, publisher: EventPublisher) -> None:
         self.publisher = publisher
@@ -58,12 +57,15 @@ class EventBatch:
         with self._lock:
             self._events.append(event)
 
-    def take_and_store(self) -> list[Stored]:
+    def gathering(self) -> contextlib.AbstractContextManager[None]:
+        return self.publisher.gathering(self)
+
+    def store(self) -> list[Stored]:
         with self._lock:
             events, self._events = self._events, []
         return self.publisher.store(events) if events else []
 
-    def send(self, stored: list[Stored]) -> None:
+    def send(self, stored: Any) -> None:
         if stored:
             self.publisher.send_stored(stored)
 
@@ -80,7 +82,7 @@ def event_id(event_type: str, subject: str, data: dict[str, Any]) -> str:
     return hashlib.sha256(f"{event_type}\n{subject}\n{json.dumps(data, sort_keys=True)}".encode()).hexdigest()[:32]
 
 
-class EventPublisher:
+class EventPublisher(port.EventSink):
     """Publishes `Retrain.*` CloudEvents through the outbox to the configured topic (or logs them)."""
 
     def __init__(self, settings: Settings, outbox: Outbox, identity: Any = None) -> None:
@@ -101,11 +103,13 @@ class EventPublisher:
         else:
             log.info("no Event Grid topic configured (RETRAIN_EVENTGRID_ENDPOINT): events are only logged")
 
-    def publish(self, event_type: str, subject: str, data: dict[str, Any]) -> None:
-        if event_type not in EVENT_TYPES:
-            raise ValueError(f"unknown event type {event_type}")
+    def batch(self) -> EventBatch:
+        return EventBatch(self)
+
+    def publish(self, event: Event) -> None:
+        event_type, subject = event.type_name(), event.subject
         try:
-            clean = json.loads(scrub(json.dumps(data, default=str)))
+            clean = json.loads(scrub(json.dumps(event.data(), default=str)))
         except (TypeError, ValueError) as exc:  # never let an event fail the operation it reports
             log.warning("could not serialise Retrain.%s for %s (%s)", event_type, subject, exc)
             return
@@ -169,7 +173,7 @@ class EventPublisher:
     def _event(self, ident: str, event_type: str, subject: str, data: Any, when: str) -> CloudEvent[Any]:
         from datetime import datetime
 
-        return CloudEvent(source=self.source, type=f"Retrain.{event_type}", subject=subject, data=data, id=ident,
+        return CloudEvent(source=self.source, type=f"{PREFIX}{event_type}", subject=subject, data=data, id=ident,
                           time=datetime.fromisoformat(when.replace("Z", "+00:00")))
 
     def _send(self, events: list[CloudEvent[Any]], from_outbox: bool = False) -> bool:

@@ -1,4 +1,5 @@
-"""The ledger (Azure Table storage): training runs, and per-endpoint deployment attempts with a `current` pointer.
+"""The ledger adapter (`Ledger` on Azure Table storage): training runs, and per-endpoint deployment attempts with a
+`current` pointer.
 
 - Runs: one row per training run, keyed by a hash of (container/blob, ETag): inserting it is the idempotency
   check, so a redelivered event never starts a second job.
@@ -7,56 +8,32 @@
   and endpoint creation) and a `current~<endpoint>` row. Deployers take a lease on `current` with ETag
   compare-and-swap, so deployments to one endpoint never interleave. The transactions that take leases and record
   outcomes are in `deployment_book`.
+- The SDK's errors become the project's own here (Stale, LeaseBusy, NotFound).
 - Nothing secret is stored: locations have no SAS token, there are no keys.
 """
 
 from __future__ import annotations
 
 import contextlib
-import re
 import time
-from typing import Any, TypeVar
+from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
+from shared.adapters.deployment_book import DeploymentTransactions
 from shared.adapters.run_index import RunIndex
+from shared.adapters.table_rows import attempt_key, current_key, from_entity, leased_by_other, target_key, to_entity
 from shared.adapters.transport import pooled_transport, sdk_retries
 from shared.decisions import ACTIVE_RUN_STATUSES
-from shared.records import Current, Deployment, Record, Run, now_iso
+from shared.errors import LeaseBusy, Stale
+from shared.ports.ledger import Ledger
+from shared.records import Current, Deployment, Run, now_iso
 from shared.settings import Settings
 
-R = TypeVar("R", bound=Record)
-_KEY_UNSAFE = re.compile(r"[/\\#?\x00-\x1f\x7f]")
-_KEY_PART_UNSAFE = re.compile(r"[~/\\#?\x00-\x1f\x7f]")  # '~' separates the parts of a RowKey
+__all__ = ["TableLedger", "attempt_key", "current_key", "from_entity", "table_names", "target_key", "to_entity"]
 
-
-def target_key(target: str) -> str:
-    return _KEY_UNSAFE.sub("_", target)
-
-
-def _part(value: str) -> str:
-    return _KEY_PART_UNSAFE.sub("_", value)
-
-
-def current_key(endpoint: str) -> str:
-    return f"current~{_part(endpoint)}"
-
-
-def attempt_key(endpoint: str, dep_id: str) -> str:
-    return f"dep~{_part(endpoint)}~{_part(dep_id)}"
-
-
-def to_entity(record: Record, partition: str, row: str) -> dict[str, Any]:
-    """A record as a table entity (dict and list fields become JSON text through their serialisers)."""
-    return {"PartitionKey": partition, "RowKey": row, **record.model_dump(mode="json", exclude_none=True)}
-
-
-def from_entity(cls: type[R], entity: Any) -> R:
-    record = cls.model_validate(dict(entity))
-    record.etag = entity.metadata.get("etag") if hasattr(entity, "metadata") else None
-    return record
 
 
 def table_names(prefix: str) -> tuple[str, str, str]:
@@ -64,16 +41,8 @@ def table_names(prefix: str) -> tuple[str, str, str]:
     return f"{prefix}Runs", f"{prefix}Deployments", f"{prefix}Outbox"
 
 
-class LeaseBusy(Exception):
-    """Another deployment holds the endpoint's lease."""
-
-
-def leased_by_other(cur: Current | None, owner: str) -> bool:
-    return cur is not None and cur.lease_owner not in (None, owner) and cur.lease_until > time.time()
-
-
-class Ledger:
-    """Reads and writes of the two tables."""
+class TableLedger(DeploymentTransactions, Ledger):
+    """The runs and deployments tables (and the outbox table, for the event adapter)."""
 
     def __init__(self, settings: Settings, credential: Any = None, retries: int = 3) -> None:
         if settings.storage_connection_string is not None:
@@ -91,14 +60,15 @@ class Ledger:
         self.index = RunIndex(self.runs, lambda entities: [from_entity(Run, e) for e in entities],
                               lambda run: run.status in ACTIVE_RUN_STATUSES)
 
-    def ensure_tables(self) -> None:
+    def prepare(self, migrate: bool = False) -> None:
         """Create the ledger's tables that are missing (existing ones are only looked at: in Azure the template
-        creates them)."""
-        for table in (self.runs, self.deployments, self.outbox):
-            if not list(self.service.query_tables("TableName eq @name", parameters={"name": table.table_name})):
-                with contextlib.suppress(ResourceExistsError):
-                    table.create_table()
-        self.index.ensure()
+        creates them), and the run index (`migrate`: index an older ledger's runs)."""
+        if not migrate:
+            for table in (self.runs, self.deployments, self.outbox):
+                if not list(self.service.query_tables("TableName eq @name", parameters={"name": table.table_name})):
+                    with contextlib.suppress(ResourceExistsError):
+                        table.create_table()
+        self.index.ensure(migrate=migrate)
 
     # ---- runs -------------------------------------------------------------------------------------------------
     def create_run(self, run: Run) -> tuple[Run, bool]:
@@ -120,16 +90,17 @@ class Ledger:
         except ResourceNotFoundError:
             return None
 
-    def save_run(self, run: Run, check_etag: bool = True) -> Run:
-        """Write the run back; with `check_etag`, fail (ResourceModifiedError) if it changed since it was read."""
+    def _replace_run(self, run: Run) -> None:
         run.updated_at = now_iso()
         kwargs: dict[str, Any] = {}
-        if check_etag and run.etag:
+        if run.etag:
             kwargs = {"etag": run.etag, "match_condition": MatchConditions.IfNotModified}
-        meta = self.runs.update_entity(to_entity(run, "run", run.id), mode=UpdateMode.REPLACE, **kwargs)
+        try:
+            meta = self.runs.update_entity(to_entity(run, "run", run.id), mode=UpdateMode.REPLACE, **kwargs)
+        except ResourceModifiedError:
+            raise Stale(f"run {run.id} changed since it was read") from None
         run.etag = meta.get("etag")
         self.index.after_save(run)
-        return run
 
     def list_runs(self, statuses: tuple[str, ...] | None = None, limit: int = 200) -> list[Run]:
         """Runs (with one of `statuses`, when given), newest first: from the index, reading what is returned
@@ -262,8 +233,11 @@ class Ledger:
         """Write `cur` (the new pointer, or the old one unchanged) and drop the lease, if still ours."""
         if cur.lease_owner == owner:
             cur.lease_owner, cur.lease_until = None, 0.0
-        meta = self.deployments.update_entity(to_entity(cur, target_key(cur.target), current_key(cur.endpoint)),
-                                              mode=UpdateMode.REPLACE, etag=cur.etag,
-                                              match_condition=MatchConditions.IfNotModified)
+        try:
+            meta = self.deployments.update_entity(to_entity(cur, target_key(cur.target), current_key(cur.endpoint)),
+                                                  mode=UpdateMode.REPLACE, etag=cur.etag,
+                                                  match_condition=MatchConditions.IfNotModified)
+        except ResourceModifiedError:
+            raise Stale(f"the lease on {cur.endpoint} was taken over") from None
         cur.etag = meta.get("etag")
         return cur

@@ -1,5 +1,6 @@
-"""Blob storage for the app: clients from settings (connection string or managed identity), streaming reads,
-moving rejected files aside with a reason, and reading a run's evaluation CSV."""
+"""The blob storage adapter (`BlobStore` on Azure Blob Storage): clients from settings (connection string or managed
+identity), streaming reads, create-only writes, moving rejected files aside with a reason, SAS grants. The SDK's
+errors become the project's own (NotFound, AlreadyExists, Stale) here."""
 
 from __future__ import annotations
 
@@ -11,24 +12,43 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import BlobProperties, BlobServiceClient, ContentSettings
 
-from shared.adapters.sas import SasMinter
+from shared.adapters.sas import SasMinter, SasPolicy
 from shared.adapters.transport import pooled_transport, sdk_retries
+from shared.errors import AlreadyExists, NotFound, Stale
+from shared.ports.blobs import BlobInfo, BlobStore, Grant, SasPurpose
 from shared.records import BlobRef
 from shared.settings import Settings
-from shared.validation import evaluation_metrics
 
 log = logging.getLogger("shared.storage")
 CHUNK_BYTES = 5 * 1024 * 1024
 PREFETCH = 1  # chunks downloaded ahead of the one being read
 _CHUNKING: dict[str, Any] = {"max_single_get_size": CHUNK_BYTES, "max_chunk_get_size": CHUNK_BYTES}
+T = TypeVar("T")
+
+
+def translated(call: Callable[[], T], what: str) -> T:
+    """`call()`, with the SDK's not-found / exists / modified errors as the project's own."""
+    try:
+        return call()
+    except ResourceNotFoundError:
+        raise NotFound(f"{what} does not exist") from None
+    except ResourceModifiedError:
+        raise Stale(f"{what} changed since it was read") from None
+    except ResourceExistsError:
+        raise AlreadyExists(f"{what} exists already") from None
+
+
+def blob_info(props: BlobProperties) -> BlobInfo:
+    return BlobInfo(str(props.name), str(props.etag), int(props.size or 0), props.last_modified,
+                    dict(props.metadata or {}))
 
 
 def prefetched(source: Iterator[bytes], depth: int) -> Iterator[bytes]:
@@ -64,7 +84,7 @@ def prefetched(source: Iterator[bytes], depth: int) -> Iterator[bytes]:
         stop.set()
 
 
-class Storage:
+class Storage(BlobStore):
     """The app's storage account."""
 
     def __init__(self, settings: Settings, credential: Any = None, retries: int = 3) -> None:
@@ -82,16 +102,17 @@ class Storage:
             self.blob = BlobServiceClient(url, credential=credential, transport=pooled_transport(), **_CHUNKING,
                                           **sdk_retries(retries))
         self.account_key: str | None = getattr(self.blob.credential, "account_key", None)
-        self.minter = SasMinter(self.blob, self.account_key)
+        self.minter = SasMinter(self.blob, self.account_key, SasPolicy.from_settings(settings))
 
-    def connection_string_for_jobs(self) -> str | None:
-        """A connection string BES can use to reach this account (the key spelled out, the endpoint explicit);
-        None under a managed identity, where jobs get SAS tokens instead."""
-        if not self.account_key:
-            return None
-        scheme = self.minter.base_location.split(":", 1)[0]
-        return (f"DefaultEndpointsProtocol={scheme};AccountName={self.blob.account_name};"
-                f"AccountKey={self.account_key};BlobEndpoint={self.minter.base_location.rstrip('/')};")
+    @property
+    def base(self) -> str:
+        return self.minter.base_location
+
+    def owns(self, base: str) -> bool:
+        return self.minter.owns(base)
+
+    def grant(self, ref: BlobRef, purpose: SasPurpose) -> Grant:
+        return self.minter.grant(ref.container, ref.name, purpose)
 
     def ensure_containers(self) -> None:
         """Create the app's containers that are missing. In Azure the template creates them, and the app's
@@ -103,8 +124,9 @@ class Storage:
                 with contextlib.suppress(ResourceExistsError):
                     container.create_container()
 
-    def properties(self, ref: BlobRef) -> Any:
-        return self.blob.get_blob_client(ref.container, ref.name).get_blob_properties()
+    def info(self, ref: BlobRef) -> BlobInfo:
+        client = self.blob.get_blob_client(ref.container, ref.name)
+        return blob_info(translated(client.get_blob_properties, ref.path))
 
     def exists(self, ref: BlobRef) -> bool:
         return bool(self.blob.get_blob_client(ref.container, ref.name).exists())
@@ -116,10 +138,17 @@ class Storage:
         kwargs: dict[str, Any] = {"max_concurrency": 1}
         if etag:
             kwargs.update(etag=etag, match_condition=MatchConditions.IfNotModified)
-        yield from prefetched(client.download_blob(**kwargs).chunks(), PREFETCH)
+        stream = translated(lambda: client.download_blob(**kwargs), ref.path)
+        chunks = iter(prefetched(stream.chunks(), PREFETCH))
+        while True:  # a version replaced mid-download fails a later chunk: the same translation
+            chunk = translated(lambda: next(chunks, None), ref.path)
+            if chunk is None:
+                return
+            yield chunk
 
     def read_bytes(self, ref: BlobRef, limit: int = 16 * 1024 * 1024) -> bytes:
-        data = self.blob.get_blob_client(ref.container, ref.name).download_blob(max_concurrency=1).readall()
+        client = self.blob.get_blob_client(ref.container, ref.name)
+        data = translated(lambda: client.download_blob(max_concurrency=1).readall(), ref.path)
         if len(data) > limit:
             raise ValueError(f"{ref.path} is larger than {limit} bytes")
         return bytes(data)
@@ -133,7 +162,7 @@ class Storage:
 
     def create(self, ref: BlobRef, data: bytes, content_type: str, metadata: dict[str, str] | None = None) -> bool:
         """Write a new blob, never over an existing one. True when written; False when a blob with the very same
-        content is there already (a retried upload); raises ResourceExistsError for different content."""
+        content is there already (a retried upload); AlreadyExists for different content."""
         digest = hashlib.md5(data, usedforsecurity=False).digest()
         client = self.blob.get_blob_client(ref.container, ref.name)
         try:
@@ -144,7 +173,7 @@ class Storage:
             existing = client.get_blob_properties().content_settings.content_md5
             if existing is not None and bytes(existing) == digest:
                 return False
-            raise
+            raise AlreadyExists(f"{ref.path} exists already with other content") from None
 
     def reject(self, ref: BlobRef, reason: dict[str, Any]) -> BlobRef:
         """Move a file to the rejected container (copy, then delete) with `<name>.reason.json` beside it.
@@ -189,8 +218,7 @@ class Storage:
 
     def _copy_aside(self, ref: BlobRef, version: str) -> BlobRef:
         """Copy this version of `ref` to the first free rejected/ name (or find where an earlier try put it)."""
-        url = self.blob.get_blob_client(ref.container, ref.name).url + self.minter.read_token(
-            ref.container, ref.name, timedelta(hours=1))
+        url = self.blob.get_blob_client(ref.container, ref.name).url + self.grant(ref, SasPurpose.COPY_ASIDE).token
         for target in self._rejected_names(ref, version):
             dest = self.blob.get_blob_client(target.container, target.name)
             try:
@@ -208,16 +236,27 @@ class Storage:
             if status != "success":
                 raise OSError(f"copying {ref.path} to {target.path} did not complete ({status})")
             return target
-        raise ResourceExistsError(f"{ref.path}: every rejected/ name for this version is taken")
+        raise AlreadyExists(f"{ref.path}: every rejected/ name for this version is taken")
 
-    def newest_sibling(self, ref: BlobRef, suffix: str) -> BlobProperties | None:
-        """The newest other blob ending in `suffix` in `ref`'s folder (not below it), by (Last-Modified, name)."""
+    def newest_sibling(self, ref: BlobRef, suffix: str,
+                       where: Callable[[BlobInfo], bool] = lambda _: True) -> BlobInfo | None:
         folder = ref.name.rsplit("/", 1)[0] + "/" if "/" in ref.name else ""
         container = self.blob.get_container_client(ref.container)
-        siblings = [b for b in container.walk_blobs(name_starts_with=folder or None, delimiter="/")
+        siblings = [blob_info(b) for b in container.walk_blobs(name_starts_with=folder or None, delimiter="/",
+                                                               include=["metadata"])
                     if isinstance(b, BlobProperties) and b.name != ref.name and b.name.lower().endswith(suffix)]
-        return max(siblings, key=lambda b: (b.last_modified, b.name), default=None)
+        return max((b for b in siblings if where(b)), key=lambda b: (b.last_modified, b.name), default=None)
 
-    def read_evaluation(self, ref: BlobRef, required: str | None = None) -> dict[str, float]:
-        """A run's Evaluate Model CSV as metric -> value (see `validation.evaluation_metrics`)."""
-        return evaluation_metrics(self.read_bytes(ref, limit=1024 * 1024), required)
+    def rejected(self, limit: int) -> list[tuple[BlobInfo, dict[str, Any]]]:
+        container = self.blob.get_container_client(self.settings.rejected_container)
+        files = [b for b in container.list_blobs() if not b.name.endswith(".reason.json")]
+        files.sort(key=lambda b: b.last_modified, reverse=True)
+        out = []
+        for blob in files[:limit]:
+            try:
+                reason = json.loads(self.read_bytes(BlobRef(container.container_name, blob.name + ".reason.json"),
+                                                    limit=65536))
+            except Exception:  # noqa: BLE001 - a missing or odd reason file does not stop the listing
+                reason = {}
+            out.append((blob_info(blob), reason if isinstance(reason, dict) else {}))
+        return out

@@ -7,10 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from shared.adapters.events import EventPublisher
-from shared.adapters.ledger import Ledger
-from shared.decisions import advance
 from shared.errors import NotFound, Refused
+from shared.events import RunApproved, RunExpired, RunRejected
+from shared.ports.events import EventSink
+from shared.ports.ledger import Ledger
 from shared.records import Run
 from shared.settings import Settings
 from shared.usecases.promotion import Promotion
@@ -22,24 +22,20 @@ class Approvals:
 
     settings: Settings
     ledger: Ledger
-    events: EventPublisher
+    events: EventSink
     promotion: Promotion
 
     def approve(self, run_id: str, caller: str) -> Run:
         run = self._waiting(run_id)
-        advance(run, "Deploying")
-        run.transitions[-1]["reason"] = f"approved by {caller}"
-        self.ledger.save_run(run, check_etag=False)
-        self.events.publish("RunApproved", run.model_path or run.id, {"runId": run.id, "by": caller})
+        self.ledger.change(run, "Deploying", note=f"approved by {caller}")
+        self.events.publish(RunApproved(subject=run.model_path or run.id, run_id=run.id, by=caller))
         self.promotion.promote(run)
         return run
 
     def reject(self, run_id: str, caller: str, reason: str | None) -> Run:
         run = self._waiting(run_id)
-        advance(run, "Rejected", f"RejectedByOperator: {caller}" + (f": {reason}" if reason else ""))
-        self.ledger.save_run(run, check_etag=False)
-        self.events.publish("RunRejected", run.model_path or run.id, {"runId": run.id, "by": caller,
-                                                                      "reason": reason})
+        self.ledger.change(run, "Rejected", f"RejectedByOperator: {caller}" + (f": {reason}" if reason else ""))
+        self.events.publish(RunRejected(subject=run.model_path or run.id, run_id=run.id, by=caller, reason=reason))
         return run
 
     def expire_if_due(self, run: Run, now: datetime) -> bool:
@@ -49,10 +45,9 @@ class Approvals:
         waited = now - datetime.fromisoformat(since.replace("Z", "+00:00")).astimezone(UTC)
         if waited < timedelta(hours=self.settings.approval_expiry_hours):
             return False
-        advance(run, "Cancelled", f"ApprovalExpired: nobody approved it within "
-                                  f"{self.settings.approval_expiry_hours:g} h")
-        self.ledger.save_run(run, check_etag=False)
-        self.events.publish("RunExpired", run.model_path or run.id, {"runId": run.id})
+        self.ledger.change(run, "Cancelled", f"ApprovalExpired: nobody approved it within "
+                           f"{self.settings.approval_expiry_hours:g} h")
+        self.events.publish(RunExpired(subject=run.model_path or run.id, run_id=run.id))
         return True
 
     def _waiting(self, run_id: str) -> Run:

@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import time
 
-from azure.core.exceptions import ResourceModifiedError
-
-from shared.adapters.ledger import Ledger
-from shared.errors import ClaimLost
+from shared.errors import ClaimLost, Stale
+from shared.ports.ledger import Ledger
 from shared.records import Run
 
 
 def keep_claim(ledger: Ledger, run: Run, seconds: float) -> None:
     """Renew the claim once half of it is gone; ClaimLost when another invocation took the run over."""
     if run.claimed_until - time.time() < seconds / 2:
-        run.claimed_until = time.time() + seconds
         try:
-            ledger.save_run(run)
-        except ResourceModifiedError:
+            ledger.change(run, if_unchanged=True, claimed_until=time.time() + seconds)
+        except Stale:
             raise ClaimLost(run.id) from None

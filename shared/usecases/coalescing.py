@@ -1,6 +1,6 @@
 """Burst coalescing: files for the same endpoints landing within RETRAIN_COALESCE_SECONDS become one training run,
-on the newest file; the older ones end Superseded, pointing at the run that replaced them, and no BES job (Studio
-bills every job) is started for them. With RETRAIN_CANCEL_SUPERSEDED_JOBS a job still running for older data for
+on the newest file; the older ones end Superseded, pointing at the run that replaced them, and no training job (the
+service bills every job) is started for them. With RETRAIN_CANCEL_SUPERSEDED_JOBS a job still running for older data for
 exactly the same endpoints is cancelled when newer data is accepted."""
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from shared.adapters.classic.errors import StudioApiError, TransportError, describe_error
-from shared.adapters.events import EventPublisher
-from shared.adapters.ledger import Ledger
-from shared.adapters.storage import Storage
-from shared.adapters.studio import StudioClients
+from shared.decisions import ENDPOINTS_METADATA, endpoints_override, route
+from shared.errors import DataRejected, Refused, RunMoved, ServiceError, describe
+from shared.ports.blobs import BlobInfo, BlobStore
+from shared.ports.events import EventSink
+from shared.ports.ledger import Ledger
+from shared.ports.services import Services
 from shared.records import BlobRef, Run, run_id_for
 from shared.settings import Settings
 from shared.usecases.claims import keep_claim
@@ -28,10 +29,10 @@ class Coalescing:
     """Decides, once a file is valid, whether a newer file replaces it before its job is paid for."""
 
     settings: Settings
-    storage: Storage
+    storage: BlobStore
     ledger: Ledger
-    studio: StudioClients
-    events: EventPublisher
+    services: Services
+    events: EventSink
 
     def settle(self, run: Run, ref: BlobRef) -> bool:
         """Wait out the window after the file landed; True when a newer file in its folder replaced it (the run
@@ -40,15 +41,23 @@ class Coalescing:
         if window > 0:
             landed = datetime.fromisoformat(run.data_time.replace("Z", "+00:00")).astimezone(UTC)
             self._wait_until(landed + timedelta(seconds=window), run)
-            newer = self.storage.newest_sibling(ref, ".csv")
+            newer = self.storage.newest_sibling(ref, ".csv", lambda b: self._same_endpoints(run, b))
             if newer is not None and (newer.last_modified, newer.name) > (landed, ref.name):
-                by = run_id_for(f"{ref.container}/{newer.name}", str(newer.etag))
+                by = run_id_for(f"{ref.container}/{newer.name}", newer.etag)
                 supersede(self.ledger, self.events, run, by, f"newer data for the same endpoints ({newer.name}) "
                           "landed within RETRAIN_COALESCE_SECONDS")
                 return True
         if self.settings.cancel_superseded_jobs:
             self._cancel_older_jobs(run)
         return False
+
+    def _same_endpoints(self, run: Run, other: BlobInfo) -> bool:
+        """Whether a file beside the run's retrains the same endpoints (its route, with the endpoints it names)."""
+        try:
+            named = endpoints_override(other.metadata.get(ENDPOINTS_METADATA))
+            return route(self.settings.targets, other.name, named).endpoints == run.endpoints
+        except (DataRejected, Refused):
+            return False
 
     def _wait_until(self, until: datetime, run: Run) -> None:
         """Sleep until `until`, keeping this invocation's claim on the run alive."""
@@ -62,12 +71,15 @@ class Coalescing:
                     other.order > run.order or not other.job_id:
                 continue
             try:
-                bes = self.studio.bes(self.settings.target(other.target))
-                if bes.get(other.job_id).StatusCode not in ("NotStarted", "Running"):
+                training = self.services.training(other.target)
+                if training.state(other.job_id).phase not in ("NotStarted", "Running"):
                     continue  # its model is made (and paid for): newest-wins decides at deployment
-                bes.cancel(other.job_id)
-            except (StudioApiError, TransportError) as exc:
-                log.warning("could not cancel the job of superseded run %s: %s", other.id, describe_error(exc))
+                training.cancel(other.job_id)
+            except ServiceError as exc:
+                log.warning("could not cancel the job of superseded run %s: %s", other.id, describe(exc))
                 continue
-            supersede(self.ledger, self.events, other, run.id, "newer data for exactly the same endpoints was "
-                      "accepted; its job was cancelled")
+            try:
+                supersede(self.ledger, self.events, other, run.id, "newer data for exactly the same endpoints was "
+                          "accepted; its job was cancelled")
+            except RunMoved:
+                log.info("run %s moved on before it could be marked superseded", other.id)

@@ -1,6 +1,6 @@
-"""Deploying one model to one endpoint: take the endpoint's lease (with the attempt row), PATCH the trained-model
-resource, verify, put the old model back when verification fails, and record the outcome with the new pointer.
-Every step checks the ledger first, so a redelivery finishes what a crash left and never repeats what was done.
+"""Deploying one model to one endpoint: take the endpoint's lease (with the attempt row), put the model in service,
+verify, put the old model back when verification fails, and record the outcome with the new pointer. Every step
+checks the ledger first, so a redelivery finishes what a crash left and never repeats what was done.
 """
 
 from __future__ import annotations
@@ -12,21 +12,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from azure.core.exceptions import ResourceModifiedError
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from shared import failpoints
-from shared.adapters.classic.errors import StudioApiError, TransportError, describe_error
-from shared.adapters.deployment_book import Begun, DeploymentBook
-from shared.adapters.events import EventPublisher
-from shared.adapters.ledger import LeaseBusy, Ledger
-from shared.adapters.studio import StudioClients
-from shared.decisions import MODEL_REFUSED, Gate, superseded_by
-from shared.errors import Refused
+from shared.decisions import MODEL_REFUSED, superseded_by
+from shared.errors import LeaseBusy, Refused, ServiceError, Stale, describe
+from shared.events import EndpointRolledBack, EndpointUpdated, EndpointUpdateFailed, ModelRejected
+from shared.gate import Gate
+from shared.ports.events import EventSink
+from shared.ports.ledger import LeasedAttempt, Ledger
+from shared.ports.services import Services
+from shared.ports.serving import ModelRef
 from shared.records import Current, Deployment, EndpointResult, Operation, Outcome, Run, new_operation_id, now_iso
 from shared.settings import Settings, Target
-from shared.usecases.model_source import ModelSource
-from shared.usecases.verification import Verifier
 
 log = logging.getLogger("shared.usecases.deployment")
 LEASE_WAIT_SECONDS = 300
@@ -41,10 +39,10 @@ def wait_for_lease(take: Callable[[], T], seconds: float = LEASE_WAIT_SECONDS) -
 
 
 @dataclass
-class Plan:
+class DeploymentPlan:
     """What an operator's action deploys, decided under the endpoint's lease."""
 
-    source: ModelSource
+    model: ModelRef
     run: Run
     operation: Operation
     restores: str | None = None
@@ -56,20 +54,16 @@ class EndpointDeployer:
 
     settings: Settings
     ledger: Ledger
-    studio: StudioClients
-    events: EventPublisher
-    verifier: Verifier
+    services: Services
+    events: EventSink
     gate: Gate
-
-    @property
-    def book(self) -> DeploymentBook:
-        return DeploymentBook(self.ledger)
 
     def acquire(self, target: Target, endpoint: str, owner: str) -> Current:
         return wait_for_lease(lambda: self.ledger.acquire(target.name, endpoint, owner, self.settings.lease_seconds))
 
-    def deploy_decided(self, target: Target, endpoint: str, decide: Callable[[Current], Plan | EndpointResult],
-                       trigger: str, caller: str | None = None, forced: bool = False) -> EndpointResult:
+    def deploy_decided(self, target: Target, endpoint: str,
+                       decide: Callable[[Current], DeploymentPlan | EndpointResult], trigger: str,
+                       caller: str | None = None, forced: bool = False) -> EndpointResult:
         """Take the endpoint's lease first (waiting at most RETRAIN_INTERACTIVE_WAIT_SECONDS), decide what to deploy
         from what it serves now, and deploy that under the same lease: concurrent operator calls queue up and each
         sees what the one before did, so none repeats or undoes another's work by accident."""
@@ -91,68 +85,72 @@ class EndpointDeployer:
             self.ledger.release(cur, owner)
             plan.serving, plan.previous = previous, previous
             return plan
-        dep = self.draft(target, endpoint, plan.source, plan.run, plan.operation, trigger)
+        dep = self.new_attempt(target, endpoint, plan.model, plan.run, plan.operation, trigger)
         dep.restores, dep.caller, dep.forced = plan.restores, caller, forced
         self.ledger.add_deployment(dep)
-        dep = self.work(target, plan.source, plan.run, True, Begun(dep, True, cur))
+        dep = self.carry_out(target, plan.model, plan.run, True, LeasedAttempt(dep, True, cur))
         try:
-            self.book.finish(dep, cur, owner)
-        except ResourceModifiedError:
+            self.ledger.finish(dep, cur, owner)
+        except Stale:
             log.warning("the lease on %s was taken over while deploying %s", endpoint, dep.id)
         serving = dep.model_path if dep.outcome == "Deployed" else previous
         return EndpointResult(endpoint, dep.outcome, dep.reason, dep.id, serving, previous)
 
-    def draft(self, target: Target, endpoint: str, source: ModelSource, run: Run | None, operation: Operation,
-              trigger: str, dep_id: str | None = None) -> Deployment:
+    def new_attempt(self, target: Target, endpoint: str, model: ModelRef, run: Run | None, operation: Operation,
+                    trigger: str, dep_id: str | None = None) -> Deployment:
+        """The attempt row of a deployment (not stored yet). A run's promotion has the id `run-<run>`, so a
+        redelivery finds its earlier attempt."""
         dep_id = dep_id or (f"run-{run.id}" if run is not None and operation == "promote" else new_operation_id())
         return Deployment(
             id=dep_id, target=target.name, endpoint=endpoint, operation=operation, run_id=run.id if run else None,
-            model_base=source.base, model_path=source.relative, data_time=run.data_time if run else now_iso(),
-            data_order=run.order if run else None, metric=run.metrics.get(self.gate.metric) if run else None,
-            trigger=trigger)
+            model_base=model.base, model_path=model.path, data_time=run.data_time if run else now_iso(),
+            data_order=run.order if run else None, metric=run.metrics.get(self.gate.primary) if run else None,
+            metrics=self.gate.gated(run.metrics) if run else {}, trigger=trigger)
 
-    def begin_alone(self, draft: Deployment, owner: str) -> Begun | EndpointResult:
+    def begin_alone(self, attempt: Deployment, owner: str) -> LeasedAttempt | EndpointResult:
         """Begin one endpoint (waiting for a held lease); an EndpointResult when there is nothing to do: the lease
         stayed busy, or this attempt finished before (a redelivery)."""
         try:
-            begun = wait_for_lease(lambda: self.book.begin(draft, owner, self.settings.lease_seconds))
+            begun = wait_for_lease(lambda: self.ledger.begin(attempt, owner, self.settings.lease_seconds))
         except LeaseBusy:
-            return EndpointResult(draft.endpoint, "Pending", "another deployment holds the endpoint", draft.id)
+            return EndpointResult(attempt.endpoint, "Pending", "another deployment holds the endpoint", attempt.id)
         if begun.lease is None:
-            return EndpointResult(draft.endpoint, begun.dep.outcome, begun.dep.reason, begun.dep.id)
+            return EndpointResult(attempt.endpoint, begun.dep.outcome, begun.dep.reason, begun.dep.id)
         return begun
 
-    def deploy(self, target: Target, endpoint: str, source: ModelSource, run: Run | None, operation: Operation,
+    def deploy(self, target: Target, endpoint: str, model: ModelRef, run: Run | None, operation: Operation,
                force: bool, trigger: str, dep_id: str | None = None) -> EndpointResult:
-        """Deploy to one endpoint: lease + attempt, PATCH, verify (roll back on failure), outcome + pointer."""
-        if endpoint == self.studio.default_endpoint(target):
+        """Deploy to one endpoint: lease + attempt, put in service, verify (roll back on failure), outcome +
+        pointer."""
+        if endpoint == self.services.serving(target).protected_endpoint():
             return EndpointResult(endpoint, "Refused", "the default endpoint is never patched")
         owner = uuid.uuid4().hex
-        begun = self.begin_alone(self.draft(target, endpoint, source, run, operation, trigger, dep_id), owner)
+        begun = self.begin_alone(self.new_attempt(target, endpoint, model, run, operation, trigger, dep_id), owner)
         if isinstance(begun, EndpointResult):
             return begun
-        dep = self.work(target, source, run, force, begun)
+        dep = self.carry_out(target, model, run, force, begun)
         try:
             assert begun.lease is not None
-            self.book.finish(dep, begun.lease, owner)
-        except ResourceModifiedError:
+            self.ledger.finish(dep, begun.lease, owner)
+        except Stale:
             log.warning("the lease on %s was taken over while deploying %s", endpoint, dep.id)
         return EndpointResult(endpoint, dep.outcome, dep.reason, dep.id)
 
-    def keep(self, cur: Current) -> None:
+    def renew_lease(self, cur: Current) -> None:
         """Renew our lease on an endpoint once half of it is gone; LeaseBusy when it is no longer ours."""
         if cur.lease_until - time.time() < self.settings.lease_seconds / 2:
             self.ledger.renew(cur, str(cur.lease_owner), self.settings.lease_seconds)
 
-    def work(self, target: Target, source: ModelSource, run: Run | None, force: bool, begun: Begun) -> Deployment:
-        """The Studio side of one endpoint's deployment (under its lease, renewed as it goes); returns the attempt
+    def carry_out(self, target: Target, model: ModelRef, run: Run | None, force: bool,
+                  begun: LeasedAttempt) -> Deployment:
+        """The service side of one endpoint's deployment (under its lease, renewed as it goes); returns the attempt
         with its outcome."""
         started = time.monotonic()
         dep = begun.dep
         assert begun.lease is not None
         try:
-            self.keep(begun.lease)
-            dep.outcome, dep.reason = self._swap(target, source, run, force, dep, begun.lease)
+            self.renew_lease(begun.lease)
+            dep.outcome, dep.reason = self._swap(target, model, run, force, dep, begun.lease)
         except LeaseBusy:
             dep.outcome, dep.reason = "Pending", "the endpoint's lease was lost (this invocation was too slow); " \
                                                 "another one finishes the deployment"
@@ -162,61 +160,68 @@ class EndpointDeployer:
         dep.duration_ms = int((time.monotonic() - started) * 1000)
         return dep
 
-    def _swap(self, target: Target, source: ModelSource, run: Run | None, force: bool, dep: Deployment,
+    def smoke_row(self, target: Target, run: Run | None) -> dict[str, str] | None:
+        """The row to score: the run's own first data row, the configured one, or a recent run's."""
+        row = (run.smoke_row if run else None) or self.settings.smoke_row
+        if row:
+            return {str(k): str(v) for k, v in row.items()}
+        for recent in self.ledger.list_runs(("Deployed", "Trained", "Deploying", "Training"), limit=20):
+            if recent.target == target.name and recent.smoke_row:
+                return recent.smoke_row
+        return None
+
+    def _swap(self, target: Target, model: ModelRef, run: Run | None, force: bool, dep: Deployment,
               cur: Current) -> tuple[Outcome, str | None]:
         endpoint, subject = dep.endpoint, f"{target.name}/{dep.endpoint}"
         if dep.operation == "promote" and run is not None:
             newer = superseded_by(run, cur)
             if newer is not None:
                 return "Superseded", newer
-            weaker = None if force else self.gate.improvement(dep.metric, cur.metric)
+            now_serving = cur.metrics or ({self.gate.primary: cur.metric} if cur.metric is not None else {})
+            weaker = None if force else self.gate.improvement(dep.metrics, now_serving)
             if weaker is not None:
-                self.events.publish("ModelRejected", subject, {"runId": dep.run_id, "endpoint": endpoint,
-                                                               "model": dep.model_path, "code": "NoImprovement",
-                                                               "reason": weaker})
+                self.events.publish(ModelRejected(subject=subject, run_id=dep.run_id, endpoint=endpoint,
+                                                  model=dep.model_path, code="NoImprovement", reason=weaker))
                 return "Rejected", weaker
-        mgmt = self.studio.management(target)
-        row = self.verifier.smoke_row(target, run)
+        serving = self.services.serving(target)
+        row = self.smoke_row(target, run)
         try:
-            before = mgmt.get_endpoint(endpoint)
-            old_answers = self.verifier.answers(before, row)
-            if source.by_refresh:
-                mgmt.refresh(endpoint, overwrite_resources=True)
-            else:
-                mgmt.patch_model(endpoint, target.resource_name, source.location())
-        except (StudioApiError, TransportError, Refused) as exc:
-            return self._patch_failed(subject, dep, exc)
-        verdict = self.verifier.verify(target, endpoint, source.relative, row, old_answers, lambda: self.keep(cur))
+            before = serving.observe(endpoint, row)
+            serving.put_in_service(endpoint, model, lambda: self.renew_lease(cur))
+        except ServiceError as exc:
+            return self._put_failed(subject, dep, exc)
+        verdict = serving.verify(endpoint, model, row, before, lambda: self.renew_lease(cur))
         if not verdict.ok:
             problem = str(verdict.problem)
-            rolled = self.verifier.restore(target, endpoint, before, row, old_answers, lambda: self.keep(cur))
-            self.events.publish("EndpointUpdateFailed", subject, {
-                "runId": dep.run_id, "endpoint": endpoint, "model": dep.model_path, "reason": problem,
-                "willRetry": verdict.transient})
-            self.events.publish("EndpointRolledBack", subject, {
-                "runId": dep.run_id, "endpoint": endpoint, "failedModel": dep.model_path,
-                "restoredModel": cur.model_path, "restored": rolled is None, "reason": problem})
+            rolled = serving.restore(endpoint, before, row, lambda: self.renew_lease(cur))
+            self.events.publish(EndpointUpdateFailed(subject=subject, run_id=dep.run_id, endpoint=endpoint,
+                                                     model=dep.model_path, reason=problem,
+                                                     will_retry=verdict.transient))
+            self.events.publish(EndpointRolledBack(subject=subject, run_id=dep.run_id, endpoint=endpoint,
+                                                   failed_model=dep.model_path, restored_model=cur.model_path,
+                                                   restored=rolled is None, reason=problem))
             reason = problem + ("" if rolled is None else f"; the rollback also failed: {rolled}")
             if verdict.transient:  # unproven, not wrong: the old model serves again and the attempt stays open
                 return "Pending", f"{reason}; the previous model serves again and the deployment will be retried"
             return "RolledBack", reason
         failpoints.reached("after-patch")  # verified on the service, not yet in the ledger
         cur.serve(dep)
-        self.events.publish("EndpointUpdated", subject, {
-            "runId": dep.run_id, "endpoint": endpoint, "target": target.name, "model": dep.model_path,
-            "metric": dep.metric, "operation": dep.operation, "deploymentId": dep.id})
+        self.events.publish(EndpointUpdated(subject=subject, run_id=dep.run_id, endpoint=endpoint,
+                                            target=target.name, model=dep.model_path,
+                                            metrics=dep.metrics, operation=dep.operation,
+                                            deployment_id=dep.id))
         return "Deployed", None
 
-    def _patch_failed(self, subject: str, dep: Deployment, exc: Exception) -> tuple[Outcome, str]:
-        """A PATCH the service refused (the model's fault: final) or that did not get through (retried later)."""
-        if isinstance(exc, StudioApiError) and exc.status == 400:
+    def _put_failed(self, subject: str, dep: Deployment, exc: ServiceError) -> tuple[Outcome, str]:
+        """A model the service refused (the model's fault: final) or a call that did not get through (retried)."""
+        if exc.input_refused:
             outcome: Outcome = "Failed"
-            reason = f"{MODEL_REFUSED}: {describe_error(exc)}"
-        elif isinstance(exc, TransportError) or (isinstance(exc, StudioApiError) and exc.transient):
-            outcome, reason = "Pending", f"PATCH did not get through ({describe_error(exc)}); it will be retried"
+            reason = f"{MODEL_REFUSED}: {describe(exc)}"
+        elif exc.transient:
+            outcome, reason = "Pending", f"PATCH did not get through ({describe(exc)}); it will be retried"
         else:
-            outcome, reason = "Failed", f"PATCH failed: {describe_error(exc)}"
-        self.events.publish("EndpointUpdateFailed", subject, {"runId": dep.run_id, "endpoint": dep.endpoint,
-                                                              "model": dep.model_path, "reason": reason,
-                                                              "willRetry": outcome == "Pending"})
+            outcome, reason = "Failed", f"PATCH failed: {describe(exc)}"
+        self.events.publish(EndpointUpdateFailed(subject=subject, run_id=dep.run_id, endpoint=dep.endpoint,
+                                                 model=dep.model_path, reason=reason,
+                                                 will_retry=outcome == "Pending"))
         return outcome, reason

@@ -7,9 +7,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from shared.adapters.ledger import Ledger
-from shared.adapters.storage import Storage
-from shared.adapters.studio import StudioClients
 from shared.decisions import (
     ENDPOINTS_METADATA,
     blob_in,
@@ -19,6 +16,9 @@ from shared.decisions import (
     upload_routing_problem,
 )
 from shared.errors import DataRejected, NotFound, Refused
+from shared.ports.blobs import BlobStore
+from shared.ports.ledger import Ledger
+from shared.ports.services import Services
 from shared.settings import Settings, Target
 from shared.validation import DataSpec, validate_csv
 
@@ -30,17 +30,17 @@ class DryRun:
     """What a retrain would do, doing nothing."""
 
     settings: Settings
-    storage: Storage
+    storage: BlobStore
     ledger: Ledger
-    studio: StudioClients
+    services: Services
 
     def of_blob(self, path: str) -> dict[str, Any]:
         ref = blob_in(self.settings.data_container, path, "training data")
         if not self.storage.exists(ref):
             raise NotFound(f"{ref.path} does not exist")
-        props = self.storage.properties(ref)
-        named = endpoints_override((props.metadata or {}).get(ENDPOINTS_METADATA))
-        return self._report(ref.name, lambda: self.storage.chunks(ref, etag=str(props.etag)), props.size, named)
+        props = self.storage.info(ref)
+        named = endpoints_override(props.metadata.get(ENDPOINTS_METADATA))
+        return self._report(ref.name, lambda: self.storage.chunks(ref, etag=props.etag), props.size, named)
 
     def of_upload(self, name: str, data: bytes, endpoints: str | None) -> dict[str, Any]:
         named = endpoints_override(endpoints)
@@ -55,21 +55,20 @@ class DryRun:
         answer: dict[str, Any] = {"dryRun": True, "name": f"{s.data_container}/{name}", "bytes": size}
         try:
             check_data_file(name, size, s.max_data_bytes)
-            where = route(s.targets, name)
-            if where.tenant is not None and self.studio.endpoint(where.target, where.tenant) is None:
+            where = route(s.targets, name, named)
+            if where.tenant is not None and self.services.serving(where.target).endpoint(where.tenant) is None:
                 raise DataRejected("NoSuchEndpoint", f"the file routes to endpoint '{where.tenant}', which does not "
                                                      f"exist on target '{where.target.name}'")
             report = validate_csv(chunks(), DataSpec.from_settings(s))
         except DataRejected as exc:
             return {**answer, "valid": False, "problem": exc.as_reason()}
-        names = self.studio.resolve(where.target, named or where.endpoints)
+        names = self.services.resolve(where.target, named or where.endpoints)
         return {**answer, "valid": True, "rows": report.rows, "labels": report.label_counts,
                 "target": where.target.name, "endpointCount": len(names),
                 "endpoints": [self._serving(where.target.name, where.target, n) for n in names[:MAX_LISTED]]}
 
     def _serving(self, target_name: str, target: Target, name: str) -> dict[str, Any]:
-        ep = self.studio.endpoint(target, name)
+        ep = self.services.serving(target).endpoint(name)
         cur = self.ledger.current(target_name, name)
-        return {"endpoint": name, "exists": ep is not None,
-                "serving": ep.model_path(target.resource_name) if ep else None,
+        return {"endpoint": name, "exists": ep is not None, "serving": ep.model_path if ep else None,
                 "runId": cur.run_id if cur else None, "deploymentId": cur.deployment_id if cur else None}

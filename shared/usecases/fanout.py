@@ -1,6 +1,6 @@
 """One model to many endpoints: the steps of `EndpointDeployer.deploy` per endpoint, with at most
-RETRAIN_PATCH_CONCURRENCY endpoints in flight, and the ledger written in batches (leases and attempts of up to 50
-endpoints per transaction, outcomes likewise) while the Studio calls run."""
+RETRAIN_PATCH_CONCURRENCY endpoints in flight, and the ledger written in batches (leases and attempts of up to
+BATCH_ENDPOINTS endpoints together, outcomes likewise) while the service calls run."""
 
 from __future__ import annotations
 
@@ -9,31 +9,30 @@ import queue
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 from shared import failpoints
-from shared.adapters.deployment_book import BATCH_ENDPOINTS, Begun
-from shared.adapters.events import EventBatch
-from shared.adapters.ledger import Ledger
+from shared.ports.events import EventBatch
+from shared.ports.ledger import BATCH_ENDPOINTS, LeasedAttempt, Ledger
+from shared.ports.serving import ModelRef
 from shared.records import Current, Deployment, EndpointResult, Run
 from shared.settings import Target
 from shared.usecases.deployment import EndpointDeployer
-from shared.usecases.model_source import ModelSource
 
 log = logging.getLogger("shared.usecases.fanout")
 FLUSH_SECONDS = 1.0  # outcomes are written in full batches, or after this long, or at the end
-CURRENTS_AHEAD = 10  # batches whose `current` rows one query reads
+POINTERS_AHEAD = 10  # batches whose `current` rows one read fetches
 
 
 class FanOut:
     def __init__(self, deployer: EndpointDeployer) -> None:
         self.deployer = deployer
         self.ledger = deployer.ledger
-        self.book = deployer.book
         self.settings = deployer.settings
 
-    def deploy(self, target: Target, endpoints: list[str], source: ModelSource, run: Run, force: bool,
+    def deploy(self, target: Target, endpoints: list[str], model: ModelRef, run: Run, force: bool,
                trigger: str) -> list[EndpointResult]:
-        default = self.deployer.studio.default_endpoint(target)
+        default = self.deployer.services.serving(target).protected_endpoint()
         results: dict[str, EndpointResult] = {}
         todo = []
         for ep in dict.fromkeys(endpoints):
@@ -42,18 +41,18 @@ class FanOut:
             else:
                 todo.append(ep)
         todo.sort()  # each batch's `current` rows are then one range query (no read of the target's other rows)
-        ahead = _CurrentsAhead(self.ledger, target, todo)
+        ahead = _PointerPrefetch(self.ledger, target, todo)
         owner = uuid.uuid4().hex
         workers = max(1, min(self.settings.patch_concurrency, len(todo)))
         finished: queue.Queue[tuple[Deployment, Current] | None] = queue.Queue()
 
-        events = EventBatch(self.deployer.events)
+        events = self.deployer.events.batch()
 
-        def work(begun: Begun) -> None:
+        def work(begun: LeasedAttempt) -> None:
             try:
                 assert begun.lease is not None
-                with self.deployer.events.gathering(events):
-                    outcome = self.deployer.work(target, source, run, force, begun)
+                with events.gathering():
+                    outcome = self.deployer.carry_out(target, model, run, force, begun)
                 finished.put((outcome, begun.lease))
             except BaseException:
                 finished.put(None)
@@ -71,7 +70,7 @@ class FanOut:
                 # Leases are taken just in time (a batch when fewer than 3x workers are in flight), so none waits
                 # long enough in the queue to expire.
                 while in_flight < 3 * workers and (chunk := next(chunks, None)) is not None:
-                    for begun in self._begin_batch(target, chunk, source, run, trigger, owner, results, ahead):
+                    for begun in self._begin_batch(target, chunk, model, run, trigger, owner, results, ahead):
                         pool.submit(work, begun)
                         in_flight += 1
                 if in_flight == 0:
@@ -91,16 +90,16 @@ class FanOut:
                     done = []
             for future in recording:
                 future.result()  # an error recording outcomes is raised here (the attempts stay Pending)
-        events.send(events.take_and_store())  # those of endpoints whose work raised
+        events.send(events.store())  # those of endpoints whose work raised
         return [results[ep] for ep in dict.fromkeys(endpoints) if ep in results]
 
-    def _begin_batch(self, target: Target, chunk: list[str], source: ModelSource, run: Run, trigger: str,
-                     owner: str, results: dict[str, EndpointResult], ahead: _CurrentsAhead) -> list[Begun]:
+    def _begin_batch(self, target: Target, chunk: list[str], model: ModelRef, run: Run, trigger: str,
+                     owner: str, results: dict[str, EndpointResult], ahead: _PointerPrefetch) -> list[LeasedAttempt]:
         """Leases and attempts for a batch of endpoints in one transaction; those that cannot go in it (a held
         lease, a redelivery, a row changed since read) one at a time. Endpoints with nothing to do get a result."""
-        drafts = [self.deployer.draft(target, ep, source, run, "promote", trigger) for ep in chunk]
+        drafts = [self.deployer.new_attempt(target, ep, model, run, "promote", trigger) for ep in chunk]
         if len(drafts) > 1:
-            began, alone = self.book.begin_many(drafts, owner, self.settings.lease_seconds, ahead.rows(chunk))
+            began, alone = self.ledger.begin_many(drafts, owner, self.settings.lease_seconds, ahead.rows(chunk))
         else:
             began, alone = [], drafts
         for draft in alone:
@@ -112,17 +111,17 @@ class FanOut:
         return began
 
     def _record(self, done: list[tuple[Deployment, Current]], owner: str, events: EventBatch) -> None:
-        """Outcomes and pointers of finished endpoints, up to 50 per transaction - after the events announcing
-        them are in the outbox, and before those are sent."""
-        stored = events.take_and_store()
-        for lost in self.book.finish_many(done, owner):
+        """Outcomes and pointers of finished endpoints, BATCH_ENDPOINTS together - after the events announcing
+        them are stored, and before those are sent."""
+        stored: Any = events.store()
+        for lost in self.ledger.finish_many(done, owner):
             log.warning("the lease on %s was taken over while deploying %s", lost.endpoint, lost.id)
         events.send(stored)
 
 
-class _CurrentsAhead:
-    """The `current` rows of one fan-out's batches, read CURRENTS_AHEAD batches at a time (one range query: the
-    endpoints are sorted) - fewer queries at 10,000 endpoints, memory bounded. A row changed since it was read makes
+class _PointerPrefetch:
+    """The `current` rows of one fan-out's batches, read POINTERS_AHEAD batches at a time (one range read: the
+    endpoints are sorted) - fewer reads at 10,000 endpoints, memory bounded. A row changed since it was read makes
     its batch's transaction fail, and those endpoints begin one by one from a fresh read."""
 
     def __init__(self, ledger: Ledger, target: Target, todo: list[str]) -> None:
@@ -133,6 +132,6 @@ class _CurrentsAhead:
     def rows(self, chunk: list[str]) -> dict[str, Current]:
         if not self.last or chunk[-1] > self.last:
             start = self.todo.index(chunk[0])
-            span = self.todo[start:start + CURRENTS_AHEAD * BATCH_ENDPOINTS]
+            span = self.todo[start:start + POINTERS_AHEAD * BATCH_ENDPOINTS]
             self.rows_read, self.last = self.ledger.currents(self.target.name, span[0], span[-1]), span[-1]
         return {ep: self.rows_read[ep] for ep in chunk if ep in self.rows_read}

@@ -1,4 +1,4 @@
-"""Training data in: a landed (or uploaded) CSV is validated as a stream, routed to its endpoints, and its BES
+"""Training data in: a landed (or uploaded) CSV is validated as a stream, routed to its endpoints, and its training
 job submitted and started - once per file version, however often the event is delivered. Bad data is moved to
 rejected/ with the reason, and never reaches a job."""
 
@@ -10,17 +10,11 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from typing import Any
 
 from shared import failpoints
-from shared.adapters.events import EventPublisher
-from shared.adapters.ledger import Ledger
-from shared.adapters.storage import Storage
-from shared.adapters.studio import StudioClients
 from shared.decisions import (
     ENDPOINTS_METADATA,
-    advance,
     blob_in,
     check_data_file,
     endpoints_override,
@@ -28,8 +22,13 @@ from shared.decisions import (
     unreadable_name,
     upload_routing_problem,
 )
-from shared.errors import ClaimLost, DataRejected, NotFound, Refused
+from shared.errors import AlreadyExists, ClaimLost, DataRejected, NotFound, Refused, RunMoved, Stale
+from shared.events import TrainingDataAccepted, TrainingDataRejected
 from shared.logs import context
+from shared.ports.blobs import BlobStore
+from shared.ports.events import EventSink
+from shared.ports.ledger import Ledger
+from shared.ports.services import Services
 from shared.records import BlobRef, Run, iso, now_iso, run_id_for
 from shared.settings import Settings
 from shared.usecases.claims import keep_claim
@@ -43,13 +42,13 @@ UPLOAD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,200}\.csv")
 
 @dataclass
 class TrainingIntake:
-    """Accept a data file (landed or uploaded): validate, route, submit and start its BES job."""
+    """Accept a data file (landed or uploaded): validate, route, submit and start its training job."""
 
     settings: Settings
-    storage: Storage
+    storage: BlobStore
     ledger: Ledger
-    studio: StudioClients
-    events: EventPublisher
+    services: Services
+    events: EventSink
     submission: JobSubmission
     coalescing: Coalescing
 
@@ -59,14 +58,14 @@ class TrainingIntake:
         if problem is not None:
             return self._unreadable(ref, problem, trigger)
         try:
-            props = self.storage.properties(ref)
-        except ResourceNotFoundError:
+            props = self.storage.info(ref)
+        except NotFound:
             log.info("%s no longer exists; nothing to do", ref.path)
             return None
-        run_id = run_id_for(ref.path, str(props.etag))
+        run_id = run_id_for(ref.path, props.etag)
         with context(run=run_id):
             owner = uuid.uuid4().hex
-            draft = Run(id=run_id, target="?", data_path=ref.path, data_etag=str(props.etag),
+            draft = Run(id=run_id, target="?", data_path=ref.path, data_etag=props.etag,
                         data_time=iso(props.last_modified), trigger=trigger, caller=caller, claimed_by=owner,
                         claimed_until=time.time() + self.settings.lease_seconds,
                         transitions=[{"status": "Accepted", "at": now_iso()}])
@@ -81,16 +80,15 @@ class TrainingIntake:
                     log.info("%s was handled by another invocation (run %s is %s)", ref.path, run.id, run.status)
                     return run
             try:
-                named = endpoints_override((props.metadata or {}).get(ENDPOINTS_METADATA))
+                named = endpoints_override(props.metadata.get(ENDPOINTS_METADATA))
                 return self._accept(run, ref, props.size, named)
-            except ClaimLost:
+            except (ClaimLost, RunMoved):
                 log.warning("run %s: another invocation took the work over", run.id)
                 run.claimed_by = None  # not ours any more: the row is left to whoever took it
                 return self.ledger.get_run(run.id) or run
             finally:
                 if run.claimed_by == owner and run.status == "Accepted":
-                    run.claimed_by, run.claimed_until = None, 0.0
-                    self.ledger.save_run(run, check_etag=False)
+                    self.ledger.change(run, release_claim=True)
 
     def resume(self, run: Run) -> Run | None:
         """Go on with a run a crash left Accepted - unless its file version is gone (replaced or deleted): then
@@ -98,18 +96,16 @@ class TrainingIntake:
         assert run.data_path is not None
         ref = BlobRef.parse(run.data_path)
         try:
-            props = self.storage.properties(ref)
-        except ResourceNotFoundError:
+            props = self.storage.info(ref)
+        except NotFound:
             return self._version_gone(run, "deleted")
-        if str(props.etag) != run.data_etag:
+        if props.etag != run.data_etag:
             return self._version_gone(run, "replaced by a newer version")
         return self.accept(ref, trigger="reconcile")
 
     def _version_gone(self, run: Run, how: str) -> Run:
-        advance(run, "Cancelled", f"VersionGone: the file was {how} before it could be read in full; that version "
-                                  "no longer exists")
-        run.claimed_by, run.claimed_until, run.finished_at = None, 0.0, now_iso()
-        self.ledger.save_run(run, check_etag=False)
+        self.ledger.change(run, "Cancelled", f"VersionGone: the file was {how} before it could be read in full; that "
+                           "version no longer exists", release_claim=True, finished_at=now_iso())
         log.warning("run %s: %s", run.id, run.error)
         return run
 
@@ -122,9 +118,8 @@ class TrainingIntake:
             transitions=[{"status": "Rejected", "at": now_iso(), "reason": f"UnreadableName: {message}"}]))
         if created:
             note = self.storage.note_unreadable(ref, {"code": "UnreadableName", "message": message, "runId": run.id})
-            self.events.publish("TrainingDataRejected", ref.path, {
-                "runId": run.id, "blob": ref.path, "code": "UnreadableName", "message": message, "line": None,
-                "movedTo": None, "reasonAt": note.path})
+            self.events.publish(TrainingDataRejected(subject=ref.path, run_id=run.id, blob=ref.path,
+                                                     code="UnreadableName", message=message, reason_at=note.path))
         return run
 
     def from_blob(self, path: str, trigger: str = "http") -> Run | None:
@@ -149,7 +144,7 @@ class TrainingIntake:
         ref = BlobRef(self.settings.data_container, name)
         try:
             self.storage.create(ref, data, "text/csv", {ENDPOINTS_METADATA: ",".join(named)} if named else None)
-        except ResourceExistsError:
+        except AlreadyExists:
             raise Refused(f"{ref.path} exists already with other content; upload under a new name (files are "
                           "never overwritten: the one there may be the data behind a live model)", "BlobExists",
                           conflict=True) from None
@@ -165,10 +160,10 @@ class TrainingIntake:
             if current.status != "Accepted":
                 return current
             if not (current.claimed_by and current.claimed_until > time.time()):
-                current.claimed_by, current.claimed_until = owner, time.time() + self.settings.lease_seconds
                 try:
-                    return self.ledger.save_run(current)
-                except ResourceModifiedError:
+                    return self.ledger.change(current, if_unchanged=True, claimed_by=owner,
+                                              claimed_until=time.time() + self.settings.lease_seconds)
+                except Stale:
                     pass  # someone else claimed it first: look again
             if time.monotonic() > deadline:
                 return current
@@ -186,36 +181,33 @@ class TrainingIntake:
         if run.rows is not None:  # validated and announced by an earlier try: only the submit is left
             return run if self.coalescing.settle(run, ref) else self.submission.submit(run, ref)
         s = self.settings
+        placed: dict[str, Any] = {}
         try:
             check_data_file(ref.name, size, s.max_data_bytes)
-            where = route(s.targets, ref.name)
-            run.target, run.endpoints = where.target.name, endpoints or where.endpoints
-            if where.tenant is not None and self.studio.endpoint(where.target, where.tenant) is None:
+            where = route(s.targets, ref.name, endpoints)
+            placed = {"target": where.target.name, "endpoints": where.endpoints}
+            if where.tenant is not None and self.services.serving(where.target).endpoint(where.tenant) is None:
                 raise DataRejected("NoSuchEndpoint", f"the file routes to endpoint '{where.tenant}', which does not "
                                                      f"exist on target '{where.target.name}'")
             spec = DataSpec.from_settings(s)
             report = validate_csv(self._renewing(self.storage.chunks(ref, etag=run.data_etag), run), spec)
         except DataRejected as exc:
-            return self._reject(run, ref, exc)
-        except ResourceModifiedError:
+            return self._reject(run, ref, exc, placed)
+        except Stale:
             return self._version_gone(run, "replaced by a newer version")
-        except ResourceNotFoundError:
+        except NotFound:
             return self._version_gone(run, "deleted")
-        run.rows = report.rows
-        run.smoke_row = {k: v for k, v in report.first_row.items() if k != s.label_column}
-        self.ledger.save_run(run, check_etag=False)
-        self.events.publish("TrainingDataAccepted", ref.path, {
-            "runId": run.id, "blob": ref.path, "rows": report.rows, "bytes": report.bytes,
-            "labels": report.label_counts, "target": run.target, "endpoints": run.endpoints})
+        self.ledger.change(run, rows=report.rows, smoke_row={k: v for k, v in report.first_row.items()
+                                                             if k != s.label_column}, **placed)
+        self.events.publish(TrainingDataAccepted(subject=ref.path, run_id=run.id, blob=ref.path, rows=report.rows,
+                                                 bytes=report.bytes, labels=report.label_counts, target=run.target,
+                                                 endpoints=run.endpoints))
         return run if self.coalescing.settle(run, ref) else self.submission.submit(run, ref)
 
-    def _reject(self, run: Run, ref: BlobRef, exc: DataRejected) -> Run:
+    def _reject(self, run: Run, ref: BlobRef, exc: DataRejected, placed: dict[str, Any]) -> Run:
         log.warning("rejected %s: %s", ref.path, exc)
         moved = self.storage.reject(ref, dict(exc.as_reason(), runId=run.id))
-        advance(run, "Rejected", f"{exc.code}: {exc}")
-        run.claimed_by, run.claimed_until = None, 0.0
-        self.ledger.save_run(run, check_etag=False)
-        self.events.publish("TrainingDataRejected", ref.path, {
-            "runId": run.id, "blob": ref.path, "code": exc.code, "message": exc.message, "line": exc.line,
-            "movedTo": moved.path})
+        self.ledger.change(run, "Rejected", f"{exc.code}: {exc}", release_claim=True, **placed)
+        self.events.publish(TrainingDataRejected(subject=ref.path, run_id=run.id, blob=ref.path, code=exc.code,
+                                                 message=exc.message, line=exc.line, moved_to=moved.path))
         return run

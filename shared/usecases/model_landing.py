@@ -6,16 +6,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from azure.core.exceptions import ResourceNotFoundError
-from azure.storage.blob import BlobProperties
-
-from shared.adapters.events import EventPublisher
-from shared.adapters.ledger import Ledger
-from shared.adapters.storage import Storage
-from shared.adapters.studio import StudioClients
 from shared.decisions import route, unreadable_name
-from shared.errors import DataRejected
+from shared.errors import DataRejected, NotFound
+from shared.events import ModelRejected
 from shared.logs import context
+from shared.ports.blobs import BlobInfo, BlobStore
+from shared.ports.events import EventSink
+from shared.ports.ledger import Ledger
+from shared.ports.services import Services
 from shared.records import BlobRef, PromoteResult, Run, iso, now_iso, run_id_for
 from shared.settings import Settings
 from shared.usecases.promotion import Promotion
@@ -26,10 +24,10 @@ class ModelLanding:
     """A `.ilearner` in the models container: its run's promotion, or a hand-dropped model's deployment."""
 
     settings: Settings
-    storage: Storage
+    storage: BlobStore
     ledger: Ledger
-    studio: StudioClients
-    events: EventPublisher
+    services: Services
+    events: EventSink
     promotion: Promotion
 
     def landed(self, ref: BlobRef, trigger: str = "blob") -> PromoteResult | None:
@@ -41,23 +39,22 @@ class ModelLanding:
             run_id = run_id_for(ref.path, "unreadable")
             self._record_rejection(ref, run_id, trigger, f"UnreadableName: {message}")
             note = self.storage.note_unreadable(ref, {"code": "UnreadableName", "message": message, "runId": run_id})
-            self.events.publish("ModelRejected", ref.path, {"runId": run_id, "model": ref.path,
-                                                            "code": "UnreadableName", "reason": message,
-                                                            "movedTo": None, "reasonAt": note.path})
+            self.events.publish(ModelRejected(subject=ref.path, run_id=run_id, model=ref.path, code="UnreadableName",
+                                              reason=message, reason_at=note.path))
             return PromoteResult(run_id, "Rejected", reason=message)
         first = ref.name.split("/", 1)[0]
         run = self.ledger.get_run(first) if "/" in ref.name else None
         if run is not None and run.kind == "bes":
             return self.promotion.promote(run)
         try:
-            props = self.storage.properties(ref)
-        except ResourceNotFoundError:
+            props = self.storage.info(ref)
+        except NotFound:
             return None
-        run_id = run_id_for(ref.path, str(props.etag))
+        run_id = run_id_for(ref.path, props.etag)
         with context(run=run_id):
             return self._hand_dropped(ref, run_id, props, trigger)
 
-    def _hand_dropped(self, ref: BlobRef, run_id: str, props: BlobProperties, trigger: str) -> PromoteResult:
+    def _hand_dropped(self, ref: BlobRef, run_id: str, props: BlobInfo, trigger: str) -> PromoteResult:
         sibling = BlobRef(ref.container, ref.name.rsplit("/", 1)[0] + "/evaluation.csv") if "/" in ref.name \
             else None
         metrics: dict[str, float] = {}
@@ -65,11 +62,11 @@ class ModelLanding:
             if props.size == 0:
                 raise DataRejected("EmptyModel", "the model file is empty")
             where = route(self.settings.targets, ref.name)
-            if where.tenant is not None and self.studio.endpoint(where.target, where.tenant) is None:
+            if where.tenant is not None and self.services.serving(where.target).endpoint(where.tenant) is None:
                 raise DataRejected("NoSuchEndpoint", f"the file routes to endpoint '{where.tenant}', which does not "
                                                      f"exist on target '{where.target.name}'")
             if sibling is not None and self.storage.exists(sibling):  # an evaluation there must be usable
-                metrics = self.storage.read_evaluation(sibling, self.settings.gate_metric)
+                metrics = self.storage.read_evaluation(sibling, self.settings.gate.metrics)
         except DataRejected as exc:
             self._record_rejection(ref, run_id, trigger, f"{exc.code}: {exc.message}")
             self.reject(ref, run_id, exc.code, exc.message)
@@ -96,5 +93,5 @@ class ModelLanding:
 
     def reject(self, ref: BlobRef, run_id: str, code: str, message: str) -> None:
         moved = self.storage.reject(ref, {"code": code, "message": message, "runId": run_id})
-        self.events.publish("ModelRejected", ref.path, {"runId": run_id, "model": ref.path, "code": code,
-                                                        "reason": message, "movedTo": moved.path})
+        self.events.publish(ModelRejected(subject=ref.path, run_id=run_id, model=ref.path, code=code, reason=message,
+                                          moved_to=moved.path))

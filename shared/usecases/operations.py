@@ -1,24 +1,25 @@
 """What an operator does by hand: add a scoring endpoint, patch one with a given model, roll one back. Each goes
-through the same lease, PATCH and verification as an automatic deployment, and is recorded in its history."""
+through the same lease, swap and verification as an automatic deployment, and is recorded in its history."""
 
 from __future__ import annotations
 
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
-from shared.adapters.classic.errors import StudioApiError
-from shared.adapters.classic.models import Endpoint
-from shared.adapters.events import EventPublisher
-from shared.adapters.ledger import Ledger
-from shared.adapters.storage import Storage
-from shared.adapters.studio import StudioClients
-from shared.decisions import ENDPOINT_NAME, Gate, blob_in, check_endpoint_name, find_target, rollback_choice
-from shared.errors import DataRejected, NotFound, Refused
+from shared.decisions import ENDPOINT_NAME, blob_in, check_endpoint_name, find_target, rollback_choice
+from shared.errors import AlreadyExists, DataRejected, NotFound, Refused
+from shared.events import EndpointRolledBack
+from shared.gate import Gate
+from shared.ports.blobs import BlobStore
+from shared.ports.events import EventSink
+from shared.ports.ledger import Ledger
+from shared.ports.services import Services
+from shared.ports.serving import EndpointInfo, ModelRef
 from shared.records import BlobRef, Current, Deployment, EndpointResult, Run, now_iso
 from shared.settings import Settings, Target
-from shared.usecases.deployment import EndpointDeployer, Plan
-from shared.usecases.model_source import ModelSource
+from shared.usecases.deployment import DeploymentPlan, EndpointDeployer
 
 
 @dataclass
@@ -26,35 +27,38 @@ class Operations:
     """The operator's actions on endpoints."""
 
     settings: Settings
-    storage: Storage
+    storage: BlobStore
     ledger: Ledger
-    studio: StudioClients
-    events: EventPublisher
+    services: Services
+    events: EventSink
     deployer: EndpointDeployer
     gate: Gate
 
     def add_endpoint(self, name: str, description: str = "", target_name: str | None = None,
-                     throttle_level: str = "Low", max_concurrent_calls: int | None = None) -> Endpoint:
-        """Create a scoring endpoint; its history starts with the model it was created with."""
+                     options: dict[str, Any] | None = None) -> EndpointInfo:
+        """Create a scoring endpoint (`options`: the service's own, e.g. throttle_level); its history starts with
+        the model it was created with."""
         target = find_target(self.settings, target_name)
         check_endpoint_name(name)
+        serving = self.services.serving(target)
         adopting = None
         try:
-            ep = self.studio.management(target).create_endpoint(name, description, throttle_level,
-                                                                 max_concurrent_calls)
-        except StudioApiError as exc:
+            ep = serving.create_endpoint(name, {"description": description, **(options or {})})
+        except AlreadyExists as exc:
             # It exists. If the ledger never hears of it (an earlier call created it, then could not record it),
             # adopt it, so its history starts with the model it was created with; if a concurrent call is
             # recording it right now, this one is a conflict.
-            if exc.status != 409 or not self._unrecorded(target, name):
+            if not self._unrecorded(target, name):
+                raise Refused(str(exc), "EndpointExists", conflict=True) from None
+            found = serving.endpoint(name)
+            if found is None:
                 raise
-            adopting, ep = exc, self.studio.management(target).get_endpoint(name)
-        loc = ep.location(target.resource_name)
+            adopting, ep = exc, found
         dep = Deployment(id="create", target=target.name, endpoint=name, operation="create", outcome="Created",
-                         model_base=loc.get("BaseLocation"), model_path=loc.get("RelativeLocation"), trigger="http")
+                         model_base=ep.model_base, model_path=ep.model_path, trigger="http")
         _, recorded = self.ledger.add_deployment(dep)  # one create row per endpoint, whoever writes it first
         if adopting is not None and not recorded:
-            raise adopting
+            raise Refused(str(adopting), "EndpointExists", conflict=True)
         owner = uuid.uuid4().hex
         cur = self.deployer.acquire(target, name, owner)
         if cur.deployment_id is None:
@@ -70,26 +74,25 @@ class Operations:
         target = find_target(self.settings, target_name)
         ref = self._model_ref(model_path)
         self.require_endpoint(target, endpoint)
-        metric = None
+        metrics: dict[str, float] | None = None
         sibling = BlobRef(ref.container, ref.name.rsplit("/", 1)[0] + "/evaluation.csv") if "/" in ref.name else None
         if sibling is not None and self.storage.exists(sibling):
             try:
-                metric = self.storage.read_evaluation(sibling, self.gate.metric)[self.gate.metric]
+                metrics = self.gate.gated(self.storage.read_evaluation(sibling, self.gate.metrics))
             except DataRejected as exc:
                 raise Refused(f"{sibling.path}: {exc.message}", exc.code) from None
-        below = self.gate.check(metric) if metric is not None else None
+        below = self.gate.check(metrics) if metrics is not None else None
         if below is not None and not force:
             raise Refused(f"{below}; send \"force\": true to deploy it anyway (recorded as forced)", "ModelRejected",
                           conflict=True)
         run = Run(id=f"manual-{uuid.uuid4().hex[:12]}", kind="manual", status="Trained", target=target.name,
-                  endpoints=[endpoint], model_path=ref.path, metrics={self.gate.metric: metric}
-                  if metric is not None else {}, trigger=trigger)
+                  endpoints=[endpoint], model_path=ref.path, metrics=metrics or {}, trigger=trigger)
 
-        def decide(cur: Current) -> Plan | EndpointResult:
+        def decide(cur: Current) -> DeploymentPlan | EndpointResult:
             if cur.deployment_id and cur.model_path == ref.path:
                 return EndpointResult(endpoint, "Unchanged", "the endpoint serves this model already",
                                       cur.deployment_id)
-            return Plan(self._source(ref.path), run, "patch")
+            return DeploymentPlan(ModelRef(ref.path), run, "patch")
 
         return self.deployer.deploy_decided(target, endpoint, decide, trigger, caller, forced=below is not None)
 
@@ -102,7 +105,7 @@ class Operations:
         seen = self.ledger.current(target.name, endpoint)  # what the caller's request saw
         chosen: list[Deployment] = []
 
-        def decide(cur: Current) -> Plan | EndpointResult:
+        def decide(cur: Current) -> DeploymentPlan | EndpointResult:
             history = self.ledger.history(target.name, endpoint)
             if to is None and seen is not None and cur.deployment_id != seen.deployment_id and \
                     any(d.id == cur.deployment_id and d.operation == "rollback" for d in history):
@@ -120,15 +123,14 @@ class Operations:
             run = Run(id=pick.run_id or f"rollback-{pick.id}", kind="manual", status="Trained",
                       target=target.name, endpoints=[endpoint], model_path=pick.model_path,
                       data_time=pick.data_time or now_iso(), created_at=taken_in, trigger=trigger,
-                      metrics={self.gate.metric: pick.metric} if pick.metric is not None else {})
-            by_refresh = self.deployer.verifier.location_for(pick.model_base or "", pick.model_path) is None
-            return Plan(self._source(pick.model_path, pick.model_base, by_refresh), run, "rollback", pick.id)
+                      metrics=pick.metrics or ({self.gate.primary: pick.metric} if pick.metric is not None else {}))
+            return DeploymentPlan(ModelRef(pick.model_path, pick.model_base), run, "rollback", pick.id)
 
         result = self.deployer.deploy_decided(target, endpoint, decide, trigger, caller)
         if result.outcome == "Deployed":
-            self.events.publish("EndpointRolledBack", f"{target.name}/{endpoint}", {
-                "endpoint": endpoint, "restoredModel": chosen[0].model_path, "toDeployment": chosen[0].id,
-                "deploymentId": result.deployment_id})
+            self.events.publish(EndpointRolledBack(subject=f"{target.name}/{endpoint}", endpoint=endpoint,
+                                                   restored_model=chosen[0].model_path, to_deployment=chosen[0].id,
+                                                   deployment_id=result.deployment_id))
         return result
 
     def _unrecorded(self, target: Target, name: str, wait_seconds: float = 5.0) -> bool:
@@ -140,10 +142,6 @@ class Operations:
             time.sleep(0.25)
         return False
 
-    def _source(self, relative: str, base: str | None = None, by_refresh: bool = False) -> ModelSource:
-        return ModelSource(self.settings, self.storage.minter, self.studio, relative, base=base,
-                           by_refresh=by_refresh)
-
     def _model_ref(self, model_path: str) -> BlobRef:
         if ".." in model_path.split("/"):
             raise Refused("a model must be a .ilearner blob in this app's models container")
@@ -154,14 +152,15 @@ class Operations:
             raise NotFound(f"{ref.path} does not exist")
         return ref
 
-    def require_endpoint(self, target: Target, endpoint: str) -> Endpoint:
+    def require_endpoint(self, target: Target, endpoint: str) -> EndpointInfo:
         """The endpoint, if it exists and may be patched (never the default endpoint)."""
         if not ENDPOINT_NAME.match(endpoint):
             raise Refused(f"'{endpoint}' is not a valid endpoint name", "InvalidEndpointName")
-        if endpoint == self.studio.default_endpoint(target):
+        serving = self.services.serving(target)
+        if endpoint == serving.protected_endpoint():
             raise Refused("the default endpoint is never patched: it follows the experiment", "DefaultEndpoint",
                           conflict=True)
-        ep = self.studio.endpoint(target, endpoint)
+        ep = serving.endpoint(endpoint)
         if ep is None:
             raise NotFound(f"endpoint '{endpoint}' does not exist on target '{target.name}'")
         return ep

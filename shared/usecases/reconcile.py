@@ -8,13 +8,14 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from shared.adapters.classic.errors import StudioApiError, TransportError, describe_error
-from shared.adapters.events import EventPublisher
-from shared.adapters.ledger import Ledger
-from shared.adapters.studio import StudioClients
-from shared.decisions import ACTIVE_RUN_STATUSES, advance
+from shared.decisions import ACTIVE_RUN_STATUSES
+from shared.errors import ServiceError, describe
 from shared.logs import context
-from shared.records import Run, now_iso
+from shared.ports.events import EventSink
+from shared.ports.ledger import Ledger
+from shared.ports.services import Services
+from shared.ports.training import JobState
+from shared.records import Run
 from shared.settings import Settings
 from shared.usecases.approvals import Approvals
 from shared.usecases.intake import TrainingIntake
@@ -30,8 +31,8 @@ class Reconciler:
 
     settings: Settings
     ledger: Ledger
-    studio: StudioClients
-    events: EventPublisher
+    services: Services
+    events: EventSink
     intake: TrainingIntake
     jobs: TrainingJobs
     promotion: Promotion
@@ -52,8 +53,8 @@ class Reconciler:
                     done = self._one(run, now, deadline)
                     if done:
                         summary[done] += 1
-                except (StudioApiError, TransportError) as exc:
-                    log.warning("reconcile of run %s: %s", run.id, describe_error(exc))
+                except ServiceError as exc:
+                    log.warning("reconcile of run %s: %s", run.id, describe(exc))
                     summary["errors"] += 1
                 except Exception:
                     log.exception("reconcile of run %s failed; going on with the others", run.id)
@@ -64,7 +65,7 @@ class Reconciler:
         """A ledger written before the run index gets it on the first pass (idempotent; until then runs are found
         by a full scan)."""
         try:
-            self.ledger.index.ensure(migrate=True)
+            self.ledger.prepare(migrate=True)
         except Exception:
             log.exception("could not index the ledger's runs; this pass scans them, the next tries again")
 
@@ -90,27 +91,23 @@ class Reconciler:
                 self.intake.resume(run)
                 return "resubmitted"
             return ""
-        target = self.settings.target(run.target)
-        bes = self.studio.bes(target)
+        training = self.services.training(run.target)
         assert run.job_id is not None
-        status = bes.get(run.job_id)
-        if run.status == "Submitted" and status.StatusCode in ("NotStarted", "Running", "Finished"):
-            if status.StatusCode == "NotStarted":  # a crash between the submit and the start
-                bes.start(run.job_id)
+        state = training.state(run.job_id)
+        if run.status == "Submitted" and state.phase in ("NotStarted", "Running", "Finished"):
+            if state.phase == "NotStarted":  # a crash between the submit and the start
+                training.start(run.job_id)
             self.intake.submission.started(run)  # recorded and announced, as the start would have
-            if status.StatusCode != "Finished":
+            if state.phase != "Finished":
                 return "started"
-        if status.StatusCode in ("NotStarted", "Running"):
+        if state.phase in ("NotStarted", "Running"):
             if age <= deadline:
                 return ""
-            bes.cancel(run.job_id)
-            advance(run, "Failed", f"DeadlineExceeded: the job ran past the deadline of {deadline}")
-            run.finished_at = now_iso()
-            self.ledger.save_run(run, check_etag=False)
-            self.events.publish("JobFailed", run.data_path or run.id, {
-                "runId": run.id, "jobId": run.job_id, "status": "DeadlineExceeded", "details": run.error})
+            training.cancel(run.job_id)
+            self.jobs.ended(run, JobState("Failed", f"the job ran past the deadline of {deadline}"),
+                            status="DeadlineExceeded")
             return "cancelled"
-        if status.StatusCode in ("Failed", "Cancelled"):
-            self.jobs.ended(run, status)
+        if state.phase in ("Failed", "Cancelled"):
+            self.jobs.ended(run, state)
             return "failed"
         return "promoted" if self.promotion.promote(run).status == "Done" else ""

@@ -3,15 +3,13 @@ at the run that replaced it."""
 
 from __future__ import annotations
 
-from shared.adapters.events import EventPublisher
-from shared.adapters.ledger import Ledger
-from shared.decisions import advance
+from shared.events import RunSuperseded
+from shared.ports.events import EventSink
+from shared.ports.ledger import Ledger
 from shared.records import Run
 
 
-def supersede(ledger: Ledger, events: EventPublisher, run: Run, by: str, why: str) -> None:
-    advance(run, "Superseded", f"Superseded: {why} (run {by})")
-    run.superseded_by = by
-    run.claimed_by, run.claimed_until = None, 0.0
-    ledger.save_run(run, check_etag=False)
-    events.publish("RunSuperseded", run.data_path or run.id, {"runId": run.id, "supersededBy": by, "why": why})
+def supersede(ledger: Ledger, events: EventSink, run: Run, by: str, why: str) -> None:
+    """RunMoved when the run moved on meanwhile (it is then left as it is)."""
+    ledger.change(run, "Superseded", f"Superseded: {why} (run {by})", release_claim=True, superseded_by=by)
+    events.publish(RunSuperseded(subject=run.data_path or run.id, run_id=run.id, superseded_by=by, why=why))

@@ -1,5 +1,5 @@
-"""The training side of a run once its BES job exists: wait for the job, record how it ended (its metrics from
-the Evaluate Model output, or why it failed), and say where the trained model is."""
+"""The training side of a run once its job exists: wait for the job, record how it ended (its metrics from the
+evaluation it wrote, or why it failed), and say which model it made."""
 
 from __future__ import annotations
 
@@ -7,83 +7,68 @@ import logging
 import time
 from dataclasses import dataclass
 
-from azure.core.exceptions import ResourceNotFoundError
-
-from shared.adapters.classic.models import JobStatus, ResourceLocation
-from shared.adapters.events import EventPublisher
-from shared.adapters.ledger import Ledger
-from shared.adapters.storage import Storage
-from shared.adapters.studio import StudioClients
-from shared.decisions import advance
+from shared.errors import NotFound
+from shared.events import JobFailed, JobFinished
+from shared.ports.blobs import BlobStore
+from shared.ports.events import EventSink
+from shared.ports.ledger import Ledger
+from shared.ports.services import Services
+from shared.ports.serving import ModelRef
+from shared.ports.training import JobState
 from shared.records import BlobRef, Run, now_iso
-from shared.settings import Settings, Target
-from shared.usecases.model_source import ModelSource
+from shared.settings import Settings
 
 log = logging.getLogger("shared.usecases.training")
 
 
 @dataclass
 class TrainingJobs:
-    """A run's BES job: wait for it, record how it ended, and where its model is."""
+    """A run's job: wait for it, record how it ended, and which model it made."""
 
     settings: Settings
-    storage: Storage
+    storage: BlobStore
     ledger: Ledger
-    studio: StudioClients
-    events: EventPublisher
+    services: Services
+    events: EventSink
 
-    def wait(self, run: Run, target: Target) -> JobStatus:
+    def wait(self, run: Run) -> JobState:
         """Poll the run's job until it ends, or RETRAIN_JOB_WAIT_SECONDS pass."""
-        bes = self.studio.bes(target)
+        training = self.services.training(run.target)
         deadline = time.monotonic() + self.settings.job_wait_seconds
         assert run.job_id
         while True:
-            status = bes.get(run.job_id)
-            if status.terminal or time.monotonic() >= deadline:
-                return status
+            state = training.state(run.job_id)
+            if state.ended or time.monotonic() >= deadline:
+                return state
             time.sleep(self.settings.job_poll_seconds)
 
-    def finished(self, run: Run, status: JobStatus) -> None:
+    def finished(self, run: Run, state: JobState) -> None:
         """Record a finished job: where its model and evaluation are, and the metrics."""
-        if run.status != "Submitted" and run.status != "Training":
+        if run.status not in ("Submitted", "Training"):
             return  # recorded already
-        evaluation = (status.Results or {}).get(self.settings.evaluation_output)
-        model = (status.Results or {}).get(self.settings.model_output)
-        if model is not None:
-            run.model_path = model.RelativeLocation
+        evaluation = state.evaluation_path or run.evaluation_path
+        metrics: dict[str, float] = {}
         if evaluation is not None:
-            run.evaluation_path = evaluation.RelativeLocation
             try:  # an unreadable evaluation leaves no metrics: the gate then refuses the model (fails closed)
-                run.metrics = self.storage.read_evaluation(BlobRef.parse(evaluation.RelativeLocation))
-            except (ValueError, ResourceNotFoundError) as exc:
+                metrics = self.storage.read_evaluation(BlobRef.parse(evaluation))
+            except (ValueError, NotFound) as exc:
                 log.warning("could not read the evaluation of run %s: %s", run.id, exc)
-        advance(run, "Trained")
-        run.finished_at = now_iso()
-        self.ledger.save_run(run, check_etag=False)
-        self.events.publish("JobFinished", run.model_path or run.id, {
-            "runId": run.id, "jobId": run.job_id, "model": run.model_path, "evaluation": run.evaluation_path,
-            "metrics": run.metrics})
+        self.ledger.change(run, "Trained", model_path=state.model_path or run.model_path, evaluation_path=evaluation,
+                           metrics=metrics, finished_at=now_iso())
+        self.events.publish(JobFinished(subject=run.model_path or run.id, run_id=run.id, job_id=run.job_id,
+                                        model=run.model_path, evaluation=run.evaluation_path, metrics=run.metrics))
 
-    def ended(self, run: Run, status: JobStatus) -> None:
-        """Record a job that failed or was cancelled."""
+    def ended(self, run: Run, state: JobState, status: str | None = None) -> None:
+        """Record a job that failed or was cancelled (`status`: how to name it, e.g. DeadlineExceeded)."""
         if run.status in ("Failed", "Cancelled"):
             return
-        reason = f"JobFailed: {status.Details or f'the job was {status.StatusCode}'}"
-        advance(run, "Failed" if status.StatusCode == "Failed" else "Cancelled", reason)
-        run.finished_at = now_iso()
-        self.ledger.save_run(run, check_etag=False)
-        self.events.publish("JobFailed", run.data_path or run.id, {"runId": run.id, "jobId": run.job_id,
-                                                                   "status": status.StatusCode,
-                                                                   "details": run.error})
+        prefix = "DeadlineExceeded" if status == "DeadlineExceeded" else "JobFailed"
+        reason = f"{prefix}: {state.details or f'the job was {state.phase}'}"
+        self.ledger.change(run, "Failed" if state.phase == "Failed" else "Cancelled", reason, finished_at=now_iso())
+        self.events.publish(JobFailed(subject=run.data_path or run.id, run_id=run.id, job_id=run.job_id,
+                                      status=status or state.phase, details=run.error))
 
-    def model_source(self, run: Run, target: Target, status: JobStatus) -> ModelSource:
-        """The trained model, with the location (and token) the job reported, to be refreshed by a GET of the job."""
-        model = (status.Results or {}).get(self.settings.model_output)
-        results = None
-        if model is not None and model.BaseLocation and model.SasBlobToken:
-            results = ResourceLocation(BaseLocation=model.BaseLocation, RelativeLocation=model.RelativeLocation,
-                                       SasBlobToken=model.SasBlobToken)
-        return ModelSource(self.settings, self.storage.minter, self.studio,
-                           results.RelativeLocation if results else run.model_path or "",
-                           base=results.BaseLocation if results else None, target=target, job_id=run.job_id,
-                           results_location=results)
+    @staticmethod
+    def model(run: Run) -> ModelRef:
+        """The model a run's job made (its job can tell how to reach it)."""
+        return ModelRef(run.model_path or "", job_id=run.job_id)

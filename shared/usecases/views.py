@@ -8,18 +8,16 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from shared.adapters.classic.errors import StudioApiError, TransportError, describe_error
-from shared.adapters.classic.models import Endpoint
-from shared.adapters.ledger import Ledger
-from shared.adapters.studio import StudioClients
 from shared.decisions import find_target
 from shared.errors import NotFound, Refused
+from shared.ports.ledger import Ledger
+from shared.ports.services import Services
+from shared.ports.serving import EndpointInfo
 from shared.records import RUN_STATUSES, Run
 from shared.settings import Settings
 
 RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 RUN_HIDDEN = {"claimed_by", "claimed_until", "smoke_row"}
-HEALTH_TIMEOUT = 5.0  # seconds: a health check says "slow" rather than being slow itself
 
 
 def run_view(run: Run) -> dict[str, Any]:
@@ -33,21 +31,20 @@ class Views:
 
     settings: Settings
     ledger: Ledger
-    studio: StudioClients
+    services: Services
 
-    def endpoint(self, target_name: str | None, name: str, ep: Endpoint | None = None) -> dict[str, Any]:
+    def endpoint(self, target_name: str | None, name: str, ep: EndpointInfo | None = None) -> dict[str, Any]:
         """An endpoint: the service's view (no keys), what the ledger says it serves, and its history."""
         target = find_target(self.settings, target_name)
-        ep = ep or self.studio.endpoint(target, name)
+        serving = self.services.serving(target)
+        ep = ep or serving.endpoint(name)
         if ep is None:
             raise NotFound(f"endpoint '{name}' does not exist on target '{target.name}'")
-        loc = ep.location(target.resource_name)
         cur = self.ledger.current(target.name, name)
         return {
-            "name": ep.Name, "target": target.name, "description": ep.Description,
-            "apiLocation": ep.ApiLocation, "throttleLevel": ep.ThrottleLevel,
-            "maxConcurrentCalls": ep.MaxConcurrentCalls, "isDefault": ep.Name == self.studio.default_endpoint(target),
-            "model": {"baseLocation": loc.get("BaseLocation"), "relativeLocation": loc.get("RelativeLocation")},
+            "name": ep.name, "target": target.name, "kind": target.kind, **ep.details,
+            "isDefault": ep.name == serving.protected_endpoint(),
+            "model": {"baseLocation": ep.model_base, "relativeLocation": ep.model_path},
             "current": cur.model_dump(by_alias=True, exclude={"lease_owner", "lease_until"}) if cur else None,
             "history": [d.model_dump(by_alias=True) for d in self.ledger.history(target.name, name)],
         }
@@ -56,11 +53,12 @@ class Views:
         targets = [find_target(self.settings, target_name)] if target_name else self.settings.targets
         out = []
         for target in targets:
-            default = self.studio.default_endpoint(target)
-            for ep in self.studio.management(target).list_endpoints():
-                cur = self.ledger.current(target.name, ep.Name)
-                out.append({"name": ep.Name, "target": target.name, "isDefault": ep.Name == default,
-                            "model": ep.model_path(target.resource_name),
+            serving = self.services.serving(target)
+            default = serving.protected_endpoint()
+            for ep in serving.endpoints():
+                cur = self.ledger.current(target.name, ep.name)
+                out.append({"name": ep.name, "target": target.name, "isDefault": ep.name == default,
+                            "model": ep.model_path,
                             "deploymentId": cur.deployment_id if cur else None,
                             "runId": cur.run_id if cur else None})
         return out
@@ -87,11 +85,8 @@ class Views:
         except Exception as exc:  # noqa: BLE001 - a health check reports, it does not raise
             checks["storage"] = {"ok": False, "error": type(exc).__name__}
         for target in self.settings.targets:
-            try:
-                service = self.studio.management(target).get_service(max_attempts=1, read_timeout=HEALTH_TIMEOUT)
-                checks[f"studio:{target.name}"] = {"ok": True, "service": service.Name}
-            except (StudioApiError, TransportError) as exc:
-                checks[f"studio:{target.name}"] = {"ok": False, "error": describe_error(exc)}
+            serving = self.services.serving(target)
+            checks[f"{serving.label}:{target.name}"] = serving.health()
         ok = all(c["ok"] for c in checks.values())
         return {"status": "ok" if ok else "degraded", "checks": checks,
                 "eventGrid": "configured" if self.settings.eventgrid_endpoint else "not configured",

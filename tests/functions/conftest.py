@@ -25,8 +25,9 @@ def wire(harness, monkeypatch):
 
     def make(**overrides: str):
         h = harness(**{"RETRAIN_ENDPOINTS": "", **overrides})
-        for module in (http_api, blob_triggers, timers, runtime):
+        for module in (blob_triggers, timers, runtime):
             monkeypatch.setattr(module, "retraining", lambda h=h: h.app)
+        monkeypatch.setattr(http_api, "retraining_for_http", lambda h=h: h.app)
         monkeypatch.setenv("AzureWebJobsStorage", h.settings.storage_connection_string.get_secret_value())
         return h
 

@@ -256,7 +256,7 @@ def test_a_bad_setting_is_a_500_naming_the_setting(monkeypatch):
     def broken():
         raise SettingsError("invalid app settings: RETRAIN_GATE_MINIMUM: Input should be a valid number")
 
-    monkeypatch.setattr(http_api, "retraining", broken)
+    monkeypatch.setattr(http_api, "retraining_for_http", broken)
     answer = call_http(http_api.health, "GET", "health")
     assert (answer.status, answer.code) == (500, "ConfigurationError")
     assert "RETRAIN_GATE_MINIMUM" in answer.json["error"]["message"]

@@ -95,7 +95,7 @@ def test_an_unreachable_storage_account_is_a_503_within_seconds(monkeypatch, har
            "RETRAIN_MANAGEMENT_URL": h.settings.targets[0].management_url, "RETRAIN_MANAGEMENT_KEY": "k" * 12,
            "RETRAIN_RESOURCE_NAME": "r"}
     app = Retraining(load_settings(env), interactive=True)
-    monkeypatch.setattr(http_api, "retraining", lambda: app)
+    monkeypatch.setattr(http_api, "retraining_for_http", lambda: app)
     started = time.monotonic()
     answer = call_http(http_api.retrain, "POST", "retrain", csv_text(200, seed=3).encode(),
                        params={"name": "t/x.csv"}, headers={"Content-Type": "text/csv"})

@@ -79,7 +79,7 @@ def test_an_upload_outside_a_tenant_folder_must_name_its_endpoints(app):
                          headers={"Content-Type": "text/csv", "x-ms-client-principal-name": "bob"})
     assert accepted.status == 202 and accepted.json["endpoints"] == [name] and accepted.json["caller"] == "bob"
     # the choice travels with the file: the storage event's delivery routes it the same way
-    props = h.app.storage.properties(BlobRef("training-data", upload))
+    props = h.app.storage.info(BlobRef("training-data", upload))
     assert props.metadata["retrainendpoints"] == name
     both = call_http(http_api.retrain, "POST", "retrain", data, params={"name": f"{name}/x.csv", "endpoints": "*"},
                      headers={"Content-Type": "text/csv"})

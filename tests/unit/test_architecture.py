@@ -1,5 +1,6 @@
 """The shape of the shipped code, checked from its source: small modules and classes, imports that point one way
-(entry points -> composition -> use cases -> decisions/records and adapters), no cycle, no tooling or tests."""
+(entry points -> composition -> use cases -> ports -> decisions/records; adapters implement the ports and no use
+case imports one, nor any SDK), no cycle, no tooling or tests."""
 
 from __future__ import annotations
 
@@ -16,19 +17,24 @@ MAX_MODULE_LINES, MAX_CLASS_LINES = 300, 200
 # Which layer may import which (a module's layer is the first prefix that matches its name).
 LAYERS = [
     ("function_app", "entry"), ("blueprints", "entry"), ("shared.composition", "composition"),
-    ("shared.usecases", "usecases"), ("shared.adapters", "adapters"), ("shared.settings", "config"),
-    ("shared.targets", "config"), ("shared.telemetry", "config"),
+    ("shared.usecases", "usecases"), ("shared.adapters", "adapters"), ("shared.ports", "ports"),
+    ("shared.settings", "config"),
+    ("shared.targets", "config"), ("shared.gate", "config"), ("shared.telemetry", "config"),
     ("shared.logs", "config"), ("shared.decisions", "core"), ("shared.records", "core"), ("shared.errors", "core"),
-    ("shared.validation", "core"), ("shared.api", "core"), ("shared", "core"),
+    ("shared.validation", "core"), ("shared.http_bodies", "core"), ("shared", "core"),
 ]
 MAY_IMPORT = {
-    "entry": {"entry", "composition", "usecases", "adapters", "config", "core"},
-    "composition": {"usecases", "adapters", "config", "core"},
-    "usecases": {"usecases", "adapters", "config", "core"},
-    "adapters": {"adapters", "config", "core"},
+    "entry": {"entry", "composition", "usecases", "ports", "adapters", "config", "core"},
+    "composition": {"usecases", "ports", "adapters", "config", "core"},
+    "usecases": {"usecases", "ports", "config", "core"},
+    "adapters": {"adapters", "ports", "config", "core"},
+    "ports": {"ports", "config", "core"},
     "config": {"config"},
     "core": {"core", "config"},
 }
+# Third-party packages a layer may import (beyond the standard library): the use cases and ports speak the
+# project's own words, so no SDK or HTTP client shows there.
+SDK_PREFIXES = ("azure", "requests", "urllib3", "pyarrow", "opentelemetry")
 
 
 def module_name(path: Path) -> str:
@@ -79,6 +85,34 @@ def test_imports_point_one_way():
     assert not wrong, "\n".join(wrong)
 
 
+def sdk_imports(name: str, source: str) -> list[str]:
+    """The SDK imports of a use case or port module (`name`), from its source."""
+    if layer(name) not in ("usecases", "ports"):
+        return []
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+    return sorted(m for m in found if m.split(".")[0] in SDK_PREFIXES)
+
+
+def test_use_cases_and_ports_import_no_sdk_and_no_adapter():
+    wrong = {name: sdk_imports(name, path.read_text()) for name, path in MODULES.items()}
+    assert not {n: w for n, w in wrong.items() if w}
+    adapters = [f"{a} -> {b}" for a, targets in GRAPH.items() for b in targets
+                if layer(a) in ("usecases", "ports") and layer(b) == "adapters"]
+    assert not adapters
+
+
+def test_the_use_case_rules_catch_a_planted_import():
+    planted = "from azure.core.exceptions import ResourceNotFoundError\nimport shared.adapters.ledger\n"
+    assert sdk_imports("shared.usecases.intake", planted) == ["azure.core.exceptions"]
+    assert layer("shared.adapters.ledger") not in MAY_IMPORT[layer("shared.usecases.intake")]
+    assert sdk_imports("shared.adapters.ledger", planted) == []  # adapters may
+
+
 def test_there_is_no_import_cycle():
     state: dict[str, int] = {}
 
@@ -98,7 +132,7 @@ def test_there_is_no_import_cycle():
 def test_the_checks_can_fail():
     """The graph is real: the entry points reach the use cases, which reach the adapters and decisions."""
     assert "shared.composition" in GRAPH["blueprints.runtime"]
-    assert "shared.decisions" in GRAPH["shared.usecases.intake"] and "shared.adapters.ledger" in GRAPH[
+    assert "shared.decisions" in GRAPH["shared.usecases.intake"] and "shared.ports.ledger" in GRAPH[
         "shared.usecases.intake"]
     assert layer("shared.adapters.ledger") == "adapters" and "usecases" not in MAY_IMPORT["adapters"]
 

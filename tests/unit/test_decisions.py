@@ -8,7 +8,6 @@ from pydantic import SecretStr
 from shared.decisions import (
     ACTIVE_RUN_STATUSES,
     RUN_TRANSITIONS,
-    Gate,
     IllegalTransition,
     advance,
     check_endpoint_name,
@@ -20,6 +19,7 @@ from shared.decisions import (
     superseded_by,
 )
 from shared.errors import DataRejected, NotFound, Refused
+from shared.gate import Gate
 from shared.records import RUN_STATUSES, Current, Deployment, EndpointResult, Run
 from shared.settings import Target
 
@@ -85,22 +85,60 @@ def test_find_target_names_the_missing_one():
 
 # ---- the gate ------------------------------------------------------------------------------------------------
 def test_the_gate_minimum_either_way_round():
-    auc = Gate("AUC", 0.7)
-    assert auc.check(0.7) is None and auc.check(0.9) is None
-    assert "misses the minimum" in (auc.check(0.69) or "")
-    assert "no 'AUC' metric" in (auc.check(None) or "")
-    loss = Gate("Log Loss", 0.5, higher_is_better=False)
-    assert loss.check(0.4) is None and loss.check(0.6) is not None
+    auc = Gate.single("AUC", 0.7)
+    assert auc.check({"AUC": 0.7}) is None and auc.check({"AUC": 0.9}) is None
+    assert "misses the minimum" in (auc.check({"AUC": 0.69}) or "")
+    assert "no 'AUC' metric" in (auc.check({}) or "")
+    loss = Gate.single("Log Loss", 0.5)  # a known lower-is-better metric: the number is a maximum
+    assert loss.check({"Log Loss": 0.4}) is None and "over the maximum" in (loss.check({"Log Loss": 0.6}) or "")
 
 
 def test_the_required_improvement_over_the_serving_model():
-    assert Gate("AUC", 0.7).improvement(0.71, 0.9) is None  # off unless set
-    gate = Gate("AUC", 0.7, min_improvement=0.02)
-    assert gate.improvement(0.92, 0.9) is None
-    assert "does not improve" in (gate.improvement(0.91, 0.9) or "")
-    assert gate.improvement(0.5, None) is None and gate.improvement(None, 0.9) is None
-    loss = Gate("Log Loss", 1.0, higher_is_better=False, min_improvement=0.1)
-    assert loss.improvement(0.3, 0.5) is None and loss.improvement(0.45, 0.5) is not None
+    assert Gate.single("AUC", 0.7).improvement({"AUC": 0.71}, {"AUC": 0.9}) is None  # off unless set
+    gate = Gate.single("AUC", 0.7, min_improvement=0.02)
+    assert gate.improvement({"AUC": 0.92}, {"AUC": 0.9}) is None
+    assert "does not improve" in (gate.improvement({"AUC": 0.91}, {"AUC": 0.9}) or "")
+    assert gate.improvement({"AUC": 0.5}, {}) is None and gate.improvement({}, {"AUC": 0.9}) is None
+    loss = Gate.single("Log Loss", 1.0, min_improvement=0.1)
+    assert loss.improvement({"Log Loss": 0.3}, {"Log Loss": 0.5}) is None
+    assert loss.improvement({"Log Loss": 0.45}, {"Log Loss": 0.5}) is not None
+
+
+def test_a_gate_over_several_metrics_names_every_rule_a_model_misses():
+    gate = Gate.parse({"AUC": {"min": 0.7, "improvement": 0.01}, "Accuracy": {"min": 0.8},
+                       "Log Loss": {"max": 0.5}})
+    assert gate.metrics == ("AUC", "Accuracy", "Log Loss") and gate.primary == "AUC"
+    good = {"AUC": 0.9, "Accuracy": 0.85, "Log Loss": 0.3, "Precision": 0.1}
+    assert gate.check(good) is None and gate.gated(good) == {"AUC": 0.9, "Accuracy": 0.85, "Log Loss": 0.3}
+    bad = gate.check({"AUC": 0.9, "Accuracy": 0.75, "Log Loss": 0.6}) or ""
+    assert "Accuracy 0.7500 misses the minimum 0.8" in bad and "Log Loss 0.6000 is over the maximum 0.5" in bad
+    assert "AUC" not in bad
+    assert gate.improvement(good, {"AUC": 0.895}) is not None and gate.improvement(good, {"AUC": 0.85}) is None
+
+
+@pytest.mark.parametrize("value, message", [
+    ({}, "names no metric"), ({"AUC": 0.7}, "must be an object"), ({"AUC": {"minimum": 0.7}}, "must be an object"),
+    ({"AUC": {"min": "high"}}, "are numbers"), ({"AUC": {"improvement": 0.1}}, "needs a min or a max"),
+    ({"AUC": {"min": 0.7, "improvement": -1}}, "not negative")])
+def test_a_malformed_gate_is_refused_with_what_is_wrong(value, message):
+    with pytest.raises(ValueError, match=message):
+        Gate.parse(value)
+
+
+def test_the_gate_settings_old_and_new():
+    from shared.settings import SettingsError, load_settings
+
+    base = {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "RETRAIN_BES_URL": "http://127.0.0.1:1/w/s",
+            "RETRAIN_BES_KEY": "k" * 10, "RETRAIN_MANAGEMENT_URL": "http://127.0.0.1:1/workspaces/w/webservices/s",
+            "RETRAIN_MANAGEMENT_KEY": "k" * 10, "RETRAIN_RESOURCE_NAME": "r"}
+    old = load_settings({**base, "RETRAIN_GATE_METRIC": "Accuracy", "RETRAIN_GATE_MINIMUM": "0.8"}).gate
+    assert old.describe() == [{"metric": "Accuracy", "min": 0.8, "max": None, "improvement": None}]
+    new = load_settings({**base, "RETRAIN_GATE": '{"AUC": {"min": 0.7}, "Accuracy": {"min": 0.8}}'}).gate
+    assert new.metrics == ("AUC", "Accuracy")
+    with pytest.raises(SettingsError, match="RETRAIN_GATE replaces"):
+        load_settings({**base, "RETRAIN_GATE": '{"AUC": {"min": 0.7}}', "RETRAIN_GATE_MINIMUM": "0.8"})
+    with pytest.raises(SettingsError, match=r"RETRAIN_GATE\['AUC'\] needs a min or a max"):
+        load_settings({**base, "RETRAIN_GATE": '{"AUC": {"improvement": 0.1}}'})
 
 
 # ---- newest wins ---------------------------------------------------------------------------------------------

@@ -62,15 +62,30 @@ def test_bad_settings_name_the_setting(change, needle):
     assert "mgmt-key-123456" not in str(info.value) and "bes-key-123456" not in str(info.value)
 
 
-def test_development_storage_gives_the_account_key_and_a_spelled_out_connection_for_jobs():
+def test_development_storage_gives_the_account_key_and_jobs_get_blob_scoped_grants_never_the_key():
+    """A job's inputs are read-only grants and its outputs create/write grants, each for one blob and the policy's
+    lifetime; the account key itself never leaves the app (it was a connection string once)."""
+    from datetime import UTC, datetime, timedelta
+    from urllib.parse import parse_qs
+
     from shared.adapters.storage import Storage
+    from shared.ports.blobs import SasPurpose
+    from shared.records import BlobRef
     from shared.settings import load_settings
 
     env = {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "RETRAIN_BES_URL": "http://127.0.0.1:1/w/s",
            "RETRAIN_BES_KEY": "k" * 10, "RETRAIN_MANAGEMENT_URL": "http://127.0.0.1:1/workspaces/w/webservices/s",
-           "RETRAIN_MANAGEMENT_KEY": "k" * 10, "RETRAIN_RESOURCE_NAME": "r"}
+           "RETRAIN_MANAGEMENT_KEY": "k" * 10, "RETRAIN_RESOURCE_NAME": "r", "RETRAIN_JOB_DEADLINE_MINUTES": "30"}
     storage = Storage(load_settings(env))
     assert storage.account_key is not None and storage.account_key.startswith("Eby8")
-    text = storage.connection_string_for_jobs()
-    assert text is not None
-    assert "AccountName=devstoreaccount1" in text and "AccountKey=Eby8" in text and ":10000/" in text
+    ref = BlobRef("training-data", "a/b.csv")
+    read, write = storage.grant(ref, SasPurpose.JOB_INPUT), storage.grant(ref, SasPurpose.JOB_OUTPUT)
+    for grant in (read, write):
+        assert grant.path == "training-data/a/b.csv" and ":10000/" in grant.base
+        assert storage.account_key not in grant.token and "AccountKey" not in grant.token
+        fields = parse_qs(grant.token.lstrip("?"))
+        assert fields["sr"] == ["b"]  # one blob, not the container
+        expiry = datetime.fromisoformat(fields["se"][0].replace("Z", "+00:00"))
+        assert timedelta(minutes=85) < expiry - datetime.now(UTC) <= timedelta(minutes=90)  # deadline + 1 h
+    assert parse_qs(read.token.lstrip("?"))["sp"] == ["r"]
+    assert parse_qs(write.token.lstrip("?"))["sp"] == ["cw"]

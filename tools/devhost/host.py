@@ -43,6 +43,16 @@ RECEIPTS_CONTAINER = "azure-webjobs-hosts"
 _SUBJECT = re.compile(r"^/blobServices/default/containers/(?P<container>[^/]+)/blobs/(?P<name>.+)$")
 
 
+def grid_event(event: dict[str, Any]) -> func.EventGridEvent:
+    """An Event Grid schema event (or a CloudEvent) as the worker hands it to a function."""
+    when = event.get("eventTime") or event.get("time")
+    return func.EventGridEvent(id=str(event.get("id")), data=event.get("data") or {}, topic=str(event.get("topic") or
+                               event.get("source") or ""), subject=str(event.get("subject") or ""),
+                               event_type=str(event.get("eventType") or event.get("type") or ""),
+                               event_time=datetime.fromisoformat(str(when).replace("Z", "+00:00")) if when else None,
+                               data_version=str(event.get("dataVersion") or ""))
+
+
 @dataclass
 class HostOptions:
     script_root: Path
@@ -130,6 +140,7 @@ class DevHost:
         app.router.add_get("/admin/host/status", self.status)
         app.router.add_post("/admin/functions/{name}", self.admin_invoke)
         app.router.add_post("/runtime/webhooks/blobs", self.blob_webhook)
+        app.router.add_post("/runtime/webhooks/eventgrid", self.eventgrid_webhook)
         prefix = f"/{self.opts.route_prefix}" if self.opts.route_prefix else ""
         app.router.add_route("*", prefix + "/{tail:.*}", self.http)
         return app
@@ -217,6 +228,36 @@ class DevHost:
         if result is None:
             return web.Response(status=204)
         return web.Response(text=str(result))
+
+    # ---- Event Grid triggers ----------------------------------------------------------------------------------
+    async def eventgrid_webhook(self, request: web.Request) -> web.Response:
+        """An Event Grid delivery to an Event Grid-triggered function, as the host takes it: the subscription's
+        validation handshake, then each event invoked in turn; a failure answers 500 (Event Grid retries)."""
+        fn = request.query.get("functionName", "")
+        spec = self.specs.get(fn.removeprefix("Host.Functions."))
+        if spec is None or spec.trigger_type != "eventGridTrigger":
+            return web.json_response({"error": {"code": "NotFound", "message": f"no Event Grid trigger {fn!r}"}},
+                                     status=404)
+        try:
+            events = await request.json()
+        except ValueError:
+            return web.json_response({"error": {"code": "BadRequest", "message": "the body is not JSON"}}, status=400)
+        events = [e for e in (events if isinstance(events, list) else [events]) if isinstance(e, dict)]
+        if request.headers.get("aeg-event-type", "") == "SubscriptionValidation":
+            code = next(((e.get("data") or {}).get("validationCode") for e in events), None)
+            if code:
+                log.info("Event Grid subscription validated for %s", spec.name)
+                return web.json_response({"validationResponse": code})
+            return web.json_response({"error": {"code": "BadRequest", "message": "no validationCode"}}, status=400)
+        loop = asyncio.get_running_loop()
+        for event in events:
+            try:
+                await loop.run_in_executor(self.pool, self._invoke, spec, "EventGrid trigger fired",
+                                           lambda e=event: grid_event(e))
+            except Exception:  # noqa: BLE001 - logged by _invoke; Event Grid retries the delivery
+                return web.json_response({"error": {"code": "FunctionFailed", "message": f"{spec.name} failed"}},
+                                         status=500)
+        return web.Response(status=200)
 
     # ---- blobs (Event Grid source) --------------------------------------------------------------------------
     async def blob_webhook(self, request: web.Request) -> web.Response:

@@ -16,7 +16,7 @@ from typing import Any
 
 import azure.functions as func
 
-SUPPORTED_TRIGGERS = ("httpTrigger", "blobTrigger", "timerTrigger")
+SUPPORTED_TRIGGERS = ("httpTrigger", "blobTrigger", "timerTrigger", "eventGridTrigger")
 _SETTING_REF = re.compile(r"%([^%]+)%")
 
 

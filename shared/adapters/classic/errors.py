@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.errors import ServiceError
+
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 # Answers with a transient status that retrying cannot change: the endpoint cannot load its model.
 PERMANENT_DETAIL_CODES = frozenset({"ResourceLoadFailed"})
 
 
-class StudioApiError(Exception):
+class StudioApiError(ServiceError):
     """The service answered with an error: `{"error": {"code", "message", "details": [...]}}` and a status."""
 
     def __init__(self, status: int, code: str, message: str, detail_code: str | None = None,
@@ -21,11 +23,12 @@ class StudioApiError(Exception):
         self.retry_after = retry_after
         self.operation = operation
         self.attempts = 1  # tries the failing call made (set by StudioHttp)
+        self.transient = status in TRANSIENT_STATUSES and detail_code not in PERMANENT_DETAIL_CODES
+        self.input_refused = status == 400
         super().__init__(f"{operation}: HTTP {status} {code}{'/' + detail_code if detail_code else ''}: {message}")
 
-    @property
-    def transient(self) -> bool:
-        return self.status in TRANSIENT_STATUSES and self.detail_code not in PERMANENT_DETAIL_CODES
+    def describe(self) -> str:
+        return f"{self.code}{'/' + self.detail_code if self.detail_code else ''} (HTTP {self.status}): {self.message}"
 
     @classmethod
     def from_response(cls, status: int, body: Any, retry_after: float | None, operation: str) -> StudioApiError:
@@ -40,7 +43,7 @@ class StudioApiError(Exception):
                    operation)
 
 
-class TransportError(Exception):
+class TransportError(ServiceError):
     """The request did not get an answer (connection refused or reset, timeout)."""
 
     def __init__(self, operation: str, cause: BaseException, maybe_processed: bool) -> None:
@@ -48,13 +51,6 @@ class TransportError(Exception):
         self.maybe_processed = maybe_processed  # a read timeout: the server may have acted on it
         super().__init__(f"{operation}: {type(cause).__name__}")
 
-    @property
-    def transient(self) -> bool:
-        return True
-
-
-def describe_error(exc: BaseException) -> str:
-    """What went wrong, for a record or an answer: the service's codes and message (never a key or token)."""
-    if isinstance(exc, StudioApiError):
-        return f"{exc.code}{'/' + exc.detail_code if exc.detail_code else ''} (HTTP {exc.status}): {exc.message}"
-    return str(exc)
+    transient = True
+    unreachable = True
+    code = "Unreachable"

@@ -12,7 +12,7 @@ from shared.records import BlobRef
 def waiting_run(h, tenant: str, name: str, seed: int, drift: float):
     run = h.app.intake.accept(h.upload_data(f"{tenant}/{name}", rows=1200, seed=seed, drift=drift))
     h.wait_job(run.job_id)
-    result = h.app.models.landed(BlobRef.parse(str(run.model_path)))
+    result = h.app.model_landing.landed(BlobRef.parse(str(run.model_path)))
     return h.app.ledger.get_run(run.id), result
 
 
@@ -23,7 +23,7 @@ def test_a_run_waits_for_approval_beside_the_serving_model_and_deploys_when_appr
     run, result = waiting_run(h, tenant, "a.csv", 1, 0.8)
     assert result.status == "Pending" and run.status == "AwaitingApproval" and h.serving(tenant) == created
     assert run.endpoint_results == [{"endpoint": tenant, "outcome": "AwaitingApproval", "servingModel": created,
-                                     "servingMetric": None}]
+                                     "servingMetric": None, "servingMetrics": None}]
     assert [e for e in h.events("RunAwaitingApproval") if e["data"]["runId"] == run.id]
     approved = h.app.approvals.approve(run.id, "dave")
     assert approved.status == "Deployed" and h.serving(tenant) == run.model_path

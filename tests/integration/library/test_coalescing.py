@@ -25,9 +25,9 @@ def test_a_burst_of_20_files_for_one_endpoint_costs_one_job(harness):
     superseded = [r for r in runs if r.status == "Superseded"]
     assert len(trained) == 1 and len(superseded) == 19
     winner = trained[0]
-    newest = max(refs, key=lambda r: (h.app.storage.properties(r).last_modified, r.name))
+    newest = max(refs, key=lambda r: (h.app.storage.info(r).last_modified, r.name))
     assert winner.data_path == newest.path and winner.id == run_id_for(newest.path,
-                                                                       str(h.app.storage.properties(newest).etag))
+                                                                       str(h.app.storage.info(newest).etag))
     assert {r.superseded_by for r in superseded} == {winner.id}
     assert all(r.error.startswith("Superseded") for r in superseded)
 

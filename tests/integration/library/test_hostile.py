@@ -12,6 +12,7 @@ import pytest
 
 from shared.adapters.classic.errors import StudioApiError
 from shared.errors import Refused
+from shared.events import RunApproved
 from shared.records import BlobRef, Run
 from tools.emulator.census import csv_text
 
@@ -28,7 +29,7 @@ def trained(h, name: str, seed: int, drift: float) -> Run:
 
 def land(h, run: Run):
     """The run's model landing in models/ (as its blob trigger would see it)."""
-    return h.app.models.landed(BlobRef.parse(str(run.model_path)))
+    return h.app.model_landing.landed(BlobRef.parse(str(run.model_path)))
 
 
 def rejected_blobs(h, prefix: str) -> list[str]:
@@ -98,7 +99,7 @@ def test_of_two_files_landing_in_one_second_the_later_wins_whatever_order_the_mo
     for attempt in range(20):
         big = h.upload_data(f"{tenant}/big-{attempt}.csv", rows=3000, seed=3, drift=0.2)
         small = h.upload_data(f"{tenant}/small-{attempt}.csv", rows=400, seed=4, drift=1.0)
-        stamps = {h.app.storage.properties(r).last_modified for r in (big, small)}
+        stamps = {h.app.storage.info(r).last_modified for r in (big, small)}
         if len(stamps) == 1:
             break
     else:
@@ -123,7 +124,7 @@ def test_a_model_that_cannot_load_never_stays_live_when_the_switch_takes_30_s(st
     good_model, good_score = h.serving(tenant), h.score(tenant)
     ref = BlobRef("models", f"{tenant}/broken.ilearner")
     h.put(ref, BROKEN_MODEL.encode())
-    result = h.app.models.landed(ref)
+    result = h.app.model_landing.landed(ref)
     assert [e.outcome for e in result.endpoints] == ["RolledBack"], result
     assert "ResourceLoadFailed" in str(result.endpoints[0].reason)
     assert "rollback also failed" not in str(result.endpoints[0].reason)
@@ -233,7 +234,7 @@ def test_an_unusable_evaluation_beside_a_hand_dropped_model_rejects_it(harness, 
     h.put(BlobRef("models", f"{folder}/evaluation.csv"), evaluation.encode())
     model = BlobRef("models", f"{folder}/model.ilearner")
     h.put(model, h.app.storage.read_bytes(BlobRef.parse(str(run.model_path))))
-    result = h.app.models.landed(model)
+    result = h.app.model_landing.landed(model)
     assert result is not None and result.status == "Rejected" and "evaluation" in str(result.reason)
     assert h.serving(tenant) == serving and not h.app.storage.exists(model)
     codes = [e["data"]["code"] for e in h.events("ModelRejected") if e["data"].get("model") == model.path]
@@ -258,9 +259,9 @@ def test_an_endpoint_created_when_the_ledger_could_not_record_it_is_adopted_with
     run = trained(h, f"{name}/adopt.csv", 81, 0.9)
     assert h.app.operations.patch_model("default", name, str(run.model_path)).outcome == "Deployed"
     assert h.app.operations.rollback("default", name).outcome == "Deployed"  # back to its first model
-    with pytest.raises(StudioApiError) as info:
+    with pytest.raises(Refused) as info:
         h.app.operations.add_endpoint(name)  # now it is known: a conflict again
-    assert info.value.status == 409
+    assert info.value.conflict and info.value.code == "EndpointExists"
 
 
 # ---- no duplicate work ---------------------------------------------------------------------------------------
@@ -284,13 +285,13 @@ def test_parallel_endpoint_creation_with_one_name_creates_it_once(harness):
     def create(_):
         try:
             return h.app.operations.add_endpoint(name, "race")
-        except StudioApiError as exc:
+        except Refused as exc:
             return exc
 
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(create, range(8)))
-    errors = [r for r in results if isinstance(r, StudioApiError)]
-    assert len(results) - len(errors) == 1 and {e.status for e in errors} == {409}
+    errors = [r for r in results if isinstance(r, Refused)]
+    assert len(results) - len(errors) == 1 and {(e.code, e.conflict) for e in errors} == {("EndpointExists", True)}
     assert [d.operation for d in h.app.ledger.history("default", name)] == ["create"]
 
 
@@ -336,7 +337,7 @@ def test_a_fan_outs_events_wait_in_grouped_rows_through_an_outage_and_a_half_sen
     tenants = [h.new_endpoint("grp") for _ in range(120)]
     model = trained(h, f"{tenants[0]}/group.csv", 81, 0.8).model_path
     h.fault(route="eventgrid.publish", status=503, count=100000)
-    h.app.events.publish("RunApproved", "default/outage", {"runId": "before-the-fan-out"})  # a row of its own
+    h.app.events.publish(RunApproved(subject="default/outage", run_id="before-the-fan-out", by="test"))  # own row
     run = Run(id=f"grp{time.time_ns()}", kind="manual", status="Trained", target="default", endpoints=tenants,
               model_path=model, trigger="test")
     h.app.ledger.create_run(run)

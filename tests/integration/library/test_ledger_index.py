@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from shared.adapters import run_index
 from shared.adapters.run_index import ACTIVE, META, NEWEST
-from shared.decisions import ACTIVE_RUN_STATUSES, advance
+from shared.decisions import ACTIVE_RUN_STATUSES
 from shared.records import Run, iso
 from tools.localdev.appsettings import local_settings_json
 from tools.migrate_ledger import main as migrate_main
@@ -86,8 +86,7 @@ def test_a_run_written_terminal_loses_its_marker_and_leftovers_of_a_crash_are_cl
     h = harness()
     led = h.app.ledger
     run, _ = led.create_run(make_run("Accepted", 1))
-    advance(run, "Failed", "test")
-    led.save_run(run)
+    led.change(run, "Failed", "test")
     assert run.id not in {r["RowKey"] for r in rows(h, ACTIVE)}
     # a crash between the terminal write and the marker's removal: the next read removes it
     led.runs.upsert_entity({"PartitionKey": ACTIVE, "RowKey": run.id, "createdAt": run.created_at})

@@ -35,7 +35,7 @@ def trained_run(h, tenant: str, seed: int, drift: float = 0.7, name: str = "data
 
 
 def land(h, run) -> None:
-    h.app.models.landed(BlobRef.parse(str(run.model_path)))
+    h.app.model_landing.landed(BlobRef.parse(str(run.model_path)))
 
 
 def data_rejected(h, tenant):
@@ -55,7 +55,7 @@ def job_refused(h, tenant):
 
 
 def below_gate(h, tenant):
-    h.app.promotion.gate = type(h.app.promotion.gate)("AUC", 0.995)
+    h.app.promotion.gate = type(h.app.promotion.gate).single("AUC", 0.995)
     run = trained_run(h, tenant, 3)
     land(h, run)
     return run.id, None
@@ -112,13 +112,13 @@ def approval_expired(h, tenant):
 def hand_dropped_unservable(h, tenant):
     ref = BlobRef("models", f"{tenant}/broken.ilearner")
     h.put(ref, BROKEN_MODEL.encode())
-    return h.app.models.landed(ref).run_id, ref.path
+    return h.app.model_landing.landed(ref).run_id, ref.path
 
 
 def hand_dropped_empty(h, tenant):
     ref = BlobRef("models", f"{tenant}/empty.ilearner")
     h.put(ref, b"")
-    return h.app.models.landed(ref).run_id, ref.path
+    return h.app.model_landing.landed(ref).run_id, ref.path
 
 
 CASES: dict[str, tuple[Callable, Ending]] = {

@@ -76,10 +76,6 @@ def test_when_the_newest_file_of_a_burst_is_rejected_the_older_ones_stay_superse
     assert again is not None and again.status == "Training" and len(w.studio.jobs) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="BUG shared/usecases/coalescing.py Coalescing.settle: 'a newer file' is any "
-                   "newer .csv in the same folder (storage.newest_sibling), whatever endpoints it retrains - two "
-                   "top-level uploads naming different endpoints (retrainendpoints metadata) land within the window "
-                   "and the first is superseded by a run for other endpoints: its endpoints are never retrained")
 def test_top_level_files_for_different_endpoints_are_not_coalesced():
     w = world(RETRAIN_COALESCE_SECONDS=WINDOW, RETRAIN_ENDPOINTS="*")
     w.endpoint("acme")

@@ -61,10 +61,6 @@ def test_a_top_level_file_goes_to_the_endpoints_its_metadata_names():
     assert run is not None and run.status == "Training" and w.run(run.id).endpoints == ["beta", "alpha"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG shared/usecases/intake.py TrainingIntake._accept: route() raises "
-                   "NoEndpoints for a top-level file before the endpoints named in its metadata are used, so an "
-                   "upload that names its endpoints (?endpoints=a,b) is stored, then rejected when the target lists "
-                   "no RETRAIN_ENDPOINTS (tenant-only set-ups); the dry run (dry_run.py _report) does the same")
 def test_a_top_level_upload_naming_its_endpoints_trains_when_the_target_lists_none():
     w = world(RETRAIN_ENDPOINTS="")
     w.endpoint("acme")

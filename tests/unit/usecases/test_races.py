@@ -360,11 +360,6 @@ def test_an_invocation_whose_claim_lapsed_mid_read_notices_and_leaves_the_run_to
     assert w.events.types(took.id) == ["TrainingDataAccepted", "JobSubmitted"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG shared/usecases/intake.py TrainingIntake._accept (ledger.change(run, "
-                   "rows=...)) with shared/ports/ledger.py Ledger.change: a stalled invocation whose claim another "
-                   "one took over is not stopped at its next write - change() re-reads the run, finds it still "
-                   "Accepted and re-applies the write on the taker's copy - so it submits and starts a job under "
-                   "the other's claim (and drops that claim); only keep_claim (if_unchanged) notices a takeover")
 def test_an_invocation_whose_claim_was_taken_over_never_submits():
     w = world()
     w.endpoint("acme")
@@ -381,10 +376,6 @@ def test_an_invocation_whose_claim_was_taken_over_never_submits():
     assert not w.studio.jobs and run.claimed_by == "the-taker" and run.status == "Accepted"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG shared/usecases/intake.py TrainingIntake.accept catches ClaimLost but "
-                   "not RunMoved: an invocation whose claim lapsed during a slow submit, while a redelivery took the "
-                   "run over and started its job, raises RunMoved out of accept (the trigger fails and is retried) "
-                   "instead of returning the run as the taker left it")
 def test_an_invocation_whose_claim_lapsed_during_the_submit_returns_the_takers_run():
     w = world()
     w.endpoint("acme")

@@ -1,8 +1,8 @@
-"""Proving a swap and undoing one. The real service takes a while (~30 s) to serve a PATCHed model, and until it
-does the old model answers, so "the smoke request scored" proves nothing by itself. A swap is verified when the
-endpoint shows the new model and either answers the smoke row differently from the old model (proof it switched)
-or answers at all once the switch time has passed. An error that retrying cannot fix (the model cannot load)
-fails it at once; throttling that outlasts the checks leaves it unproven, to be tried again later.
+"""Proving a swap on a Studio (classic) endpoint, and undoing one. The real service takes a while (~30 s) to serve a
+PATCHed model, and until it does the old model answers, so "the smoke request scored" proves nothing by itself. A
+swap is verified when the endpoint shows the new model and either answers the smoke row differently from the old
+model (proof it switched) or answers at all once the switch time has passed. An error that retrying cannot fix (the
+model cannot load) fails it at once; throttling that outlasts the checks leaves it unproven, to be tried again later.
 Putting the old model back is verified the same way, against the old model's answers."""
 
 from __future__ import annotations
@@ -10,48 +10,23 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 
-from shared.adapters.classic.errors import StudioApiError, TransportError, describe_error
+from shared.adapters.classic.clients import StudioClients
+from shared.adapters.classic.errors import StudioApiError, TransportError
 from shared.adapters.classic.models import Endpoint, ResourceLocation
-from shared.adapters.ledger import Ledger
-from shared.adapters.sas import SasMinter, needs_refresh
-from shared.adapters.studio import StudioClients
-from shared.errors import Refused
-from shared.records import Run
+from shared.errors import ServiceError, describe
+from shared.ports.serving import Answers, Verdict
 from shared.settings import Settings, Target
-
-Answers = list[dict[str, str]]
-
-
-@dataclass
-class Verdict:
-    problem: str | None = None
-    transient: bool = False  # the check itself could not be done (throttling, timeouts): try again later
-
-    @property
-    def ok(self) -> bool:
-        return self.problem is None
 
 
 @dataclass
 class Verifier:
-    """Checks a swapped endpoint, and restores the model it had."""
+    """Checks a swapped endpoint, and restores the model it had (`locate` says how to PATCH a model back: a
+    location, or None for a refresh)."""
 
     settings: Settings
     studio: StudioClients
-    ledger: Ledger
-    minter: SasMinter
-
-    def smoke_row(self, target: Target, run: Run | None) -> dict[str, str] | None:
-        """The row to score: the run's own first data row, the configured one, or a recent run's."""
-        row = (run.smoke_row if run else None) or self.settings.smoke_row
-        if row:
-            return {str(k): str(v) for k, v in row.items()}
-        for recent in self.ledger.list_runs(("Deployed", "Trained", "Deploying", "Training"), limit=20):
-            if recent.target == target.name and recent.smoke_row:
-                return recent.smoke_row
-        return None
+    locate: Callable[[str, str, object], ResourceLocation | None]
 
     def answers(self, ep: Endpoint, row: dict[str, str] | None) -> Answers | None:
         """How the endpoint answers the row now (one try), or None when it does not answer."""
@@ -69,8 +44,8 @@ class Verifier:
         try:
             ep = self.studio.management(target).get_endpoint(endpoint)
         except (StudioApiError, TransportError) as exc:
-            return Verdict(f"verification GET failed: {describe_error(exc)}", transient=True)
-        shown = ep.model_path(target.resource_name)
+            return Verdict(f"verification GET failed: {describe(exc)}", transient=True)
+        shown = ep.model_path(str(target.resource_name))
         if shown != relative:
             return Verdict(f"the endpoint shows model {shown!r}, not {relative!r}")
         if row is None:
@@ -97,7 +72,7 @@ class Verifier:
                 got = self.studio.scoring(str(ep.ApiLocation), str(ep.PrimaryKey)).score([row], max_attempts=1)
             except StudioApiError as exc:
                 if not exc.transient and not (errors_expected and asked - started < switch):
-                    return Verdict(f"the smoke scoring request failed: {describe_error(exc)}")
+                    return Verdict(f"the smoke scoring request failed: {describe(exc)}")
                 last = exc
             except TransportError as exc:
                 last = exc
@@ -107,36 +82,27 @@ class Verifier:
                 if proves(got) or asked - started >= switch:
                     return Verdict()
             if time.monotonic() - started >= 2 * switch + poll and last is not None:
-                return Verdict(f"the smoke scoring request could not be made: {describe_error(last)}", transient=True)
+                return Verdict(f"the smoke scoring request could not be made: {describe(last)}", transient=True)
             time.sleep(poll)
 
     def restore(self, target: Target, endpoint: str, before: Endpoint, row: dict[str, str] | None,
                 old_answers: Answers | None, keepalive: Callable[[], None] = lambda: None) -> str | None:
         """Put the model the endpoint had back, and check it answers as before; None on success, else why not."""
-        loc = before.location(target.resource_name)
+        loc = before.location(str(target.resource_name))
         if not loc.get("RelativeLocation"):
             return "the endpoint had no model to go back to"
         mgmt = self.studio.management(target)
         try:
-            location = self.location_for(str(loc.get("BaseLocation") or ""), str(loc["RelativeLocation"]),
-                                         loc.get("SasBlobToken"))
+            location = self.locate(str(loc.get("BaseLocation") or ""), str(loc["RelativeLocation"]),
+                                   loc.get("SasBlobToken"))
             if location is None:
                 mgmt.refresh(endpoint, overwrite_resources=True)
             else:
-                mgmt.patch_model(endpoint, target.resource_name, location)
-        except (StudioApiError, TransportError, Refused) as exc:
-            return describe_error(exc)
+                mgmt.patch_model(endpoint, str(target.resource_name), location)
+        except ServiceError as exc:
+            return describe(exc)
         if row is None or not self._scorable(before):
             return None
         verdict = self._until_answering(before, row, lambda got: old_answers is not None and got == old_answers,
                                         errors_expected=True, keepalive=keepalive)
         return verdict.problem
-
-    def location_for(self, base: str, relative: str, token: object = None) -> ResourceLocation | None:
-        """A PATCH location for a model: a fresh token when the blob is ours, its own token while it lasts,
-        else None (go back through refresh, the documented way to the default endpoint's model)."""
-        if self.minter.owns(base):
-            return self.minter.location(relative, timedelta(minutes=self.settings.sas_minutes))
-        if isinstance(token, str) and not needs_refresh(token, timedelta(minutes=1)):
-            return ResourceLocation(BaseLocation=base, RelativeLocation=relative, SasBlobToken=token)
-        return None

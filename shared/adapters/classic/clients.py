@@ -40,6 +40,7 @@ class StudioClients:
         self._default_endpoints: dict[str, str] = {}
 
     def management(self, target: Target) -> ManagementClient:
+        assert target.management_url and target.management_key, "a classic target names its management API"
         return ManagementClient(self.http, target.management_url, target.management_key.get_secret_value())
 
     def bes(self, target: Target) -> BesClient:

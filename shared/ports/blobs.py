@@ -1,0 +1,106 @@
+"""The blob storage port: the app's containers - streaming reads, create-only writes, moving a file aside to
+rejected/ with its reason, and the one SAS policy (what each grant is for, and for how long)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from shared.records import BlobRef
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    """A blob version: its etag, size, Last-Modified and metadata."""
+
+    name: str
+    etag: str
+    size: int
+    last_modified: datetime
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+class SasPurpose(Enum):
+    """Why a SAS token is minted. Each purpose has its permissions and lifetime in one place: the storage
+    adapter's `SasPolicy`."""
+
+    SERVE_MODEL = "serve-model"  # a scoring service reads a model it is told to serve (read)
+    JOB_INPUT = "job-input"  # a training job reads its data (read)
+    JOB_OUTPUT = "job-output"  # a training job writes its model or evaluation (create, write)
+    COPY_ASIDE = "copy-aside"  # the storage service copies a rejected file to rejected/ (read)
+
+
+@dataclass(frozen=True)
+class Grant:
+    """A blob-scoped SAS grant: where the blob is and the token (a secret: never logged or stored)."""
+
+    base: str  # the blob endpoint, ending in '/'
+    path: str  # <container>/<name>
+    token: str  # '?...'
+
+
+class BlobStore(ABC):
+    """The app's storage account. Errors: NotFound, AlreadyExists, Stale (`shared.errors`)."""
+
+    @abstractmethod
+    def info(self, ref: BlobRef) -> BlobInfo:
+        """The blob's current version (NotFound)."""
+
+    @abstractmethod
+    def exists(self, ref: BlobRef) -> bool: ...
+
+    @abstractmethod
+    def chunks(self, ref: BlobRef, etag: str | None = None) -> Iterator[bytes]:
+        """The blob's bytes in chunks, pinned to `etag` when given (Stale when that version is gone)."""
+
+    @abstractmethod
+    def read_bytes(self, ref: BlobRef, limit: int = 16 * 1024 * 1024) -> bytes:
+        """A small blob whole (ValueError past `limit`)."""
+
+    @abstractmethod
+    def create(self, ref: BlobRef, data: bytes, content_type: str, metadata: dict[str, str] | None = None) -> bool:
+        """Write a new blob, never over another: True when written, False when the same bytes are there already
+        (a retried upload); AlreadyExists for different content."""
+
+    @abstractmethod
+    def reject(self, ref: BlobRef, reason: dict[str, Any]) -> BlobRef:
+        """Move a file to rejected/ (copy, then delete if unchanged) with `<name>.reason.json` beside it; each
+        version gets its own name there; a retry finds its own copy. Returns where it went."""
+
+    @abstractmethod
+    def note_unreadable(self, ref: BlobRef, reason: dict[str, Any]) -> BlobRef:
+        """For a file that cannot be read back: a reason file in rejected/ saying where it is and why it stays."""
+
+    @abstractmethod
+    def newest_sibling(self, ref: BlobRef, suffix: str,
+                       where: Callable[[BlobInfo], bool] = lambda _: True) -> BlobInfo | None:
+        """The newest other blob ending in `suffix` in `ref`'s folder (not below) for which `where` holds, by
+        (Last-Modified, name)."""
+
+    @abstractmethod
+    def rejected(self, limit: int) -> list[tuple[BlobInfo, dict[str, Any]]]:
+        """The newest files in rejected/ with their reasons (an unreadable reason is {})."""
+
+    @abstractmethod
+    def grant(self, ref: BlobRef, purpose: SasPurpose) -> Grant:
+        """A SAS for one blob, with the permissions and lifetime of `purpose`."""
+
+    @abstractmethod
+    def owns(self, base: str) -> bool:
+        """Whether `base` is this account's blob endpoint."""
+
+    @property
+    @abstractmethod
+    def base(self) -> str:
+        """This account's blob endpoint, ending in '/'."""
+
+    def read_evaluation(self, ref: BlobRef, required: Iterable[str] = ()) -> dict[str, float]:
+        """A run's evaluation CSV as metric -> value (DataRejected when it has none usable, or lacks one of
+        `required`)."""
+        from shared.validation import evaluation_metrics
+
+        return evaluation_metrics(self.read_bytes(ref, limit=1024 * 1024), required)

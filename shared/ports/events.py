@@ -1,0 +1,42 @@
+"""The events port: typed `Retrain.*` events (`shared.events`) to a topic, never lost (an outbox keeps what the
+topic did not take), and a fan-out's events gathered from its threads into a few writes."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager
+from typing import Any
+
+from shared.events import Event
+
+
+class EventBatch(ABC):
+    """A fan-out's events: gathered from its worker threads, stored before the outcomes they announce are
+    recorded, sent after."""
+
+    @abstractmethod
+    def gathering(self) -> AbstractContextManager[None]:
+        """Events the calling thread publishes inside the block join this batch."""
+
+    @abstractmethod
+    def store(self) -> Any:
+        """Store what was gathered since the last call; returns a handle for `send`."""
+
+    @abstractmethod
+    def send(self, stored: Any) -> None:
+        """Send stored events (what the topic does not take waits for `EventSink.flush`)."""
+
+
+class EventSink(ABC):
+    @abstractmethod
+    def publish(self, event: Event) -> None:
+        """Announce an event (stored first; never fails or slows the operation it reports)."""
+
+    @abstractmethod
+    def batch(self) -> EventBatch: ...
+
+    @abstractmethod
+    def flush(self, limit: int = 1000) -> int:
+        """Send what waits; the number sent."""
+
+

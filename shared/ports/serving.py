@@ -1,0 +1,102 @@
+"""The serving target port: one target's scoring endpoints - which exist, what one serves, putting a model in
+service, proving it answers, restoring what served before - and the endpoint that may never be touched."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+Answers = list[dict[str, str]]
+Keepalive = Callable[[], None]
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model to serve: its path (`<container>/<name>`) at `base` (None: the app's own storage), and the training
+    job that made it (an adapter may ask the job for a fresh way to reach it). No secret in here."""
+
+    path: str
+    base: str | None = None
+    job_id: str | None = None
+
+
+@dataclass
+class EndpointInfo:
+    """An endpoint as the service shows it: what it serves (model path and base), and the service's own details
+    for the API (no keys)."""
+
+    name: str
+    model_path: str | None
+    model_base: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Observed:
+    """What an endpoint served, and how it answered the smoke row, before a swap: what a restore goes back to."""
+
+    endpoint: EndpointInfo
+    answers: Answers | None
+    state: Any = None  # the adapter's own record of the endpoint (to put it back exactly)
+
+
+@dataclass
+class Verdict:
+    problem: str | None = None
+    transient: bool = False  # the check itself could not be done (throttling, timeouts): try again later
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+
+class ServingTarget(ABC):
+    """One target's scoring endpoints. Errors: `shared.errors.ServiceError`."""
+
+    label = "service"  # what the health check calls the service
+
+    @abstractmethod
+    def protected_endpoint(self) -> str | None:
+        """The endpoint that is never changed (Studio (classic)'s default endpoint follows the experiment)."""
+
+    @abstractmethod
+    def endpoint(self, name: str) -> EndpointInfo | None:
+        """The endpoint, or None when it does not exist."""
+
+    @abstractmethod
+    def endpoints(self) -> list[EndpointInfo]:
+        """Every endpoint, the protected one included."""
+
+    @abstractmethod
+    def endpoint_names(self) -> list[str]:
+        """The names of every endpoint but the protected one (cheap: a service may hold 10,000)."""
+
+    @abstractmethod
+    def create_endpoint(self, name: str, options: dict[str, Any]) -> EndpointInfo:
+        """Create an endpoint (`options`: the service's own, e.g. description, throttle level). AlreadyExists when
+        it exists and this call did not create it."""
+
+    @abstractmethod
+    def observe(self, name: str, smoke_row: dict[str, str] | None) -> Observed:
+        """What the endpoint serves now, and how it answers the row (None when it does not answer)."""
+
+    @abstractmethod
+    def put_in_service(self, name: str, model: ModelRef, keepalive: Keepalive) -> None:
+        """Make the endpoint serve `model` (the service may take a while to switch); `keepalive` is called while it
+        waits."""
+
+    @abstractmethod
+    def verify(self, name: str, model: ModelRef, smoke_row: dict[str, str] | None, before: Observed,
+               keepalive: Keepalive) -> Verdict:
+        """Is `model` the one answering, and does it answer? `keepalive` is called while it waits."""
+
+    @abstractmethod
+    def restore(self, name: str, before: Observed, smoke_row: dict[str, str] | None,
+                keepalive: Keepalive) -> str | None:
+        """Put back what served before, and check it answers as before; None on success, else why not."""
+
+    @abstractmethod
+    def health(self) -> dict[str, Any]:
+        """One quick look at the service: {"ok": bool, ...}."""

@@ -1,0 +1,77 @@
+"""The training service and serving target ports' contract, on the fake Studio and on the classic adapters (the
+Studio (classic) emulator): a job trains and writes its model and evaluation; an endpoint takes a model, proves it
+serves, and goes back."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.errors import AlreadyExists
+from shared.ports.serving import ModelRef
+from tests.contract.conftest import Services
+from tests.support.harness import SMOKE_ROW
+
+
+def finished_job(services: Services, name: str) -> tuple[str, str]:
+    data = services.drop(name)
+    job = services.training.submit("contract" + name.replace("/", "-").replace(".", "-"), data)
+    assert job.model_path.startswith("models/") and job.evaluation_path.startswith("models/")
+    assert services.training.state(job.job_id).phase == "NotStarted"
+    services.training.start(job.job_id)
+    services.training.start(job.job_id)  # starting again is no error
+    services.wait_job(job.job_id)
+    state = services.training.state(job.job_id)
+    assert state.phase == "Finished" and state.ended, state
+    assert state.model_path == job.model_path and state.evaluation_path == job.evaluation_path
+    return job.job_id, job.model_path
+
+
+def test_a_job_trains_and_says_where_its_model_and_evaluation_are(services: Services):
+    finished_job(services, "cjob/data.csv")
+
+
+def test_a_job_can_be_cancelled_before_it_ends(services: Services):
+    job = services.training.submit("contractcancel", services.drop("ccancel/data.csv"))
+    services.training.cancel(job.job_id)
+    assert services.training.state(job.job_id).phase == "Cancelled"
+
+
+def test_endpoints_are_listed_and_the_protected_one_is_left_out_of_the_names(services: Services):
+    name = services.new_endpoint()
+    protected = services.serving.protected_endpoint()
+    assert protected and protected != name
+    assert name in services.serving.endpoint_names() and protected not in services.serving.endpoint_names()
+    assert {name, protected} <= {e.name for e in services.serving.endpoints()}
+    info = services.serving.endpoint(name)
+    assert info is not None and info.model_path
+    assert services.serving.endpoint("nosuchendpoint") is None
+    assert services.serving.health()["ok"] is True
+
+
+def test_creating_an_endpoint_that_exists_is_refused(services: Services):
+    name = services.new_endpoint()
+    with pytest.raises(AlreadyExists):
+        services.serving.create_endpoint(name, {})
+
+
+def test_a_model_goes_in_service_is_verified_and_can_be_put_back(services: Services):
+    job_id, model_path = finished_job(services, "cswap/data.csv")
+    name = services.new_endpoint()
+    row = SMOKE_ROW
+    before = services.serving.observe(name, row)
+    assert before.endpoint.model_path and before.endpoint.model_path != model_path
+    model = ModelRef(model_path, job_id=job_id)
+    services.serving.put_in_service(name, model, lambda: None)
+    assert services.serving.verify(name, model, row, before, lambda: None).ok
+    info = services.serving.endpoint(name)
+    assert info is not None and info.model_path == model_path
+    assert services.serving.restore(name, before, row, lambda: None) is None
+    info = services.serving.endpoint(name)
+    assert info is not None and info.model_path == before.endpoint.model_path
+
+
+def test_verifying_a_model_the_endpoint_does_not_serve_fails(services: Services):
+    name = services.new_endpoint()
+    before = services.serving.observe(name, None)
+    verdict = services.serving.verify(name, ModelRef("models/other/model.ilearner"), None, before, lambda: None)
+    assert not verdict.ok and not verdict.transient and "models/other/model.ilearner" in str(verdict.problem)

@@ -1,0 +1,176 @@
+"""`BlobStore` in memory: versions with etags, create-only writes, rejected/ with versioned names and reason files,
+SAS grants that say what they grant (no signature: nothing here checks one)."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from shared.errors import AlreadyExists, NotFound, Stale
+from shared.ports.blobs import BlobInfo, BlobStore, Grant, SasPurpose
+from shared.records import BlobRef
+
+BASE = "https://fake.blob.core.windows.net/"
+CHUNK = 64 * 1024
+
+
+@dataclass
+class Blob:
+    data: bytes
+    etag: str
+    last_modified: datetime
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+class FakeClock:
+    """Last-Modified stamps: whole seconds, as Azure Storage gives them; `tick` moves time on."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def tick(self, seconds: float = 1.0) -> datetime:
+        self.now += timedelta(seconds=seconds)
+        return self.now
+
+
+class FakeBlobStore(BlobStore):
+    def __init__(self, rejected_container: str = "rejected", clock: FakeClock | None = None) -> None:
+        self.blobs: dict[tuple[str, str], Blob] = {}
+        self.rejected_container = rejected_container
+        self.clock = clock or FakeClock()
+        self.grants: list[tuple[BlobRef, SasPurpose]] = []
+        self._etags = itertools.count(1)
+        self._lock = threading.RLock()
+
+    # ---- what tests use to arrange ------------------------------------------------------------------------
+    def put(self, ref: BlobRef, data: bytes, metadata: dict[str, str] | None = None) -> BlobInfo:
+        """Write as a user does: whatever was there is replaced (a new version)."""
+        with self._lock:
+            self.blobs[(ref.container, ref.name)] = Blob(data, f'"0x{next(self._etags):08X}"', self.clock.now,
+                                                         dict(metadata or {}))
+            return self.info(ref)
+
+    def delete(self, ref: BlobRef) -> None:
+        with self._lock:
+            self.blobs.pop((ref.container, ref.name), None)
+
+    def names(self, container: str) -> list[str]:
+        return sorted(n for c, n in self.blobs if c == container)
+
+    # ---- the port -----------------------------------------------------------------------------------------
+    def _get(self, ref: BlobRef) -> Blob:
+        blob = self.blobs.get((ref.container, ref.name))
+        if blob is None:
+            raise NotFound(f"{ref.path} does not exist")
+        return blob
+
+    def info(self, ref: BlobRef) -> BlobInfo:
+        with self._lock:
+            blob = self._get(ref)
+            return BlobInfo(ref.name, blob.etag, len(blob.data), blob.last_modified, dict(blob.metadata))
+
+    def exists(self, ref: BlobRef) -> bool:
+        return (ref.container, ref.name) in self.blobs
+
+    def chunks(self, ref: BlobRef, etag: str | None = None) -> Iterator[bytes]:
+        with self._lock:
+            blob = self._get(ref)
+            if etag is not None and blob.etag != etag:
+                raise Stale(f"{ref.path} changed since it was read")
+        for i in range(0, len(blob.data), CHUNK):
+            current = self.blobs.get((ref.container, ref.name))
+            if current is None:
+                raise NotFound(f"{ref.path} does not exist")
+            if etag is not None and current.etag != etag:
+                raise Stale(f"{ref.path} changed since it was read")
+            yield blob.data[i:i + CHUNK]
+
+    def read_bytes(self, ref: BlobRef, limit: int = 16 * 1024 * 1024) -> bytes:
+        data = self._get(ref).data
+        if len(data) > limit:
+            raise ValueError(f"{ref.path} is larger than {limit} bytes")
+        return data
+
+    def create(self, ref: BlobRef, data: bytes, content_type: str, metadata: dict[str, str] | None = None) -> bool:
+        with self._lock:
+            existing = self.blobs.get((ref.container, ref.name))
+            if existing is not None:
+                if existing.data == data:
+                    return False
+                raise AlreadyExists(f"{ref.path} exists already with other content")
+            self.put(ref, data, metadata)
+            return True
+
+    def reject(self, ref: BlobRef, reason: dict[str, Any]) -> BlobRef:
+        with self._lock:
+            source = self.blobs.get((ref.container, ref.name))
+            names = self._rejected_names(ref, source.etag.strip('"') if source else "")
+            if source is None:
+                return names[0]  # moved already
+            version = source.etag.strip('"')
+            for target in names:
+                there = self.blobs.get((target.container, target.name))
+                if there is not None and there.metadata.get("sourceetag") != version:
+                    continue  # an earlier rejection of another version: keep it
+                if there is None:
+                    self.put(target, source.data, {"sourceetag": version})
+                    body = dict(reason, source=ref.path, sourceEtag=version, rejectedAt=self.clock.now.isoformat())
+                    reason_ref = BlobRef(target.container, target.name + ".reason.json")
+                    if not self.exists(reason_ref):
+                        self.put(reason_ref, json.dumps(body).encode())
+                self.blobs.pop((ref.container, ref.name), None)
+                return target
+            raise AlreadyExists(f"{ref.path}: every rejected/ name for this version is taken")
+
+    def _rejected_names(self, ref: BlobRef, version: str) -> list[BlobRef]:
+        stem, dot, ext = ref.name.rpartition(".")
+        tag = hashlib.sha256(version.encode()).hexdigest()[:12]
+        versioned = f"{stem}~{tag}.{ext}" if dot and "/" not in ext else f"{ref.name}~{tag}"
+        folder = self.rejected_container
+        return [BlobRef(folder, f"{ref.container}/{ref.name}"), BlobRef(folder, f"{ref.container}/{versioned}")]
+
+    def note_unreadable(self, ref: BlobRef, reason: dict[str, Any]) -> BlobRef:
+        note = BlobRef(self.rejected_container, f"{ref.container}/{ref.name.replace(chr(92), '_')}.reason.json")
+        if not self.exists(note):
+            self.put(note, json.dumps(dict(reason, source=ref.path, stays=True)).encode())
+        return note
+
+    def newest_sibling(self, ref: BlobRef, suffix: str,
+                       where: Callable[[BlobInfo], bool] = lambda _: True) -> BlobInfo | None:
+        folder = ref.name.rsplit("/", 1)[0] + "/" if "/" in ref.name else ""
+        siblings = [BlobRef(c, n) for c, n in list(self.blobs) if c == ref.container and n != ref.name
+                    and n.startswith(folder) and "/" not in n[len(folder):] and n.lower().endswith(suffix)]
+        infos = [i for i in (self.info(s) for s in siblings) if where(i)]
+        return max(infos, key=lambda b: (b.last_modified, b.name), default=None)
+
+    def rejected(self, limit: int) -> list[tuple[BlobInfo, dict[str, Any]]]:
+        files = [self.info(BlobRef(self.rejected_container, n)) for n in self.names(self.rejected_container)
+                 if not n.endswith(".reason.json")]
+        files.sort(key=lambda b: b.last_modified, reverse=True)
+        out = []
+        for info in files[:limit]:
+            try:
+                reason = json.loads(self.read_bytes(BlobRef(self.rejected_container, info.name + ".reason.json")))
+            except (NotFound, ValueError):
+                reason = {}
+            out.append((info, reason))
+        return out
+
+    def grant(self, ref: BlobRef, purpose: SasPurpose) -> Grant:
+        self.grants.append((ref, purpose))
+        permission = "cw" if purpose is SasPurpose.JOB_OUTPUT else "r"
+        expiry = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return Grant(BASE, ref.path, f"?sp={permission}&sr=b&se={expiry}&sig=fake")
+
+    def owns(self, base: str) -> bool:
+        return base.rstrip("/") + "/" == BASE
+
+    @property
+    def base(self) -> str:
+        return BASE
