@@ -1,8 +1,15 @@
 // Everything the retraining app needs in Azure, for `azd up`: a Flex Consumption function app with a user-assigned
 // managed identity, its storage account (no shared keys), the ledger tables, Key Vault for the Studio (classic)
-// keys, an Event Grid system topic for the blob triggers and a custom topic for the Retrain.* events, and
-// Application Insights. The blob-trigger subscriptions are created after the code is deployed (the blobs_extension
-// key exists only then) by scripts/subscribe-blob-events.sh, the azd postdeploy hook.
+// keys, an Event Grid system topic for the blob triggers and a custom topic for the Retrain.* events, Application
+// Insights, and - when AZURE_ML_WORKSPACE_ID names an existing Azure Machine Learning workspace - the app's role on
+// that workspace, the workspace's read access to the app's data and an Event Grid system topic on the workspace.
+// The Event Grid subscriptions to the app's triggers are made after the code is deployed (the extension keys exist
+// only then) by scripts/postdeploy.py, the azd postdeploy hook.
+//
+// Every setting the app reads comes from ONE place, main.parameters.json: `appSettings` (text settings, each from the
+// azd environment value of the same name) and the JSON-valued settings (RETRAIN_GATE, RETRAIN_TARGETS, ...), each
+// an object/array parameter azd parses. An unset value is left out, so the code's own default applies.
+// tests/infra/test_settings.py derives the settings from the code and fails naming any that infra/ cannot set.
 targetScope = 'subscription'
 
 @minLength(1)
@@ -11,50 +18,71 @@ targetScope = 'subscription'
 param environmentName string
 
 @minLength(1)
-@description('Primary location for all resources.')
+@description('Primary location for all resources: a region with Flex Consumption (scripts/preprovision.py checks).')
 @metadata({ azd: { type: 'location' } })
 param location string
 
-@description('Object id of the person running azd: given blob data access to drop training files (optional).')
+@description('Object id of whoever runs azd (azd sets it): given blob data access to drop training files.')
 param principalId string = ''
 
-@description('The training web service\'s BES URL (ApiLocation or .../jobs?api-version=2.0).')
-param besUrl string
+@description('Its type (azd sets AZURE_PRINCIPAL_TYPE: User, or ServicePrincipal when signed in as one).')
+@allowed([ 'User', 'ServicePrincipal', 'Group' ])
+param principalType string = 'User'
+
+@description('The team\'s text settings (RETRAIN_*), from the azd environment; empty = the code\'s default.')
+param appSettings object = {}
+
+@description('RETRAIN_GATE: the gate over several metrics (JSON object); {} = the single-metric settings.')
+param retrainGate object = {}
+
+@description('RETRAIN_TARGETS: the targets (JSON array: Azure ML and/or Studio classic); [] = the flat settings.')
+param retrainTargets array = []
+
+@description('RETRAIN_BES_GLOBAL_PARAMETERS: GlobalParameters of a Studio (classic) BES job (JSON object).')
+param besGlobalParameters object = {}
+
+@description('RETRAIN_SMOKE_ROW: the row scored to verify a deployment (JSON object); {} = first row of the data.')
+param smokeRow object = {}
 
 @secure()
-@description('The training web service\'s API key (stored in Key Vault, never in an app setting).')
-param besKey string
-
-@description('The predictive web service: https://management.azureml.net/workspaces/<ws>/webservices/<id>.')
-param managementUrl string
+@description('RETRAIN_BES_KEY: the Studio (classic) training web service\'s API key (to Key Vault; empty = none).')
+param besKey string = ''
 
 @secure()
-@description('The workspace authorization token for the management API (stored in Key Vault).')
-param managementKey string
+@description('RETRAIN_MANAGEMENT_KEY: the Studio (classic) workspace authorization token (to Key Vault).')
+param managementKey string = ''
 
-@description('The trained-model resource of the predictive web service, e.g. "Census Model [trained model]".')
-param resourceName string
+@description('ARM id of an existing Azure Machine Learning workspace the app trains and deploys in; empty = none.')
+param azureMlWorkspaceId string = ''
 
-@description('Endpoints a retrained model goes to: "*" = every non-default endpoint, or a comma-separated list.')
-param endpoints string = '*'
+@description('The app\'s role on that workspace: "builtin" = AzureML Data Scientist, "custom" = the narrower role in app/azureml.bicep.')
+@allowed([ 'builtin', 'custom' ])
+param azureMlRole string = 'builtin'
 
-@description('Evaluation metric that gates a deployment, and its minimum.')
-param gateMetric string = 'AUC'
-param gateMinimum string = '0.7'
+@description('Object id of the workspace\'s managed identity when it has no system-assigned one (empty = the system one).')
+param azureMlWorkspacePrincipalId string = ''
 
-@description('"auto" deploys a model that passes the gate; "manual" waits for an operator\'s approval.')
-@allowed([ 'auto', 'manual' ])
-param approval string = 'auto'
+@description('Name of the Event Grid system topic on the workspace (in its resource group); set it to the existing one if the workspace has one (a source takes one system topic).')
+param azureMlSystemTopicName string = ''
 
-@description('Flex Consumption: most instances the app scales out to (40-1000; text, so azd can set it).')
-param maximumInstanceCount string = '100'
+@description('Flex Consumption: most instances the app scales out to.')
+@minValue(1)
+@maxValue(1000)
+param maximumInstanceCount int = 100
+
 @description('Flex Consumption: memory of each instance in MB.')
-@allowed([ '512', '2048', '4096' ])
-param instanceMemoryMB string = '2048'
+@allowed([ 512, 2048, 4096 ])
+param instanceMemoryMB int = 2048
+
+@description('Key Vault purge protection (cannot be turned off again; `azd down --purge` then cannot purge the vault).')
+param keyVaultPurgeProtection bool = false
 
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = { 'azd-env-name': environmentName }
 var tablePrefix = 'retrain'
+// The workspace's subscription and resource group (a placeholder id when there is none: the module is skipped).
+var azureMlEnabled = !empty(azureMlWorkspaceId)
+var azureMlIdParts = split(azureMlEnabled ? azureMlWorkspaceId : '/subscriptions/${subscription().subscriptionId}/resourceGroups/none/providers/Microsoft.MachineLearningServices/workspaces/none', '/')
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: 'rg-${environmentName}'
@@ -104,6 +132,7 @@ module vault 'app/keyvault.bicep' = {
     tags: tags
     besKey: besKey
     managementKey: managementKey
+    purgeProtection: keyVaultPurgeProtection
   }
 }
 
@@ -119,32 +148,16 @@ module events 'app/events.bicep' = {
   }
 }
 
-module function 'app/function.bicep' = {
-  name: 'function'
-  scope: rg
+module azureml 'app/azureml.bicep' = if (azureMlEnabled) {
+  name: 'azureml-${resourceToken}'
+  scope: resourceGroup(azureMlIdParts[2], azureMlIdParts[4])
   params: {
-    name: 'func-retrain-${resourceToken}'
-    planName: 'plan-${resourceToken}'
-    location: location
+    workspaceName: last(azureMlIdParts)
+    appPrincipalId: identity.outputs.principalId
+    role: azureMlRole
+    roleSuffix: '${environmentName}-${resourceToken}'
+    systemTopicName: empty(azureMlSystemTopicName) ? 'evgt-aml-${resourceToken}' : azureMlSystemTopicName
     tags: tags
-    identityId: identity.outputs.id
-    identityClientId: identity.outputs.clientId
-    storageAccountName: storage.outputs.name
-    deploymentContainerName: storage.outputs.deploymentContainerName
-    applicationInsightsName: monitoring.outputs.applicationInsightsName
-    maximumInstanceCount: int(maximumInstanceCount)
-    instanceMemoryMB: int(instanceMemoryMB)
-    tablePrefix: tablePrefix
-    besUrl: besUrl
-    besKeySecretUri: vault.outputs.besKeySecretUri
-    managementUrl: managementUrl
-    managementKeySecretUri: vault.outputs.managementKeySecretUri
-    resourceName: resourceName
-    endpoints: endpoints
-    gateMetric: gateMetric
-    gateMinimum: gateMinimum
-    approval: approval
-    eventTopicEndpoint: events.outputs.topicEndpoint
   }
 }
 
@@ -160,7 +173,44 @@ module rbac 'app/rbac.bicep' = {
     deadLetterContainerName: storage.outputs.deadLetterContainerName
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     userPrincipalId: principalId
+    userPrincipalType: principalType
+    workspacePrincipalId: azureMlEnabled ? (empty(azureMlWorkspacePrincipalId) ? azureml.outputs.workspacePrincipalId : azureMlWorkspacePrincipalId) : ''
   }
+}
+
+module function 'app/function.bicep' = {
+  name: 'function'
+  scope: rg
+  params: {
+    name: 'func-retrain-${resourceToken}'
+    planName: 'plan-${resourceToken}'
+    location: location
+    tags: tags
+    identityId: identity.outputs.id
+    identityClientId: identity.outputs.clientId
+    storageAccountName: storage.outputs.name
+    deploymentContainerName: storage.outputs.deploymentContainerName
+    containers: storage.outputs.appContainers
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    maximumInstanceCount: maximumInstanceCount
+    instanceMemoryMB: instanceMemoryMB
+    tablePrefix: tablePrefix
+    appSettings: appSettings
+    jsonSettings: {
+      RETRAIN_GATE: retrainGate
+      RETRAIN_TARGETS: retrainTargets
+      RETRAIN_BES_GLOBAL_PARAMETERS: besGlobalParameters
+      RETRAIN_SMOKE_ROW: smokeRow
+    }
+    secretUris: {
+      RETRAIN_BES_KEY: vault.outputs.besKeySecretUri
+      RETRAIN_MANAGEMENT_KEY: vault.outputs.managementKeySecretUri
+    }
+    eventTopicEndpoint: events.outputs.topicEndpoint
+  }
+  // The Key Vault references and the identity-based host storage resolve only once the roles exist: without this the
+  // site could start first and read the literal `@Microsoft.KeyVault(...)` (which shared/settings.py refuses).
+  dependsOn: [ rbac ]
 }
 
 // What azd and the postdeploy hook use (no key, no connection string with a key).
@@ -175,3 +225,4 @@ output EVENTGRID_SYSTEM_TOPIC_NAME string = events.outputs.systemTopicName
 output EVENTGRID_DEADLETTER_CONTAINER string = storage.outputs.deadLetterContainerName
 output RETRAIN_EVENTGRID_ENDPOINT string = events.outputs.topicEndpoint
 output AZURE_KEY_VAULT_NAME string = vault.outputs.name
+output AZURE_ML_EVENTGRID_SYSTEM_TOPIC_ID string = azureMlEnabled ? azureml.outputs.systemTopicId : ''

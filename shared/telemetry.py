@@ -10,6 +10,12 @@ have local auth disabled.
 Secrets never leave: the log scrubbing filter sits on the exporter's handler (`logs.install()` after it is
 added), a log record processor scrubs the body and the exception attributes the exporter records from the
 exception itself, and a span processor scrubs string attributes (URLs) as each span starts.
+
+Sent once, not twice: in Azure the host would also forward every log line the worker writes to Application
+Insights. infra/ sets host.json's `telemetryMode: OpenTelemetry` and `PYTHON_ENABLE_OPENTELEMETRY=true`: the worker
+then tells the host it exports itself, and the host drops those lines. `PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY`
+must stay unset: with it the worker configures the distro on its own before the app loads, and configuring it again
+here would export everything twice - so then only the scrubbing processors are added to the worker's providers.
 """
 
 from __future__ import annotations
@@ -70,6 +76,22 @@ def _processors() -> tuple[Any, Any]:
     return ScrubSpans(), ScrubLogRecords()
 
 
+def worker_exports(environ: Mapping[str, str]) -> bool:
+    """The Python worker configured the Azure Monitor distro itself (it does when this setting is true)."""
+    return environ.get("PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY", "").strip().lower() == "true"
+
+
+def _scrub_existing_providers(spans: Any, records: Any) -> None:
+    """Add the scrubbing processors to the providers the worker's distro installed (no second exporter)."""
+    from opentelemetry import _logs, trace
+
+    for provider, add, processor in ((trace.get_tracer_provider(), "add_span_processor", spans),
+                                     (_logs.get_logger_provider(), "add_log_record_processor", records)):
+        method = getattr(provider, add, None)
+        if method is not None:
+            method(processor)
+
+
 def configure(environ: Mapping[str, str] | None = None) -> bool:
     """Send telemetry to Application Insights when a connection string is set; True when on. Once per process."""
     global _configured
@@ -84,6 +106,11 @@ def configure(environ: Mapping[str, str] | None = None) -> bool:
                   "azure.identity"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     spans, records = _processors()
+    if worker_exports(env):
+        _scrub_existing_providers(spans, records)
+        logs.install()
+        _configured = True
+        return True
     configure_azure_monitor(connection_string=connection,
                             credential=_identity(env.get("APPLICATIONINSIGHTS_AUTHENTICATION_STRING")),
                             span_processors=[spans], log_record_processors=[records], enable_live_metrics=False)

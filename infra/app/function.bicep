@@ -1,7 +1,11 @@
 // The function app on the Flex Consumption plan (Python 3.11, scales to zero), running as the user-assigned
-// managed identity: the deployment package, storage, Key Vault references and telemetry all go through it. Every
-// setting shared/settings.py needs is here; no connection string with a key, the Studio keys only as Key Vault
-// references.
+// managed identity: the deployment package, storage, Key Vault references and telemetry all go through it.
+//
+// Its settings are written whole on every provision (a setting added in the portal does not survive one), composed
+// of, later ones winning: the defaults a binding needs, the team's text settings, the team's JSON settings (as
+// compact JSON), the Key Vault references of the secrets that were given, and what the platform wiring sets (storage,
+// identity, telemetry, the containers and tables this template created, the events topic). Empty values are left
+// out, so the code's own default applies.
 param name string
 param planName string
 param location string
@@ -10,19 +14,18 @@ param identityId string
 param identityClientId string
 param storageAccountName string
 param deploymentContainerName string
+@description('The app\'s containers as storage.bicep created them: { data, models, rejected }.')
+param containers object
 param applicationInsightsName string
 param maximumInstanceCount int
 param instanceMemoryMB int
 param tablePrefix string
-param besUrl string
-param besKeySecretUri string
-param managementUrl string
-param managementKeySecretUri string
-param resourceName string
-param endpoints string
-param gateMetric string
-param gateMinimum string
-param approval string
+@description('RETRAIN_* text settings by name (main.parameters.json).')
+param appSettings object
+@description('JSON-valued settings by name (objects/arrays; written as compact JSON).')
+param jsonSettings object
+@description('Secret settings by name -> their Key Vault secret URI (empty: not given).')
+param secretUris object
 param eventTopicEndpoint string
 
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
@@ -57,7 +60,6 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     keyVaultReferenceIdentity: identityId
     siteConfig: {
       minTlsVersion: '1.2'
-      ftpsState: 'Disabled'
     }
     functionAppConfig: {
       deployment: {
@@ -79,37 +81,39 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   }
 }
 
-resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
+// The reconcile timer's binding reads %RETRAIN_RECONCILE_SCHEDULE%: without the setting the host indexes nothing.
+var bindingDefaults = { RETRAIN_RECONCILE_SCHEDULE: '0 */5 * * * *' }
+var teamSettings = toObject(filter(items(appSettings), s => !empty(s.value)), s => s.key, s => string(s.value))
+var teamJsonSettings = toObject(filter(items(jsonSettings), s => !empty(s.value)), s => s.key, s => string(s.value))
+var secretSettings = toObject(filter(items(secretUris), s => !empty(s.value)), s => s.key, s => '@Microsoft.KeyVault(SecretUri=${s.value})')
+var platformSettings = {
+  // Host storage and the app's own storage: identity-based (no AzureWebJobsStorage connection string).
+  AzureWebJobsStorage__accountName: account.name
+  AzureWebJobsStorage__blobServiceUri: account.properties.primaryEndpoints.blob
+  AzureWebJobsStorage__queueServiceUri: account.properties.primaryEndpoints.queue
+  AzureWebJobsStorage__tableServiceUri: account.properties.primaryEndpoints.table
+  AzureWebJobsStorage__credential: 'managedidentity'
+  AzureWebJobsStorage__clientId: identityClientId
+  AZURE_CLIENT_ID: identityClientId
+  // Telemetry: the connection string names the component (no key is used: local auth is disabled). host.json's
+  // telemetryMode OpenTelemetry + PYTHON_ENABLE_OPENTELEMETRY: the worker exports the app's telemetry itself
+  // (shared/telemetry.py) and tells the host so, and the host stops forwarding the same logs (sent once, not twice).
+  APPLICATIONINSIGHTS_CONNECTION_STRING: insights.properties.ConnectionString
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+  PYTHON_ENABLE_OPENTELEMETRY: 'true'
+  // What this template created: the containers the triggers watch and the ledger's tables.
+  RETRAIN_DATA_CONTAINER: containers.data
+  RETRAIN_MODELS_CONTAINER: containers.models
+  RETRAIN_REJECTED_CONTAINER: containers.rejected
+  RETRAIN_TABLE_PREFIX: tablePrefix
+  // Events: published with the managed identity (the topic has local auth disabled, so no key).
+  RETRAIN_EVENTGRID_ENDPOINT: eventTopicEndpoint
+}
+
+resource siteSettings 'Microsoft.Web/sites/config@2024-04-01' = {
   parent: site
   name: 'appsettings'
-  properties: {
-    // Host storage and the app's own storage: identity-based (no AzureWebJobsStorage connection string).
-    AzureWebJobsStorage__accountName: account.name
-    AzureWebJobsStorage__blobServiceUri: account.properties.primaryEndpoints.blob
-    AzureWebJobsStorage__queueServiceUri: account.properties.primaryEndpoints.queue
-    AzureWebJobsStorage__tableServiceUri: account.properties.primaryEndpoints.table
-    AzureWebJobsStorage__credential: 'managedidentity'
-    AzureWebJobsStorage__clientId: identityClientId
-    AZURE_CLIENT_ID: identityClientId
-    // Telemetry: the connection string names the component (no key is used: local auth is disabled).
-    APPLICATIONINSIGHTS_CONNECTION_STRING: insights.properties.ConnectionString
-    APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
-    // Studio (classic): URLs here, keys in Key Vault.
-    RETRAIN_BES_URL: besUrl
-    RETRAIN_BES_KEY: '@Microsoft.KeyVault(SecretUri=${besKeySecretUri})'
-    RETRAIN_MANAGEMENT_URL: managementUrl
-    RETRAIN_MANAGEMENT_KEY: '@Microsoft.KeyVault(SecretUri=${managementKeySecretUri})'
-    RETRAIN_RESOURCE_NAME: resourceName
-    RETRAIN_ENDPOINTS: endpoints
-    RETRAIN_TABLE_PREFIX: tablePrefix
-    RETRAIN_GATE_METRIC: gateMetric
-    RETRAIN_GATE_MINIMUM: gateMinimum
-    RETRAIN_APPROVAL: approval
-    // The reconcile timer's schedule (its binding reads %RETRAIN_RECONCILE_SCHEDULE%: without it nothing indexes).
-    RETRAIN_RECONCILE_SCHEDULE: '0 */5 * * * *'
-    // Events: published with the managed identity (the topic has local auth disabled, so no key).
-    RETRAIN_EVENTGRID_ENDPOINT: eventTopicEndpoint
-  }
+  properties: union(bindingDefaults, teamSettings, teamJsonSettings, secretSettings, platformSettings)
 }
 
 output name string = site.name

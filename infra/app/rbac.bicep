@@ -6,6 +6,12 @@
 // - Retrain.* events: EventGrid Data Sender on the custom topic
 // - telemetry with Entra auth: Monitoring Metrics Publisher on the component
 // - dead-lettering by the system topic: Storage Blob Data Contributor on the dead-letter container only
+// - an Azure ML workspace's identity (when there is one): Storage Blob Data Reader, so a job reads a landed file by
+//   identity
+// The host's own storage (AzureWebJobsStorage__*: leases, timer status, keys, the deployment package) runs on the same
+// Blob Data Contributor. Microsoft's identity-based-connection table names Storage Blob Data Owner; Owner adds only
+// POSIX ACL management and the superuser action on hierarchical-namespace (Data Lake Gen2) accounts, and this
+// account has no hierarchical namespace, so Contributor is everything the host and the app use here.
 param principalId string
 param storageAccountName string
 param keyVaultName string
@@ -13,8 +19,12 @@ param topicName string
 param systemTopicPrincipalId string
 param deadLetterContainerName string
 param applicationInsightsName string
-@description('A person who drops training files (optional).')
+@description('Whoever runs azd (optional): given blob data access to drop training files.')
 param userPrincipalId string = ''
+@description('Its principal type: azd signs in as a User or, in CI, as a ServicePrincipal (ARM refuses a mismatch).')
+param userPrincipalType string = 'User'
+@description('The Azure ML workspace\'s managed identity (optional): reads the app\'s blobs.')
+param workspacePrincipalId string = ''
 
 var roles = {
   blobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
@@ -23,6 +33,7 @@ var roles = {
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
   eventGridDataSender: 'd5a91429-5739-47e2-a06b-3470a27159e7'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
+  blobDataReader: '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1'
 }
 
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
@@ -121,6 +132,16 @@ resource userBlobData 'Microsoft.Authorization/roleAssignments@2022-04-01' = if 
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.blobDataContributor)
     principalId: userPrincipalId
-    principalType: 'User'
+    principalType: userPrincipalType
+  }
+}
+
+resource workspaceBlobRead 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(workspacePrincipalId)) {
+  name: guid(account.id, workspacePrincipalId, roles.blobDataReader)
+  scope: account
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.blobDataReader)
+    principalId: workspacePrincipalId
+    principalType: 'ServicePrincipal'
   }
 }

@@ -7,7 +7,8 @@ param tags object = {}
 param tablePrefix string
 param deploymentContainerName string
 
-var appContainers = [ 'training-data', 'models', 'rejected' ]
+// The containers the blob triggers watch (training-data/{name}, models/{name}.ilearner) and where refused files go.
+var appContainers = { data: 'training-data', models: 'models', rejected: 'rejected' }
 var deadLetterContainerName = 'eventgrid-deadletter'
 var ledgerTables = [ '${tablePrefix}Runs', '${tablePrefix}Deployments', '${tablePrefix}Outbox' ]
 
@@ -40,7 +41,7 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01'
   }
 }
 
-resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = [for container in concat(appContainers, [ deploymentContainerName, deadLetterContainerName ]): {
+resource containers 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = [for container in [ appContainers.data, appContainers.models, appContainers.rejected, deploymentContainerName, deadLetterContainerName ]: {
   parent: blobService
   name: container
   properties: { publicAccess: 'None' }
@@ -69,5 +70,6 @@ resource poisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@202
 output name string = account.name
 output id string = account.id
 output blobEndpoint string = account.properties.primaryEndpoints.blob
+output appContainers object = appContainers
 output deploymentContainerName string = deploymentContainerName
 output deadLetterContainerName string = deadLetterContainerName

@@ -1,6 +1,6 @@
-"""infra/ checked against the code (parsed with pycep-parser; no Bicep compiler or Azure here): the function app
-gets every setting shared/settings.py needs and every %setting% its bindings name, storage and identity are
-keyless, the roles cover what the code does and nothing broader, the Studio keys live only in Key Vault."""
+"""infra/ checked against the code (parsed with pycep-parser; no Bicep compiler or Azure here): storage and
+identity are keyless, the roles cover what the code does and nothing broader, the Studio keys live only in Key
+Vault, the site waits for its roles, Flex's limits and the hardening the issue asked for."""
 
 from __future__ import annotations
 
@@ -10,34 +10,34 @@ import re
 import pytest
 
 from shared.adapters.ledger import table_names
-from shared.settings import Settings, load_settings
 from tests.infra.bicep import (
+    EXAMPLE_ENV,
     INFRA,
-    app_settings,
+    ROOT,
+    azd_parameters,
     bicep_files,
-    evaluated_app_settings,
+    body,
+    deployed_app_settings,
     indexed_functions,
+    main_scope,
     module_params,
     parsed,
     resources,
-    setting_value,
 )
 
-KV_REF = re.compile(r"^@Microsoft\.KeyVault\(SecretUri=[^)]+\)$")
-# Settings the platform or the SDKs read (not shared/settings.py): identity, host storage, telemetry.
-PLATFORM_SETTINGS = {"AzureWebJobsStorage__queueServiceUri", "AzureWebJobsStorage__credential", "AZURE_CLIENT_ID",
-                     "APPLICATIONINSIGHTS_CONNECTION_STRING", "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"}
 ROLES = {  # role definition id -> what the code needs it for
     "ba92f5b4-2d11-453d-a403-e96b0029c9fe": "blob read/write/delete + user-delegation key",
     "974c5e8b-45b9-4653-ba55-5f855dd0fb88": "queue (the host's poison queue)",
     "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3": "table (the ledger)",
     "4633458b-17de-408a-b874-0445c86b69e6": "Key Vault secrets read",
     "d5a91429-5739-47e2-a06b-3470a27159e7": "Event Grid data send",
+    "3913510d-42f4-4e42-8a64-420c390055eb": "telemetry with Entra auth",
 }
 TOO_BROAD = {"8e3af657-a8ff-443c-a75c-2fe8c4bcb635": "Owner", "b24988ac-6180-42a0-ab88-20f7382dd24c": "Contributor",
              "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": "Storage Blob Data Owner",
              "17d1049b-9a84-46fb-8f53-869881c3d3ab": "Storage Account Contributor",
              "00482a5a-887f-4fb3-b363-3b7fe8e74483": "Key Vault Administrator"}
+DATA_SCIENTIST = "f6c7c914-8db3-469d-8ca1-694a8461e59e"
 
 
 @pytest.mark.parametrize("path", bicep_files(), ids=lambda p: str(p.relative_to(INFRA)))
@@ -45,44 +45,22 @@ def test_every_bicep_file_parses(path):
     assert parsed(str(path.relative_to(INFRA)))
 
 
-def test_the_app_settings_satisfy_the_codes_settings_model():
-    """The settings as the template sets them load through shared/settings.py: every required setting is there
-    (drop one from function.bicep, or make the code require a new one, and this fails)."""
-    environ = evaluated_app_settings()
-    settings = load_settings(environ)
-    assert settings.storage_connection_string is None and settings.eventgrid_key is None
-    assert settings.storage_account_name and settings.storage_table_uri and settings.storage_blob_uri
-    assert settings.eventgrid_endpoint, "events go to the custom topic"
-
-
-def test_every_setting_in_the_template_is_one_the_code_or_the_platform_reads():
-    known = {str(f.validation_alias) for f in Settings.model_fields.values()} | PLATFORM_SETTINGS
-    binding_settings = {m for fn in indexed_functions() for b in fn["bindings"] for v in b.values()
-                        if isinstance(v, str) for m in re.findall(r"%([^%]+)%", v)}
-    unknown = set(app_settings()) - known - binding_settings
-    assert not unknown, f"settings no code reads (a typo?): {sorted(unknown)}"
-
-
-def test_every_setting_a_binding_names_is_set():
+def test_every_setting_a_binding_names_is_always_set():
     """%NAME% in a trigger (the reconcile schedule) must be an app setting, or the host indexes nothing."""
     named = {m for fn in indexed_functions() for b in fn["bindings"] for v in b.values() if isinstance(v, str)
              for m in re.findall(r"%([^%]+)%", v)}
     assert named, "the reconcile timer names its schedule setting"
-    assert named <= set(app_settings()), sorted(named - set(app_settings()))
+    assert named <= set(deployed_app_settings()), sorted(named - set(deployed_app_settings()))
 
 
 def test_storage_is_identity_based_and_secrets_are_key_vault_references():
-    settings = app_settings()
-    values = evaluated_app_settings()
-    assert "AzureWebJobsStorage" not in settings, "a connection string (with a key) must not be set"
-    assert values["AzureWebJobsStorage__credential"] == "managedidentity"
-    assert settings["AzureWebJobsStorage__clientId"] == settings["AZURE_CLIENT_ID"] == "identityClientId"
-    secret_aliases = {str(f.validation_alias) for f in Settings.model_fields.values()
-                      if "SecretStr" in str(f.annotation)}
-    for name in secret_aliases & set(settings):
-        assert KV_REF.match(values[name]), f"{name} must be a Key Vault reference, not {settings[name]!r}"
-    assert {"RETRAIN_BES_KEY", "RETRAIN_MANAGEMENT_KEY"} <= set(settings)
-    assert "RETRAIN_EVENTGRID_KEY" not in settings and "RETRAIN_TARGETS" not in settings
+    deployed = deployed_app_settings({**EXAMPLE_ENV, "RETRAIN_BES_KEY": "k1", "RETRAIN_MANAGEMENT_KEY": "k2"})
+    assert "AzureWebJobsStorage" not in deployed, "a connection string (with a key) must not be set"
+    assert deployed["AzureWebJobsStorage__credential"] == "managedidentity"
+    assert deployed["AzureWebJobsStorage__clientId"] == deployed["AZURE_CLIENT_ID"]
+    for name in ("RETRAIN_BES_KEY", "RETRAIN_MANAGEMENT_KEY"):
+        assert deployed[name].startswith("@Microsoft.KeyVault(SecretUri="), name
+    assert "k1" not in json.dumps(deployed) and "k2" not in json.dumps(deployed)
 
 
 def test_no_list_keys_account_key_or_keyed_connection_string_anywhere():
@@ -100,61 +78,98 @@ def test_storage_account_is_keyless_and_creates_the_containers_tables_and_poison
     props = account["config"]["properties"]
     assert props["allowSharedKeyAccess"] is False and props["allowBlobPublicAccess"] is False
     assert props["minimumTlsVersion"] == "TLS1_2" and props["supportsHttpsTrafficOnly"] is True
-    storage = parsed("app/storage.bicep")
-    variables = storage["variables"]
-    defaults = load_settings(evaluated_app_settings())
-    assert set(variables["appContainers"]["value"]) == {defaults.data_container, defaults.models_container,
-                                                        defaults.rejected_container}
-    prefix = setting_value("function", app_settings()["RETRAIN_TABLE_PREFIX"])
-    declared = [t.replace("${tablePrefix}", prefix) for t in variables["ledgerTables"]["value"]]
+    containers = parsed("app/storage.bicep")["variables"]["appContainers"]["value"]
+    triggers = {b["path"].split("/")[0] for fn in indexed_functions() for b in fn["bindings"]
+                if b["type"] == "blobTrigger"}
+    assert triggers <= {containers["data"], containers["models"]}, "the containers the triggers watch exist"
+    deployed = deployed_app_settings()
+    assert deployed["RETRAIN_DATA_CONTAINER"] == containers["data"]
+    prefix = deployed["RETRAIN_TABLE_PREFIX"]
+    declared = [t.replace("${tablePrefix}", prefix) for t in parsed("app/storage.bicep")["variables"]["ledgerTables"]
+                ["value"]]
     assert declared == list(table_names(prefix))
-    assert module_params("storage")["tablePrefix"] == module_params("function")["tablePrefix"]
     (queue,) = resources("app/storage.bicep", "Microsoft.Storage/storageAccounts/queueServices/queues").values()
     assert queue["config"]["name"] == "webjobs-blobtrigger-poison"
 
 
-def _role_id(expr: dict) -> str:
+def _role_ids(relative: str) -> dict[str, str]:
+    return {str(k): str(v) for k, v in parsed(relative)["variables"]["roles"]["value"].items()}
+
+
+def _role_id(relative: str, expr: dict) -> str:
     """The GUID of `subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.<name>)`."""
     call = expr["function"]
     assert call["type"] == "subscription_resource_id"
     assert call["parameters"]["resource_type"] == "Microsoft.Authorization/roleDefinitions"
     accessor = call["parameters"]["resource_name_1"]["operator"]["operands"]
     assert accessor["operand_1"] == "roles"
-    return str(parsed("app/rbac.bicep")["variables"]["roles"]["value"][accessor["operand_2"]])
+    return _role_ids(relative)[accessor["operand_2"]]
 
 
 def test_role_assignments_cover_what_the_code_does_and_nothing_broader():
     assigned: dict[str, set[str]] = {}
     for item in resources("app/rbac.bicep", "Microsoft.Authorization/roleAssignments").values():
         props = item["config"]["properties"]
-        role = _role_id(props["roleDefinitionId"])
-        assigned.setdefault(props["principalId"], set()).add(role)
-    app_roles = assigned["principalId"]  # the function app's managed identity
-    missing = {why for role, why in ROLES.items() if role not in app_roles}
+        assigned.setdefault(props["principalId"], set()).add(_role_id("app/rbac.bicep", props["roleDefinitionId"]))
+    missing = {why for role, why in ROLES.items() if role not in assigned["principalId"]}
     assert not missing, f"the app's identity lacks: {missing}"
     for principal, roles in assigned.items():
         broad = {TOO_BROAD[r] for r in roles if r in TOO_BROAD}
         assert not broad, f"{principal} gets {broad}"
+    assert assigned["workspacePrincipalId"] == {"2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"}, "Blob Data Reader only"
     principal = module_params("rbac")["principalId"]["operator"]["operands"]
     assert principal["operand_1"] == "identity" and "principalId" in json.dumps(principal["operand_2"])
 
 
-def test_flex_consumption_plan_python_and_scale_parameters():
+def test_the_deployers_role_takes_the_principal_type_azd_gives():
+    """Signed in as a service principal (CI), a hard-coded 'User' makes ARM answer UnmatchedPrincipalType."""
+    user = resources("app/rbac.bicep")["userBlobData"]["config"]["properties"]
+    assert user["principalType"] == "userPrincipalType"
+    given = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert "AZURE_PRINCIPAL_TYPE" in given["principalType"]["value"]
+    scope = main_scope({**EXAMPLE_ENV, "AZURE_PRINCIPAL_TYPE": "ServicePrincipal", "AZURE_PRINCIPAL_ID": "p"})
+    assert scope.module_params("rbac")["userPrincipalType"] == "ServicePrincipal"
+    for item in resources("app/rbac.bicep", "Microsoft.Authorization/roleAssignments").values():
+        assert item["config"]["properties"]["principalType"] in ("ServicePrincipal", "userPrincipalType")
+
+
+def test_the_site_is_written_after_its_roles_exist():
+    """Key Vault references and identity-based host storage resolve only once the roles are assigned."""
+    assert "rbac" in body(parsed("main.bicep")["modules"]["function"]).get("dependsOn", [])
+
+
+def test_flex_consumption_plan_python_and_checked_scale_parameters():
     (plan,) = resources("app/function.bicep", "Microsoft.Web/serverfarms").values()
     assert plan["config"]["sku"] == {"name": "FC1", "tier": "FlexConsumption"}
     (site,) = resources("app/function.bicep", "Microsoft.Web/sites").values()
     config = site["config"]["properties"]["functionAppConfig"]
     assert config["runtime"] == {"name": "python", "version": "3.11"}
-    assert config["scaleAndConcurrency"] == {"maximumInstanceCount": "maximumInstanceCount",
-                                             "instanceMemoryMB": "instanceMemoryMB"}
     assert config["deployment"]["storage"]["authentication"]["type"] == "UserAssignedIdentity"
     assert site["config"]["identity"]["type"] == "UserAssigned"
-    assert site["config"]["properties"]["keyVaultReferenceIdentity"] == "identityId"
-    main_params = parsed("main.bicep")["parameters"]
-    assert {"maximumInstanceCount", "instanceMemoryMB"} <= set(main_params)
+    assert "ftpsState" not in json.dumps(site["config"]), "deprecated on Flex Consumption"
+    params = parsed("main.bicep")["parameters"]
+    decorators = {d["type"]: d.get("argument") for d in params["maximumInstanceCount"]["decorators"]}
+    assert params["maximumInstanceCount"]["type"] == "int" and decorators.get("min_value") == 1
+    assert decorators.get("max_value") == 1000
+    assert azd_parameters({**EXAMPLE_ENV, "RETRAIN_MAX_INSTANCES": "250"})["maximumInstanceCount"] == 250
 
 
-def test_event_grid_topics_and_key_vault():
+def test_key_vault_purge_protection_is_an_option_never_written_false():
+    (vault,) = resources("app/keyvault.bicep", "Microsoft.KeyVault/vaults").values()
+    setting = vault["config"]["properties"]["enablePurgeProtection"]["operator"]
+    assert setting["type"] == "conditional" and setting["operands"]["false_value"] is None, (
+        "ARM refuses enablePurgeProtection: false; leave it out")
+    assert azd_parameters({**EXAMPLE_ENV, "AZURE_KEY_VAULT_PURGE_PROTECTION": "true"})["keyVaultPurgeProtection"]
+
+
+def test_endpoints_have_no_catch_all_default():
+    """The code's default is no endpoint: a file dropped at the top of training-data/ must not retrain everyone."""
+    assert "RETRAIN_ENDPOINTS" not in deployed_app_settings()
+    assert json.loads((INFRA / "main.parameters.json").read_text())["parameters"]["appSettings"]["value"][
+        "RETRAIN_ENDPOINTS"] == "${RETRAIN_ENDPOINTS=}"
+
+
+def test_event_grid_topics_key_vault_and_telemetry_sent_once():
     (system_topic,) = resources("app/events.bicep", "Microsoft.EventGrid/systemTopics").values()
     assert system_topic["config"]["properties"]["topicType"] == "Microsoft.Storage.StorageAccounts"
     (topic,) = resources("app/events.bicep", "Microsoft.EventGrid/topics").values()
@@ -168,6 +183,34 @@ def test_event_grid_topics_and_key_vault():
         assert {"type": "secure"} in kv_params[source]["decorators"], f"{source} must be @secure()"
     (insights,) = resources("app/monitoring.bicep", "Microsoft.Insights/components").values()
     assert insights["config"]["properties"]["DisableLocalAuth"] is True
+    host = json.loads((ROOT / "host.json").read_text())
+    deployed = deployed_app_settings()
+    assert host["telemetryMode"] == "OpenTelemetry" and deployed["PYTHON_ENABLE_OPENTELEMETRY"] == "true", (
+        "the worker exports and tells the host, which then stops forwarding the same logs")
+    assert "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY" not in deployed, "a second exporter in the worker"
+
+
+def test_azure_ml_workspace_role_topic_and_data_access():
+    main = main_scope()
+    params = main.module_params("azureml")
+    assert params["workspaceName"] == "ws-ml" and params["role"] == "builtin"
+    ml = body(parsed("main.bicep")["modules"]["azureml"])["scope"]["function"]
+    assert ml["type"] == "resource_group", "deployed in the workspace's resource group"
+    topic = resources("app/azureml.bicep", "Microsoft.EventGrid/systemTopics")["systemTopic"]["config"]
+    assert topic["properties"]["topicType"] == "Microsoft.MachineLearningServices.Workspaces"
+    assert parsed("app/azureml.bicep")["variables"]["dataScientist"]["value"] == DATA_SCIENTIST
+    actions = parsed("app/azureml.bicep")["variables"]["customActions"]["value"]
+    for needed in ("jobs/write", "jobs/read", "jobs/cancel/action", "models/write", "models/read",
+                   "onlineEndpoints/read", "onlineEndpoints/write", "onlineEndpoints/score/action",
+                   "onlineEndpoints/deployments/read", "onlineEndpoints/deployments/write",
+                   "onlineEndpoints/deployments/delete", "onlineEndpoints/deployments/getLogs/action"):
+        assert f"${{ml}}/{needed}" in actions, needed
+    assert not any(a.endswith(("/*", "listKeys/action")) or "onlineEndpoints/delete" in a for a in actions), (
+        "no wildcard, no key, never deletes an endpoint")
+    assert main.module_params("rbac")["workspacePrincipalId"] == "<workspace.identity.principalId>"
+    without = main_scope({k: v for k, v in EXAMPLE_ENV.items() if k != "AZURE_ML_WORKSPACE_ID"})
+    assert without.module_params("rbac")["workspacePrincipalId"] == ""
+    assert without.eval(parsed("main.bicep")["outputs"]["AZURE_ML_EVENTGRID_SYSTEM_TOPIC_ID"]["value"], {}) == ""
 
 
 def test_main_parameters_file_gives_every_parameter_without_a_default():
