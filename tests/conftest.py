@@ -16,7 +16,8 @@ import pytest
 from tools.localdev.azurite import PROJECT_ROOT, Azurite
 from tools.localdev.emulator import EmulatorProcess
 
-pytest_plugins = ["tests.support.harness"]  # the `harness` fixture (library wired to the shared emulator)
+# the `harness` fixture (library wired to the shared emulator), the Azure ML stand-in's (`aml_harness`)
+pytest_plugins = ["tests.support.harness", "tests.support.azureml"]
 RUNS_DIR = PROJECT_ROOT / ".test-runs"
 SUITE_LOG = RUNS_DIR / f"suite-{os.getpid()}.log"
 _known_secrets: set[str] = set()

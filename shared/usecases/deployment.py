@@ -218,9 +218,10 @@ class EndpointDeployer:
             outcome: Outcome = "Failed"
             reason = f"{MODEL_REFUSED}: {describe(exc)}"
         elif exc.transient:
-            outcome, reason = "Pending", f"PATCH did not get through ({describe(exc)}); it will be retried"
+            outcome, reason = "Pending", f"the model could not be put in service now ({describe(exc)}); it will be " \
+                                         "retried"
         else:
-            outcome, reason = "Failed", f"PATCH failed: {describe(exc)}"
+            outcome, reason = "Failed", f"the service did not take the model: {describe(exc)}"
         self.events.publish(EndpointUpdateFailed(subject=subject, run_id=dep.run_id, endpoint=dep.endpoint,
                                                  model=dep.model_path, reason=reason,
                                                  will_retry=outcome == "Pending"))

@@ -4,6 +4,7 @@ upload, the events a topic received)."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ import pytest
 from shared.ports.blobs import BlobStore
 from shared.ports.events import EventSink
 from shared.ports.ledger import Ledger
-from shared.ports.serving import ServingTarget
+from shared.ports.serving import ModelRef, ServingTarget
 from shared.ports.training import TrainingService
 from shared.records import BlobRef
 from tests.fakes.world import world
@@ -93,8 +94,9 @@ def sinks(kind: str, request: pytest.FixtureRequest) -> Iterator[Sinks]:
     h.clear_faults()
 
 
-@pytest.fixture
-def services(kind: str, request: pytest.FixtureRequest) -> Services:
+@pytest.fixture(params=["fake", "classic", "azureml"])
+def services(request: pytest.FixtureRequest) -> Services:
+    kind = str(request.param)
     if kind == "fake":
         w = world()
         target = w.settings.targets[0]
@@ -106,7 +108,36 @@ def services(kind: str, request: pytest.FixtureRequest) -> Services:
 
         return Services(w.app.services.training(target), w.app.services.serving(target),
                         lambda name: w.drop(name), fake_endpoint, lambda job_id: None)
-    h = request.getfixturevalue("harness")(RETRAIN_ENDPOINTS="")
+    if kind == "classic":
+        h = request.getfixturevalue("harness")(RETRAIN_ENDPOINTS="")
+        target = h.settings.targets[0]
+        return Services(h.app.services.training(target), h.app.services.serving(target),
+                        lambda name: h.upload_data(name, rows=300), lambda: h.new_endpoint("c"), h.wait_job)
+    h = request.getfixturevalue("aml_harness")()
     target = h.settings.targets[0]
-    return Services(h.app.services.training(target), h.app.services.serving(target),
-                    lambda name: h.upload_data(name, rows=300), lambda: h.new_endpoint("c"), h.wait_job)
+    training, serving = h.app.services.training(target), h.app.services.serving(target)
+
+    def wait_aml_job(job_id: str) -> None:
+        deadline = time.monotonic() + 60
+        while not training.state(job_id).ended:
+            assert time.monotonic() < deadline, f"job {job_id} did not end"
+            time.sleep(0.2)
+
+    def aml_endpoint() -> str:
+        """An endpoint serving a first model (a job trained once per session, deployed with all traffic)."""
+        name = f"c{uuid.uuid4().hex[:10]}"
+        serving.create_endpoint(name, {})
+        if "model" not in FIRST_MODEL:
+            job = training.submit(f"first{uuid.uuid4().hex[:8]}", h.upload_data("cfirst/data.csv", rows=300))
+            wait_aml_job(job.job_id)
+            FIRST_MODEL["model"] = ModelRef(job.model_path, job_id=job.job_id)
+        model = FIRST_MODEL["model"]
+        serving.put_in_service(name, model, lambda: None)
+        before = serving.observe(name, None)
+        assert serving.verify(name, model, None, before, lambda: None).ok
+        return name
+
+    return Services(training, serving, lambda name: h.upload_data(name, rows=300), aml_endpoint, wait_aml_job)
+
+
+FIRST_MODEL: dict[str, ModelRef] = {}  # the azureml endpoints' first model, trained once

@@ -58,3 +58,23 @@ def identity_settings(values: dict[str, str], azurite: Azurite, manifest: dict[s
 
 def local_settings_json(values: dict[str, str]) -> str:
     return json.dumps({"IsEncrypted": False, "Values": values}, indent=2)
+
+
+AZUREML_JOB = {"command": "python train.py --data ${{inputs.training_data}} --model ${{outputs.model}} "
+                          "--evaluation ${{outputs.evaluation}}",
+               "environmentId": "azureml:retrain-sklearn:1", "computeId": "cpu-cluster"}
+
+
+def azureml_settings(values: dict[str, str], manifest: dict[str, Any], ca_file: str,
+                     **target: Any) -> dict[str, str]:
+    """The app's settings with the Azure ML stand-in as its one target (kind azureml), reached with the local managed
+    identity over HTTPS (the stand-in's CA trusted), as the app reaches a real workspace."""
+
+    aml, identity = manifest["azureml"], manifest["identity"]
+    config = {"workspace_id": aml["workspace_id"], "arm_url": aml["arm_url"], "api_version": aml["api_version"],
+              "location": aml.get("location"), "job": AZUREML_JOB, "model_name": "retrained-census",
+              "deployment_timeout_minutes": 2, **target}
+    return {**values, "RETRAIN_TARGETS": json.dumps([{"name": "default", "kind": "azureml", "azureml": config,
+                                                      "endpoints": values.get("RETRAIN_ENDPOINTS") or ""}]),
+            "IDENTITY_ENDPOINT": identity["endpoint"], "IDENTITY_HEADER": identity["header"],
+            "AZURE_CLIENT_ID": identity["client_id"], "REQUESTS_CA_BUNDLE": ca_file}

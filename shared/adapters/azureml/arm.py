@@ -141,7 +141,7 @@ class Arm:
                 if time.monotonic() >= deadline:
                     raise AzureMLError(operation, None, "OperationTimeout", "the operation did not end within "
                                        f"{self.config.deployment_timeout_minutes:g} minutes; it goes on, and is "
-                                       "looked at again")
+                                       "looked at again", transient=True)
                 keepalive()
         except AzureError as exc:  # the operation failed: its status resource (or answer) holds ARM's error
             raise failed(operation, getattr(exc, "response", None), exc) from None

@@ -13,11 +13,12 @@ TRANSIENT = frozenset({408, 429, 500, 502, 503, 504})
 
 class AzureMLError(ServiceError):
     def __init__(self, operation: str, status: int | None, code: str, message: str, *,
-                 retry_after: float | None = None, input_refused: bool = False, unreachable: bool = False) -> None:
+                 retry_after: float | None = None, input_refused: bool = False, unreachable: bool = False,
+                 transient: bool = False) -> None:
         self.operation, self.status, self.code, self.message = operation, status, code, message
         self.retry_after, self.input_refused, self.unreachable = retry_after, input_refused, unreachable
         self.busy = status == 409 and code == "Conflict"  # another operation runs on the endpoint: wait and retry
-        self.transient = unreachable or status in TRANSIENT or self.busy
+        self.transient = transient or unreachable or status in TRANSIENT or self.busy
         super().__init__(f"{operation}: {self.describe()}")
 
     def describe(self) -> str:

@@ -180,7 +180,7 @@ class AzureMLServing(ServingTarget):
                 if smoke_row:
                     self.scoring.score(self.arm.get(f"/onlineEndpoints/{name}", f"get endpoint {name}"), smoke_row)
         except AzureMLError as exc:
-            return Verdict(f"the new deployment {new} did not serve: {exc.describe()}",
+            return Verdict(f"the deployment {new} of {model.path} did not serve: {exc.describe()}",
                            transient=exc.transient and not exc.input_refused)
         return Verdict()
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 import requests
@@ -14,22 +13,10 @@ from azure.core.exceptions import ResourceExistsError
 from azure.storage.blob import BlobServiceClient
 
 from tests.integration.azureml.arm import Arm
+from tests.support.azureml import FAST
 from tools.emulator.census import csv_text
 from tools.localdev.emulator import EmulatorProcess
 from tools.localdev.tls import LocalTls
-
-FAST = ["--azureml-time", "deployment_create=0.4", "--azureml-time", "deployment_update=0.3",
-        "--azureml-time", "endpoint_create=0.2", "--azureml-time", "endpoint_update=0.2"]
-
-
-@pytest.fixture(scope="session")
-def aml_tls(run_dir: Path) -> LocalTls:
-    return LocalTls.make(run_dir / "azureml-tls")
-
-
-@pytest.fixture(scope="session")
-def aml_emulator(start_emulator: Callable[..., EmulatorProcess], aml_tls: LocalTls) -> EmulatorProcess:
-    return start_emulator("--tls-cert", str(aml_tls.cert), "--tls-key", str(aml_tls.key), *FAST)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,150 @@
+"""The retraining story on Azure ML (issue 19), through the unchanged use cases and the azureml adapters against
+the Azure ML stand-in: data -> a command job -> the gate -> a new deployment with no traffic, smoke-scored, given
+traffic in steps -> the old one kept for a rollback that is a traffic switch. And what goes wrong: a model that
+cannot load, a deployment stuck Creating, a busy endpoint, a quota refusal, a traffic update failing half-way -
+each ends with the endpoint serving the right model with all traffic on a verified deployment, and no orphan."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from typing import Any
+
+import requests
+
+from shared.records import BlobRef
+
+
+def endpoint(h: Any) -> str:
+    name = f"t{uuid.uuid4().hex[:10]}"
+    h.app.operations.add_endpoint(name, "azureml flow test")
+    return name
+
+
+def trained(h: Any, tenant: str, seed: int = 1) -> Any:
+    """A run whose job has ended (Training until its event or reconcile moves it on)."""
+    run = h.app.intake.accept(h.upload_data(f"{tenant}/data-{seed}.csv", rows=1500, seed=seed, drift=0.6))
+    assert run is not None and run.status == "Training" and run.job_id, run
+    training = h.app.services.training(h.settings.targets[0])
+    deadline = time.monotonic() + 60
+    while not training.state(run.job_id).ended:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    return run
+
+
+def deployments(h: Any, name: str) -> dict[str, int]:
+    """The endpoint's deployments with their traffic, as the service shows them."""
+    info = h.app.services.serving(h.settings.targets[0]).endpoint(name)
+    return {d["name"]: d["traffic"] for d in info.details["deployments"]}
+
+
+def serving(h: Any, name: str) -> str | None:
+    info = h.app.services.serving(h.settings.targets[0]).endpoint(name)
+    return None if info is None else str(info.model_path) if info.model_path else None
+
+
+def aml_admin(h: Any, method: str, path: str, **body: Any) -> Any:
+    url = h.manifest["azureml"]["admin_url"] + path
+    answer = requests.request(method, url, json=body or None, timeout=10, verify=os.environ["REQUESTS_CA_BUNDLE"])
+    assert answer.status_code < 300, answer.text
+    return answer.json() if answer.content else None
+
+
+def test_data_to_a_job_to_a_verified_deployment_with_all_traffic_and_the_events(aml_harness):
+    h = aml_harness()
+    name = endpoint(h)
+    assert serving(h, name) is None  # a new endpoint serves nothing yet
+    run = trained(h, name)
+    result = h.app.promotion.on_job_event(run.job_id, "Completed")  # the workspace's RunCompleted event
+    assert result is not None and result.status == "Done", result
+    assert [e.outcome for e in result.endpoints] == ["Deployed"]
+    stored = h.app.ledger.get_run(run.id)
+    assert stored.status == "Deployed" and stored.metrics["AUC"] > 0.7 and stored.model_path == f"models/{run.id}/model"
+    assert serving(h, name) == stored.model_path and list(deployments(h, name).values()) == [100]
+    types = {e["type"] for e in h.events() if e["data"].get("runId") == run.id}
+    assert {"Retrain.TrainingDataAccepted", "Retrain.JobSubmitted", "Retrain.JobFinished",
+            "Retrain.EndpointUpdated"} <= types
+    assert h.app.promotion.on_job_event(run.job_id, "Completed").status == "Done"  # redelivered: nothing new
+    assert len(deployments(h, name)) == 1
+
+
+def test_a_second_model_gets_its_own_deployment_and_a_rollback_is_a_traffic_switch(aml_harness):
+    h = aml_harness()
+    name = endpoint(h)
+    first, second = trained(h, name, 1), trained(h, name, 2)
+    h.app.promotion.on_job_event(first.job_id, "Completed")
+    h.app.promotion.on_job_event(second.job_id, "Completed")
+    live = deployments(h, name)
+    assert sorted(live.values()) == [0, 100] and serving(h, name) == f"models/{second.id}/model"
+    started = time.monotonic()
+    result = h.app.operations.rollback(None, name)
+    assert result.outcome == "Deployed", result
+    assert serving(h, name) == f"models/{first.id}/model" and deployments(h, name).keys() == live.keys()
+    assert time.monotonic() - started < 20  # a traffic switch, no new deployment
+
+
+def test_a_model_that_cannot_load_is_rolled_back_its_deployment_deleted_and_the_reason_kept(aml_harness):
+    h = aml_harness()
+    name = endpoint(h)
+    good = trained(h, name, 1)
+    h.app.promotion.on_job_event(good.job_id, "Completed")
+    bad = trained(h, name, 2)
+    h.put(BlobRef("models", f"{bad.id}/model/model.json"), b'{"format": "not a model"}')  # it cannot load
+    result = h.app.promotion.on_job_event(bad.job_id, "Completed")
+    assert [e.outcome for e in result.endpoints] == ["Failed"], result
+    reason = h.app.ledger.get_run(bad.id).error
+    assert "ResourceNotReady" in reason and "logs" in reason
+    assert serving(h, name) == f"models/{good.id}/model" and list(deployments(h, name).values()) == [100]
+
+
+def test_a_deployment_stuck_creating_past_its_deadline_is_not_left_live(aml_harness):
+    h = aml_harness(azureml={"deployment_timeout_minutes": 0.05})  # 3 s
+    name = endpoint(h)
+    good = trained(h, name, 1)
+    h.app.promotion.on_job_event(good.job_id, "Completed")
+    stuck = trained(h, name, 3)
+    aml_admin(h, "POST", "/deployment-faults", endpoint=name, stuck_seconds=8, count=1)
+    try:
+        result = h.app.promotion.on_job_event(stuck.job_id, "Completed")
+    finally:
+        aml_admin(h, "DELETE", "/deployment-faults")
+    assert [e.outcome for e in result.endpoints] == ["Pending"], result  # unproven: tried again later
+    assert serving(h, name) == f"models/{good.id}/model"
+    assert deployments(h, name)[max(deployments(h, name), key=lambda d: deployments(h, name)[d])] == 100
+    time.sleep(6)  # the stuck operation ends; reconcile (or a redelivery) finishes the deployment
+    h.app.reconciler.reconcile()
+    assert h.app.ledger.get_run(stuck.id).status == "Deployed"
+    assert serving(h, name) == f"models/{stuck.id}/model" and sorted(deployments(h, name).values()) == [0, 100]
+
+
+def test_a_quota_refusal_is_final_with_its_reason_and_leaves_no_deployment(aml_harness):
+    h = aml_harness(azureml={"instance_count": 50})  # over the stand-in's instance quota
+    name = endpoint(h)
+    run = trained(h, name)
+    result = h.app.promotion.on_job_event(run.job_id, "Completed")
+    assert [e.outcome for e in result.endpoints] == ["Failed"], result
+    assert "OutOfQuota" in (h.app.ledger.get_run(run.id).error or "")
+    assert deployments(h, name) == {}
+
+
+def test_a_traffic_update_failing_half_way_puts_the_traffic_back(aml_harness):
+    h = aml_harness()
+    name = endpoint(h)
+    good = trained(h, name, 1)
+    h.app.promotion.on_job_event(good.job_id, "Completed")
+    other = trained(h, name, 2)
+    # the first traffic step (10 %) goes through; the next PUT of the endpoint fails for good
+    h.fault(route="azureml.put_endpoint", status=400, skip=1, count=1)
+    result = h.app.promotion.on_job_event(other.job_id, "Completed")
+    h.clear_faults()
+    assert [e.outcome for e in result.endpoints] == ["RolledBack"], result
+    assert serving(h, name) == f"models/{good.id}/model" and list(deployments(h, name).values()) == [100]
+
+
+def test_no_key_or_connection_string_reaches_azure_ml(aml_harness):
+    h = aml_harness()
+    target = h.settings.targets[0]
+    assert target.kind == "azureml" and target.management_key is None and target.bes_key is None
+    assert "AccountKey" not in str(target.azureml) and "key" not in str(target.azureml.job).lower()
