@@ -57,3 +57,32 @@ def test_the_checker_catches_a_planted_mistake(relative, old, new, expected):
     assert not check_file(parsed(relative), relative), "the real template is clean"
     problems = planted(relative, old, new)
     assert any(expected in p for p in problems), problems
+
+
+def test_the_postdeploy_hooks_subscription_bodies_match_the_published_type():
+    """What scripts/postdeploy.py PUTs (not a template: a request body) checked the same way, at its api-version."""
+    import sys
+
+    from tests.infra.bicep import ROOT
+    from tests.infra.typecheck import Checker, _type_files
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import postdeploy
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    types, body_ref = _type_files()[f"microsoft.eventgrid/systemtopics/eventsubscriptions@{postdeploy.EVENTGRID_API}"]
+    env = {"AZURE_STORAGE_ACCOUNT_ID": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/"
+                                       "storageAccounts/st", "EVENTGRID_DEADLETTER_CONTAINER": "eventgrid-deadletter"}
+    bodies = {"blob": postdeploy.blob_subscription(env, "app.azurewebsites.net", "model_landed",
+                                                   "models/{name}.ilearner", "k+/="),
+              "azureml": postdeploy.azureml_subscription("app.azurewebsites.net", "k+/=")}
+    for label, sent in bodies.items():
+        checker = Checker({}, f"postdeploy {label}")
+        checker.check(types, body_ref, {"name": "blob-x", **sent}, "body")
+        assert not checker.problems, "\n".join(map(str, checker.problems))
+    planted = postdeploy.blob_subscription(env, "h", "f", "models/{name}", "k")
+    planted["properties"]["filter"]["subjectBeginWith"] = planted["properties"]["filter"].pop("subjectBeginsWith")
+    checker = Checker({}, "planted")
+    checker.check(types, body_ref, {"name": "x", **planted}, "body")
+    assert any("subjectBeginWith: unknown property" in str(p) for p in checker.problems), checker.problems
