@@ -29,7 +29,7 @@ def test_the_workers_own_distro_is_not_configured_twice(monkeypatch):
 
     tracer, logger = Provider(), Provider()
     monkeypatch.setattr(telemetry, "_configured", False)
-    monkeypatch.setattr(telemetry.logs, "install", lambda: None)
+    monkeypatch.setattr("shared.logs.install", lambda: None)
     monkeypatch.setattr(trace, "get_tracer_provider", lambda: tracer)
     monkeypatch.setattr(_logs, "get_logger_provider", lambda: logger)
     monkeypatch.setattr(distro, "configure_azure_monitor",
@@ -46,7 +46,7 @@ def test_without_the_worker_distro_the_app_configures_its_exporter(monkeypatch):
 
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(telemetry, "_configured", False)
-    monkeypatch.setattr(telemetry.logs, "install", lambda: None)
+    monkeypatch.setattr("shared.logs.install", lambda: None)
     monkeypatch.setattr(distro, "configure_azure_monitor", lambda **kw: calls.append(kw))
     env = {"APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=00000000-0000-0000-0000-000000000000",
            "PYTHON_ENABLE_OPENTELEMETRY": "true"}
