@@ -22,7 +22,8 @@ RUN_STATUSES: tuple[RunStatus, ...] = ("Accepted", "Rejected", "Submitted", "Tra
                                       "Failed", "Superseded", "Cancelled")
 Outcome = Literal["Pending", "Deployed", "Superseded", "Rejected", "Failed", "RolledBack", "Created", "Skipped",
                   "Refused"]
-Operation = Literal["promote", "patch", "rollback", "create"]
+Operation = Literal["promote", "patch", "rollback", "create", "adopt"]
+ADOPTED = "adopted"  # the attempt id of an endpoint's baseline: what it served when the app first met it
 
 
 def _from_json_text(value: object) -> object:

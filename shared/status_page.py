@@ -28,6 +28,7 @@ class EndpointStatus:
     since: str | None
     run_id: str | None
     history: list[Deployment] = field(default_factory=list)  # newest first
+    deployments: list[dict[str, Any]] = field(default_factory=list)  # a service's deployments (Azure ML)
 
 
 @dataclass
@@ -97,10 +98,21 @@ def chart(history: list[Deployment], metric: str, width: int = 300, height: int 
             f'xmlns="http://www.w3.org/2000/svg">{title}{axis}{path}{"".join(marks)}</svg>')
 
 
+def _deployments(endpoint: EndpointStatus) -> str:
+    """An Azure ML endpoint's deployments: traffic and the model each serves."""
+    if not endpoint.deployments:
+        return ""
+    rows = "".join(f"<li>{escape(str(d.get('name')))}: {escape(str(d.get('traffic', 0)))} % - "
+                   f"{escape(str(d.get('modelPath') or d.get('model') or '?'))} "
+                   f"({escape(str(d.get('provisioningState') or '?'))})</li>" for d in endpoint.deployments)
+    return f'<ul class="deployments">{rows}</ul>'
+
+
 def render(snapshot: StatusSnapshot) -> str:
     legend = "".join(f'<span style="color:{c}">&#9632; {escape(label)}</span> ' for _, c, label in MARKS.values())
     endpoint_rows = "".join(
-        f"<tr><td>{escape(e.target)}/{escape(e.name)}</td><td class=\"model\">{escape(e.serving or '-')}</td>"
+        f"<tr><td>{escape(e.target)}/{escape(e.name)}</td><td class=\"model\">{escape(e.serving or '-')}"
+        f"{_deployments(e)}</td>"
         f"{_cell(e.since)}{_cell(e.run_id[:12] if e.run_id else None)}"
         f"<td>{chart(e.history, snapshot.metric)}</td></tr>" for e in snapshot.endpoints)
     run_rows = "".join(

@@ -22,8 +22,18 @@ from shared.gate import Gate
 from shared.ports.events import EventSink
 from shared.ports.ledger import LeasedAttempt, Ledger
 from shared.ports.services import Services
-from shared.ports.serving import ModelRef
-from shared.records import Current, Deployment, EndpointResult, Operation, Outcome, Run, new_operation_id, now_iso
+from shared.ports.serving import EndpointInfo, ModelRef
+from shared.records import (
+    ADOPTED,
+    Current,
+    Deployment,
+    EndpointResult,
+    Operation,
+    Outcome,
+    Run,
+    new_operation_id,
+    now_iso,
+)
 from shared.settings import Settings, Target
 
 log = logging.getLogger("shared.usecases.deployment")
@@ -187,6 +197,8 @@ class EndpointDeployer:
         row = self.smoke_row(target, run)
         try:
             before = serving.observe(endpoint, row)
+            if cur.deployment_id is None and before.endpoint.model_path:
+                self.adopt(target, before.endpoint, cur)
             serving.put_in_service(endpoint, model, lambda: self.renew_lease(cur))
         except ServiceError as exc:
             return self._put_failed(subject, dep, exc)
@@ -211,6 +223,18 @@ class EndpointDeployer:
                                             metrics=dep.metrics, operation=dep.operation,
                                             deployment_id=dep.id))
         return "Deployed", None
+
+    def adopt(self, target: Target, found: EndpointInfo, cur: Current) -> Deployment:
+        """Record what an endpoint the app did not create serves as its baseline ("adopted"), before the app first
+        changes it, so a rollback can return to it; `cur` (held under the endpoint's lease) points at it."""
+        baseline = Deployment(id=ADOPTED, target=target.name, endpoint=found.name, operation="adopt",
+                              outcome="Created", model_base=found.model_base, model_path=found.model_path,
+                              trigger="adopt", reason="served before the app managed the endpoint",
+                              created_at="1970-01-01T00:00:00.000Z")  # older than anything the app did there
+        stored, _ = self.ledger.add_deployment(baseline)
+        cur.serve(stored)
+        log.info("adopted endpoint %s serving %s", found.name, found.model_path)
+        return stored
 
     def _put_failed(self, subject: str, dep: Deployment, exc: ServiceError) -> tuple[Outcome, str]:
         """A model the service refused (the model's fault: final) or a call that did not get through (retried)."""

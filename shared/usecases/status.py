@@ -40,7 +40,8 @@ class StatusPage:
                 cur = self.ledger.current(target.name, ep.name)
                 since = next((d.created_at for d in history if cur and d.id == cur.deployment_id), None)
                 endpoints.append(EndpointStatus(target.name, ep.name, ep.model_path, since,
-                                                cur.run_id if cur else None, history))
+                                                cur.run_id if cur else None, history,
+                                                list(ep.details.get("deployments") or [])))
         return StatusSnapshot(self.settings.gate.primary, endpoints, count, self.ledger.list_runs(limit=MAX_RUNS),
                               self.ledger.list_runs(("AwaitingApproval",), limit=MAX_RUNS), self._rejected(),
                               self.settings.gate.metrics)

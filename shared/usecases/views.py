@@ -44,6 +44,7 @@ class Views:
         return {
             "name": ep.name, "target": target.name, "kind": target.kind, **ep.details,
             "isDefault": ep.name == serving.protected_endpoint(),
+            "managed": bool(cur and cur.deployment_id),  # False: not adopted yet (the app never changed it)
             "model": {"baseLocation": ep.model_base, "relativeLocation": ep.model_path},
             "current": cur.model_dump(by_alias=True, exclude={"lease_owner", "lease_until"}) if cur else None,
             "history": [d.model_dump(by_alias=True) for d in self.ledger.history(target.name, name)],
@@ -58,6 +59,7 @@ class Views:
             for ep in serving.endpoints():
                 cur = self.ledger.current(target.name, ep.name)
                 out.append({"name": ep.name, "target": target.name, "isDefault": ep.name == default,
+                            "managed": bool(cur and cur.deployment_id),
                             "model": ep.model_path,
                             "deploymentId": cur.deployment_id if cur else None,
                             "runId": cur.run_id if cur else None})

@@ -122,8 +122,21 @@ class AzureMLServing(ServingTarget):
                  "deployments": sorted(d["name"] for d in deployments)}
         return Observed(self.info(endpoint, deployments), None, state)
 
+    def _deployment_for(self, name: str, model: ModelRef) -> str:
+        """The endpoint's deployment that serves `model` (a model from the app's storage, or a registered version's
+        id - an adopted endpoint's first model), else the name a new deployment of it gets."""
+        for d in self._deployments(name):
+            props = d.get("properties") or {}
+            if props.get("provisioningState") == "Succeeded" and model.path in (props.get("model"),
+                                                                                self._path_of(props.get("model"))):
+                return str(d["name"])
+        return deployment_name(model)
+
     def _register(self, model: ModelRef) -> str:
-        """The model's version id, registered once (from the app's storage, where its job wrote it)."""
+        """The model's version id, registered once (from the app's storage, where its job wrote it); a registered
+        version's id is used as it is."""
+        if model.path.lower().startswith("/subscriptions/"):
+            return model.path
         version = model_version(model)
         path = f"/models/{self.config.model_name}/versions/{version}"
         found = self.arm.find(path, f"get model {self.config.model_name}:{version}")
@@ -137,7 +150,7 @@ class AzureMLServing(ServingTarget):
 
     def put_in_service(self, name: str, model: ModelRef, keepalive: Keepalive = lambda: None) -> None:
         """A deployment of the model with no traffic, Succeeded (or an AzureMLError saying why not)."""
-        deployment = deployment_name(model)
+        deployment = self._deployment_for(name, model)
         path = f"/onlineEndpoints/{name}/deployments/{deployment}"
         found = self.arm.find(path, f"get deployment {deployment}")
         state = ((found or {}).get("properties") or {}).get("provisioningState")
@@ -166,7 +179,7 @@ class AzureMLServing(ServingTarget):
                keepalive: Keepalive) -> Verdict:
         """Score the new deployment directly, mirror to it (when configured), then give it traffic step by step,
         scoring the endpoint at each; the first failure ends it (the caller restores what served)."""
-        new = deployment_name(model)
+        new = self._deployment_for(name, model)
         try:
             endpoint = self.arm.get(f"/onlineEndpoints/{name}", f"get endpoint {name}")
             if smoke_row:

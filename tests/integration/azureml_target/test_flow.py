@@ -83,6 +83,10 @@ def test_a_second_model_gets_its_own_deployment_and_a_rollback_is_a_traffic_swit
     assert result.outcome == "Deployed", result
     assert serving(h, name) == f"models/{first.id}/model" and deployments(h, name).keys() == live.keys()
     assert time.monotonic() - started < 20  # a traffic switch, no new deployment
+    page = h.app.status.html()  # the status page shows the deployments, their traffic and models
+    for deployment, share in deployments(h, name).items():
+        assert f"{deployment}: {share} %" in page
+    assert f"models/{first.id}/model" in page and f"models/{second.id}/model" in page
 
 
 def test_a_model_that_cannot_load_is_rolled_back_its_deployment_deleted_and_the_reason_kept(aml_harness):
