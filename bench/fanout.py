@@ -21,15 +21,16 @@ import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import requests
 
 from bench.common import CallCounter, PeakRss, library, trained_model
+from shared.adapters.classic.models import ResourceLocation
 from shared.composition import Retraining
-from shared.records import Run
+from shared.ports.blobs import SasPurpose
+from shared.records import BlobRef, Run
 from tools.localdev.azurite import Azurite
 from tools.localdev.emulator import EmulatorProcess
 
@@ -52,10 +53,16 @@ def naive(app: Retraining, endpoints: list[str], model_path: str) -> float:
     target = app.settings.targets[0]
     mgmt = app.studio.management(target)
     started = time.perf_counter()
-    location = app.storage.minter.location(model_path, timedelta(hours=1))
+    location = serve_location(app, model_path)
     for name in endpoints:
-        one_by_one(app, mgmt, target.resource_name, name, location)
+        one_by_one(app, mgmt, str(target.resource_name), name, location)
     return time.perf_counter() - started
+
+
+def serve_location(app: Retraining, model_path: str) -> ResourceLocation:
+    """The PATCH location of a model with a fresh read grant, as the app's classic adapter makes it."""
+    grant = app.storage.grant(BlobRef.parse(model_path), SasPurpose.SERVE_MODEL)
+    return ResourceLocation(BaseLocation=grant.base, RelativeLocation=grant.path, SasBlobToken=grant.token)
 
 
 def one_by_one(app: Retraining, mgmt: Any, resource: str, name: str, location: Any) -> None:
@@ -71,10 +78,10 @@ def studio_only(app: Retraining, endpoints: list[str], model_path: str, concurre
     """The same Studio calls at the same concurrency, with no ledger, no verification logic: this machine's floor."""
     target = app.settings.targets[0]
     mgmt = app.studio.management(target)
-    location = app.storage.minter.location(model_path, timedelta(hours=1))
+    location = serve_location(app, model_path)
 
     def one(name: str) -> None:
-        one_by_one(app, mgmt, target.resource_name, name, location)
+        one_by_one(app, mgmt, str(target.resource_name), name, location)
 
     started = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
@@ -138,7 +145,7 @@ def check(app: Retraining, admin: str, endpoints: list[str], model_path: str, ru
     target = app.settings.targets[0]
     mgmt = app.studio.management(target)
     with ThreadPoolExecutor(16) as pool:
-        serving = list(pool.map(lambda n: mgmt.get_endpoint(n).model_path(target.resource_name), endpoints))
+        serving = list(pool.map(lambda n: mgmt.get_endpoint(n).model_path(str(target.resource_name)), endpoints))
     currents = app.ledger.currents(target.name)
     events = requests.get(f"{admin}/eventgrid/topics/retrain/events", timeout=60).json()
     updated = {e["event"]["data"]["endpoint"] for e in events if e["event"]["type"] == "Retrain.EndpointUpdated"

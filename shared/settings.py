@@ -170,6 +170,9 @@ class Settings(BaseSettings):
                 raise ValueError(f"RETRAIN_BES_URL is required (target '{target.name}' names no bes_url)")
             if not (target.bes_key or self.bes_key):
                 raise ValueError(f"RETRAIN_BES_KEY is required (target '{target.name}' names no bes_key)")
+            if not (target.management_key or self.management_key):
+                raise ValueError(f"RETRAIN_MANAGEMENT_KEY is required (target '{target.name}' names no "
+                                 "management_key)")
         names = [t.name for t in self.targets]
         if len(set(names)) != len(names):
             raise ValueError("RETRAIN_TARGETS: target names must be unique")
@@ -198,6 +201,12 @@ class Settings(BaseSettings):
             if target.name == name:
                 return target
         raise KeyError(name)
+
+    def management_key_for(self, target: Target) -> SecretStr:
+        """A classic target's management key: its own, else RETRAIN_MANAGEMENT_KEY (kept in Key Vault)."""
+        key = target.management_key or self.management_key
+        assert key is not None
+        return key
 
     def bes_for(self, target: Target) -> tuple[str, SecretStr]:
         url, key = target.bes_url or self.bes_url, target.bes_key or self.bes_key

@@ -108,7 +108,7 @@ class Target(BaseModel):
     @model_validator(mode="after")
     def _classic_complete(self) -> Target:
         if self.kind == "classic":
-            missing = [n for n in ("management_url", "management_key", "resource_name") if not getattr(self, n)]
+            missing = [n for n in ("management_url", "resource_name") if not getattr(self, n)]
             if missing:
                 raise ValueError(f"target '{self.name}' (kind classic) needs {', '.join(missing)}")
         if self.kind == "azureml" and self.azureml is None:

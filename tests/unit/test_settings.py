@@ -89,3 +89,23 @@ def test_development_storage_gives_the_account_key_and_jobs_get_blob_scoped_gran
         assert timedelta(minutes=85) < expiry - datetime.now(UTC) <= timedelta(minutes=90)  # deadline + 1 h
     assert parse_qs(read.token.lstrip("?"))["sp"] == ["r"]
     assert parse_qs(write.token.lstrip("?"))["sp"] == ["cw"]
+
+
+def test_a_classic_target_in_retrain_targets_takes_the_app_wide_management_key_when_it_names_none():
+    """Multi-target classic settings can keep the key in Key Vault (RETRAIN_MANAGEMENT_KEY), not in the JSON."""
+    import json
+
+    import pytest
+
+    from shared.settings import SettingsError, load_settings
+
+    target = {"name": "t", "management_url": "http://127.0.0.1:1/workspaces/w/webservices/s", "resource_name": "r"}
+    env = {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "RETRAIN_BES_URL": "http://127.0.0.1:1/w/s",
+           "RETRAIN_BES_KEY": "k" * 10, "RETRAIN_TARGETS": json.dumps([target])}
+    with pytest.raises(SettingsError, match="RETRAIN_MANAGEMENT_KEY is required"):
+        load_settings(env)
+    settings = load_settings({**env, "RETRAIN_MANAGEMENT_KEY": "app-wide-key"})
+    assert settings.management_key_for(settings.targets[0]).get_secret_value() == "app-wide-key"
+    own = load_settings({**env, "RETRAIN_MANAGEMENT_KEY": "app-wide-key",
+                         "RETRAIN_TARGETS": json.dumps([{**target, "management_key": "its-own"}])})
+    assert own.management_key_for(own.targets[0]).get_secret_value() == "its-own"

@@ -40,8 +40,9 @@ class StudioClients:
         self._default_endpoints: dict[str, str] = {}
 
     def management(self, target: Target) -> ManagementClient:
-        assert target.management_url and target.management_key, "a classic target names its management API"
-        return ManagementClient(self.http, target.management_url, target.management_key.get_secret_value())
+        assert target.management_url, "a classic target names its management API"
+        return ManagementClient(self.http, target.management_url,
+                                self.settings.management_key_for(target).get_secret_value())
 
     def bes(self, target: Target) -> BesClient:
         url, key = self.settings.bes_for(target)

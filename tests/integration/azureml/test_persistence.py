@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 
 from tests.integration.azureml.arm import Arm
-from tests.integration.azureml.conftest import FAST, census_csv_url, census_rows
+from tests.integration.azureml.conftest import census_csv_url, census_rows
+from tests.support.azureml import FAST
 
 
 def test_state_survives_a_restart(start_emulator, run_dir):
