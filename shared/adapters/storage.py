@@ -23,7 +23,7 @@ from azure.storage.blob import BlobProperties, BlobServiceClient, ContentSetting
 from shared.adapters.sas import SasMinter, SasPolicy
 from shared.adapters.transport import pooled_transport, sdk_retries
 from shared.errors import AlreadyExists, NotFound, Stale
-from shared.ports.blobs import BlobInfo, BlobStore, Grant, SasPurpose
+from shared.ports.blobs import BlobInfo, BlobStore, Grant, SasPurpose, decode_metadata, encode_metadata
 from shared.records import BlobRef
 from shared.settings import Settings
 
@@ -48,7 +48,7 @@ def translated(call: Callable[[], T], what: str) -> T:
 
 def blob_info(props: BlobProperties) -> BlobInfo:
     return BlobInfo(str(props.name), str(props.etag), int(props.size or 0), props.last_modified,
-                    dict(props.metadata or {}))
+                    decode_metadata(props.metadata))
 
 
 def prefetched(source: Iterator[bytes], depth: int) -> Iterator[bytes]:
@@ -166,8 +166,9 @@ class Storage(BlobStore):
         digest = hashlib.md5(data, usedforsecurity=False).digest()
         client = self.blob.get_blob_client(ref.container, ref.name)
         try:
-            client.upload_blob(data, overwrite=False, metadata=metadata, content_settings=ContentSettings(
-                content_type=content_type, content_md5=bytearray(digest)))
+            client.upload_blob(data, overwrite=False, metadata=encode_metadata(metadata),
+                               content_settings=ContentSettings(content_type=content_type,
+                                                                content_md5=bytearray(digest)))
             return True
         except ResourceExistsError:
             existing = client.get_blob_properties().content_settings.content_md5
@@ -222,7 +223,8 @@ class Storage(BlobStore):
         for target in self._rejected_names(ref, version):
             dest = self.blob.get_blob_client(target.container, target.name)
             try:
-                copy = dest.start_copy_from_url(url, metadata={"sourceetag": version, "source": ref.path},
+                copy = dest.start_copy_from_url(url, metadata=encode_metadata({"sourceetag": version,
+                                                                               "source": ref.path}),
                                                 match_condition=MatchConditions.IfMissing)
             except ResourceExistsError:
                 if dest.get_blob_properties().metadata.get("sourceetag") == version:

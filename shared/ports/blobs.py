@@ -4,13 +4,28 @@ rejected/ with its reason, and the one SAS policy (what each grant is for, and f
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 from typing import Any
+from urllib.parse import quote, unquote
 
 from shared.records import BlobRef
+
+# Metadata values travel as HTTP headers (x-ms-meta-*), which must be ASCII: every value the app writes is
+# percent-encoded (non-ASCII, control characters and '%' itself) and decoded where read, so any blob name can be
+# put into metadata. Both implementations of the port do this.
+_METADATA_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
+
+
+def encode_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
+    return {key: quote(value, safe=_METADATA_SAFE) for key, value in (metadata or {}).items()}
+
+
+def decode_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
+    return {key: unquote(value) for key, value in (metadata or {}).items()}
+
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from urllib.parse import parse_qs
 
@@ -95,3 +96,22 @@ def test_an_evaluation_is_read_as_metrics_and_a_missing_gated_metric_is_refused(
     assert stores.store.read_evaluation(ref) == {"AUC": 0.9, "Accuracy": 0.8}
     with pytest.raises(DataRejected, match="'Recall'"):
         stores.store.read_evaluation(ref, ("AUC", "Recall"))
+
+
+def test_any_valid_blob_name_is_rejected_aside_with_its_reason_and_listed(stores: Stores):
+    """A name that is not ASCII (metadata values must be): moved aside, its reason beside it, listed by name."""
+    ref = BlobRef(stores.container, f"contract-{uuid.uuid4().hex[:10]}/été-データ-bad.csv")
+    stores.put(ref, b"bad")
+    moved = stores.store.reject(ref, {"code": "Bad", "message": "not ascii"})
+    assert not stores.store.exists(ref) and stores.store.read_bytes(moved) == b"bad"
+    assert moved.name == f"{ref.container}/{ref.name}"
+    reason = json.loads(stores.store.read_bytes(BlobRef(moved.container, moved.name + ".reason.json")))
+    assert reason["source"] == ref.path and reason["code"] == "Bad"
+    assert stores.store.reject(ref, {"code": "Bad"}) == moved  # a retry finds it
+    stores.put(ref, b"bad again")
+    again = stores.store.reject(ref, {"code": "Bad"})
+    assert again != moved and stores.store.read_bytes(again) == b"bad again"
+    upload = BlobRef(stores.container, f"contract-{uuid.uuid4().hex[:10]}/ünïcode.csv")
+    assert stores.store.create(upload, b"x\n", "text/csv", {"note": "été データ 100%"}) is True
+    assert stores.store.info(upload).metadata == {"note": "été データ 100%"}
+

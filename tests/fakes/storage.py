@@ -1,5 +1,7 @@
 """`BlobStore` in memory: versions with etags, create-only writes, rejected/ with versioned names and reason files,
-SAS grants that say what they grant (no signature: nothing here checks one)."""
+SAS grants that say what they grant (no signature: nothing here checks one). Metadata is held as the service holds
+it (ASCII only: a value that is not is refused, as an HTTP header would be), encoded and decoded as the adapter
+does."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.errors import AlreadyExists, NotFound, Stale
-from shared.ports.blobs import BlobInfo, BlobStore, Grant, SasPurpose
+from shared.ports.blobs import BlobInfo, BlobStore, Grant, SasPurpose, decode_metadata, encode_metadata
 from shared.records import BlobRef
 
 BASE = "https://fake.blob.core.windows.net/"
@@ -50,7 +52,10 @@ class FakeBlobStore(BlobStore):
 
     # ---- what tests use to arrange ------------------------------------------------------------------------
     def put(self, ref: BlobRef, data: bytes, metadata: dict[str, str] | None = None) -> BlobInfo:
-        """Write as a user does: whatever was there is replaced (a new version)."""
+        """Write as a user does: whatever was there is replaced (a new version). Metadata as sent on the wire:
+        a value that is not ASCII is refused, as the SDK refuses the header."""
+        for value in (metadata or {}).values():
+            value.encode("ascii")  # UnicodeEncodeError, as http.client raises for the x-ms-meta-* header
         with self._lock:
             self.blobs[(ref.container, ref.name)] = Blob(data, f'"0x{next(self._etags):08X}"', self.clock.now,
                                                          dict(metadata or {}))
@@ -73,7 +78,7 @@ class FakeBlobStore(BlobStore):
     def info(self, ref: BlobRef) -> BlobInfo:
         with self._lock:
             blob = self._get(ref)
-            return BlobInfo(ref.name, blob.etag, len(blob.data), blob.last_modified, dict(blob.metadata))
+            return BlobInfo(ref.name, blob.etag, len(blob.data), blob.last_modified, decode_metadata(blob.metadata))
 
     def exists(self, ref: BlobRef) -> bool:
         return (ref.container, ref.name) in self.blobs
@@ -104,7 +109,7 @@ class FakeBlobStore(BlobStore):
                 if existing.data == data:
                     return False
                 raise AlreadyExists(f"{ref.path} exists already with other content")
-            self.put(ref, data, metadata)
+            self.put(ref, data, encode_metadata(metadata))
             return True
 
     def reject(self, ref: BlobRef, reason: dict[str, Any]) -> BlobRef:
@@ -119,7 +124,7 @@ class FakeBlobStore(BlobStore):
                 if there is not None and there.metadata.get("sourceetag") != version:
                     continue  # an earlier rejection of another version: keep it
                 if there is None:
-                    self.put(target, source.data, {"sourceetag": version})
+                    self.put(target, source.data, encode_metadata({"sourceetag": version, "source": ref.path}))
                     body = dict(reason, source=ref.path, sourceEtag=version, rejectedAt=self.clock.now.isoformat())
                     reason_ref = BlobRef(target.container, target.name + ".reason.json")
                     if not self.exists(reason_ref):

@@ -63,6 +63,24 @@ def test_bad_data_is_handled_not_raised(app):
     assert h.app.storage.exists(BlobRef("rejected", f"training-data/{tenant}/bad.csv"))
 
 
+def test_any_valid_blob_name_works_bad_data_rejected_and_good_data_trained(app):
+    """Issue 21: a name that is not ASCII could not be rejected (its path went into blob metadata, which must be
+    ASCII): no copy, no reason, the run left Accepted, the blob poisoned."""
+    h = app
+    tenant = h.new_endpoint("utf")
+    bad = h.upload_data(f"{tenant}/été-データ-bad.csv", text="just,two\n1,2\n")
+    run_function(blob_triggers.training_data_landed, blob_client(bad))
+    [run] = [r for r in h.app.views.runs(None, 500) if r.data_path == bad.path]
+    assert run.status == "Rejected" and not h.app.storage.exists(bad)
+    moved = BlobRef("rejected", f"training-data/{bad.name}")
+    assert h.app.storage.read_bytes(moved) == b"just,two\n1,2\n"
+    assert b'"source"' in h.app.storage.read_bytes(BlobRef("rejected", moved.name + ".reason.json"))
+    good = h.upload_data(f"{tenant}/été-データ-good.csv", rows=300)
+    run_function(blob_triggers.training_data_landed, blob_client(good))
+    [run] = [r for r in h.app.views.runs(None, 500) if r.data_path == good.path]
+    assert run.status == "Training" and len(h.jobs_for(good.path)) == 1
+
+
 def test_a_transient_failure_past_the_budget_raises_so_the_host_retries(wire):
     from shared.adapters.classic.errors import StudioApiError
 
