@@ -23,7 +23,15 @@ from azure.storage.blob import BlobProperties, BlobServiceClient, ContentSetting
 from shared.adapters.sas import SasMinter, SasPolicy
 from shared.adapters.transport import pooled_transport, sdk_retries
 from shared.errors import AlreadyExists, NotFound, Stale
-from shared.ports.blobs import BlobInfo, BlobStore, Grant, SasPurpose, decode_metadata, encode_metadata
+from shared.ports.blobs import (
+    BlobInfo,
+    BlobStore,
+    Grant,
+    SasPurpose,
+    decode_metadata,
+    encode_metadata,
+    rejected_names,
+)
 from shared.records import BlobRef
 from shared.settings import Settings
 
@@ -153,12 +161,31 @@ class Storage(BlobStore):
             raise ValueError(f"{ref.path} is larger than {limit} bytes")
         return bytes(data)
 
-    def _write_reason(self, ref: BlobRef, body: dict[str, Any]) -> None:
-        """A `.reason.json`, written once: a retry finds the one an earlier try wrote (it says the same)."""
-        with contextlib.suppress(ResourceExistsError):
-            self.blob.get_blob_client(ref.container, ref.name).upload_blob(
-                json.dumps(body, indent=2).encode(), overwrite=False,
-                content_settings=ContentSettings(content_type="application/json"))
+    def _write_reason(self, ref: BlobRef, body: dict[str, Any], version: str | None) -> None:
+        """A `.reason.json`, written once, marked with the version it describes: a retry finds the one an earlier
+        try wrote (it says the same). For a moved file (`version` given) a reason of another version found there
+        is replaced: the file beside it is this version's (its copy was made under that name), so that reason
+        described a file that is no longer there."""
+        client = self.blob.get_blob_client(ref.container, ref.name)
+        data, settings = json.dumps(body, indent=2).encode(), ContentSettings(content_type="application/json")
+        metadata = {"sourceetag": version} if version is not None else None
+        try:
+            client.upload_blob(data, overwrite=False, metadata=metadata, content_settings=settings)
+        except ResourceExistsError:
+            there = client.get_blob_properties()
+            if version is None or (there.metadata or {}).get("sourceetag") == version:
+                return
+            log.warning("%s described another version of the file; replaced by this rejection's reason", ref.path)
+            client.upload_blob(data, overwrite=True, metadata=metadata, content_settings=settings,
+                               etag=there.etag, match_condition=MatchConditions.IfNotModified)
+
+    def _version_at(self, ref: BlobRef) -> str | None:
+        """The `sourceetag` a rejected/ blob is marked with ('' when unmarked), or None when there is none."""
+        try:
+            props = self.blob.get_blob_client(ref.container, ref.name).get_blob_properties()
+        except ResourceNotFoundError:
+            return None
+        return str((props.metadata or {}).get("sourceetag") or "")
 
     def create(self, ref: BlobRef, data: bytes, content_type: str, metadata: dict[str, str] | None = None) -> bool:
         """Write a new blob, never over an existing one. True when written; False when a blob with the very same
@@ -191,7 +218,7 @@ class Storage(BlobStore):
         version = str(props.etag).strip('"')
         target = self._copy_aside(ref, version)
         body = dict(reason, source=ref.path, sourceEtag=version, rejectedAt=datetime.now(UTC).isoformat())
-        self._write_reason(BlobRef(target.container, target.name + ".reason.json"), body)
+        self._write_reason(BlobRef(target.container, target.name + ".reason.json"), body, version)
         try:
             source.delete_blob(etag=props.etag, match_condition=MatchConditions.IfNotModified)
         except ResourceModifiedError:
@@ -207,27 +234,25 @@ class Storage(BlobStore):
         safe = "/".join({".": "_dot_", "..": "_dotdot_"}.get(part, part) for part in safe.split("/"))
         note = BlobRef(self.settings.rejected_container, f"{ref.container}/{safe}.reason.json")
         body = dict(reason, source=ref.path, stays=True, rejectedAt=datetime.now(UTC).isoformat())
-        self._write_reason(note, body)
+        self._write_reason(note, body, None)
         return note
 
     def _rejected_names(self, ref: BlobRef, version: str) -> list[BlobRef]:
-        stem, dot, ext = ref.name.rpartition(".")
-        tag = hashlib.sha256(version.encode()).hexdigest()[:12]
-        versioned = f"{stem}~{tag}.{ext}" if dot and "/" not in ext else f"{ref.name}~{tag}"
-        folder = self.settings.rejected_container
-        return [BlobRef(folder, f"{ref.container}/{ref.name}"), BlobRef(folder, f"{ref.container}/{versioned}")]
+        return rejected_names(self.settings.rejected_container, ref, version)
 
     def _copy_aside(self, ref: BlobRef, version: str) -> BlobRef:
         """Copy this version of `ref` to the first free rejected/ name (or find where an earlier try put it)."""
         url = self.blob.get_blob_client(ref.container, ref.name).url + self.grant(ref, SasPurpose.COPY_ASIDE).token
         for target in self._rejected_names(ref, version):
+            if self._version_at(BlobRef(target.container, target.name + ".reason.json")) not in (None, version):
+                continue  # the reason file of another version holds this name (its file deleted by hand)
             dest = self.blob.get_blob_client(target.container, target.name)
             try:
                 copy = dest.start_copy_from_url(url, metadata=encode_metadata({"sourceetag": version,
                                                                                "source": ref.path}),
                                                 match_condition=MatchConditions.IfMissing)
             except ResourceExistsError:
-                if dest.get_blob_properties().metadata.get("sourceetag") == version:
+                if self._version_at(target) == version:
                     return target  # an earlier try of this very rejection
                 continue  # an earlier rejection of another version: keep it, use the next name
             status = copy.get("copy_status")

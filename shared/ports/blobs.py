@@ -3,6 +3,7 @@ rejected/ with its reason, and the one SAS policy (what each grant is for, and f
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -26,6 +27,16 @@ def encode_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
 def decode_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
     return {key: unquote(value) for key, value in (metadata or {}).items()}
 
+
+def rejected_names(folder: str, ref: BlobRef, version: str) -> list[BlobRef]:
+    """Where a version of `ref` may go in rejected/ (`folder`), in order: its own path, else a name of that
+    version's own (`<stem>~<hash>.<ext>`). A name ending in `.reason.json` never takes its own path: that is the
+    place of another file's reason."""
+    stem, dot, ext = ref.name.rpartition(".")
+    tag = hashlib.sha256(version.encode()).hexdigest()[:12]
+    versioned = f"{stem}~{tag}.{ext}" if dot and "/" not in ext else f"{ref.name}~{tag}"
+    plain = [] if ref.name.endswith(".reason.json") else [BlobRef(folder, f"{ref.container}/{ref.name}")]
+    return [*plain, BlobRef(folder, f"{ref.container}/{versioned}")]
 
 
 @dataclass(frozen=True)
@@ -84,7 +95,9 @@ class BlobStore(ABC):
     @abstractmethod
     def reject(self, ref: BlobRef, reason: dict[str, Any]) -> BlobRef:
         """Move a file to rejected/ (copy, then delete if unchanged) with `<name>.reason.json` beside it; each
-        version gets its own name there; a retry finds its own copy. Returns where it went."""
+        version gets its own name there, and a name is taken while either its file or its reason file belongs to
+        another version (a reason file always describes the file beside it); a retry finds its own copy. Returns
+        where it went."""
 
     @abstractmethod
     def note_unreadable(self, ref: BlobRef, reason: dict[str, Any]) -> BlobRef:

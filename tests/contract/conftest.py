@@ -29,6 +29,7 @@ class Stores:
     put: Callable[[BlobRef, bytes], object]  # a user's write: replaces what is there
     container: str  # a container of the app's own
     rejected: str
+    delete: Callable[[BlobRef], object]  # a user's delete
 
 
 @dataclass
@@ -57,9 +58,11 @@ def kind(request: pytest.FixtureRequest) -> str:
 def stores(kind: str, request: pytest.FixtureRequest) -> Stores:
     if kind == "fake":
         w = world()
-        return Stores(w.storage, w.storage.put, w.settings.data_container, w.settings.rejected_container)
+        return Stores(w.storage, w.storage.put, w.settings.data_container, w.settings.rejected_container,
+                      w.storage.delete)
     h = request.getfixturevalue("harness")()
-    return Stores(h.app.storage, h.put, h.settings.data_container, h.settings.rejected_container)
+    return Stores(h.app.storage, h.put, h.settings.data_container, h.settings.rejected_container,
+                  lambda ref: h.app.storage.blob.get_blob_client(ref.container, ref.name).delete_blob())
 
 
 @pytest.fixture

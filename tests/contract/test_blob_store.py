@@ -115,3 +115,29 @@ def test_any_valid_blob_name_is_rejected_aside_with_its_reason_and_listed(stores
     assert stores.store.create(upload, b"x\n", "text/csv", {"note": "été データ 100%"}) is True
     assert stores.store.info(upload).metadata == {"note": "été データ 100%"}
 
+
+def test_a_reason_file_always_belongs_to_the_file_beside_it(stores: Stores):
+    """An earlier rejection's file deleted by hand leaves its reason: the next version of the name goes elsewhere,
+    beside a reason of its own; a file named like a reason file never takes another file's reason slot."""
+    ref = fresh(stores)
+    stores.put(ref, b"bad one")
+    first = stores.store.reject(ref, {"code": "First"})
+    stores.delete(first)  # an operator cleans rejected/ up, but not the reason file
+    stores.put(ref, b"bad two")
+    second = stores.store.reject(ref, {"code": "Second"})
+    assert second != first and stores.store.read_bytes(second) == b"bad two"
+    beside = json.loads(stores.store.read_bytes(BlobRef(second.container, second.name + ".reason.json")))
+    assert beside["code"] == "Second"
+    assert json.loads(stores.store.read_bytes(BlobRef(first.container, first.name + ".reason.json")))["code"] == \
+        "First"  # the earlier reason is kept, and no file sits beside it
+    assert not stores.store.exists(first)
+    impostor = BlobRef(ref.container, ref.name + ".reason.json")  # another file's reason slot, by name
+    other = fresh(stores)
+    stores.put(other, b"bad")
+    stores.store.reject(other, {"code": "Own"})
+    stores.put(BlobRef(ref.container, other.name + ".reason.json"), b"not a reason")
+    moved = stores.store.reject(BlobRef(ref.container, other.name + ".reason.json"), {"code": "Odd"})
+    assert not moved.name.endswith(".reason.json") and stores.store.read_bytes(moved) == b"not a reason"
+    own = json.loads(stores.store.read_bytes(BlobRef(stores.rejected, f"{other.container}/{other.name}.reason.json")))
+    assert own["code"] == "Own"
+    assert not stores.store.exists(impostor)

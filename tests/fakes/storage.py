@@ -5,7 +5,6 @@ does."""
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import threading
@@ -15,7 +14,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.errors import AlreadyExists, NotFound, Stale
-from shared.ports.blobs import BlobInfo, BlobStore, Grant, SasPurpose, decode_metadata, encode_metadata
+from shared.ports.blobs import (
+    BlobInfo,
+    BlobStore,
+    Grant,
+    SasPurpose,
+    decode_metadata,
+    encode_metadata,
+    rejected_names,
+)
 from shared.records import BlobRef
 
 BASE = "https://fake.blob.core.windows.net/"
@@ -120,25 +127,23 @@ class FakeBlobStore(BlobStore):
                 return names[0]  # moved already
             version = source.etag.strip('"')
             for target in names:
-                there = self.blobs.get((target.container, target.name))
+                reason_ref = BlobRef(target.container, target.name + ".reason.json")
+                there, beside = (self.blobs.get((r.container, r.name)) for r in (target, reason_ref))
+                if there is None and beside is not None and beside.metadata.get("sourceetag") != version:
+                    continue  # the reason file of another version holds this name (its file deleted by hand)
                 if there is not None and there.metadata.get("sourceetag") != version:
                     continue  # an earlier rejection of another version: keep it
                 if there is None:
                     self.put(target, source.data, encode_metadata({"sourceetag": version, "source": ref.path}))
+                if beside is None or beside.metadata.get("sourceetag") != version:
                     body = dict(reason, source=ref.path, sourceEtag=version, rejectedAt=self.clock.now.isoformat())
-                    reason_ref = BlobRef(target.container, target.name + ".reason.json")
-                    if not self.exists(reason_ref):
-                        self.put(reason_ref, json.dumps(body).encode())
+                    self.put(reason_ref, json.dumps(body).encode(), {"sourceetag": version})
                 self.blobs.pop((ref.container, ref.name), None)
                 return target
             raise AlreadyExists(f"{ref.path}: every rejected/ name for this version is taken")
 
     def _rejected_names(self, ref: BlobRef, version: str) -> list[BlobRef]:
-        stem, dot, ext = ref.name.rpartition(".")
-        tag = hashlib.sha256(version.encode()).hexdigest()[:12]
-        versioned = f"{stem}~{tag}.{ext}" if dot and "/" not in ext else f"{ref.name}~{tag}"
-        folder = self.rejected_container
-        return [BlobRef(folder, f"{ref.container}/{ref.name}"), BlobRef(folder, f"{ref.container}/{versioned}")]
+        return rejected_names(self.rejected_container, ref, version)
 
     def note_unreadable(self, ref: BlobRef, reason: dict[str, Any]) -> BlobRef:
         note = BlobRef(self.rejected_container, f"{ref.container}/{ref.name.replace(chr(92), '_')}.reason.json")
