@@ -32,12 +32,13 @@ $(BROWSER_STAMP): $(PIP_STAMP)
 	touch $@
 
 ## run: Azurite + the emulator + the function app (func start if installed, else devhost) until Ctrl-C
+## (TARGET=azureml: the app retrains the Azure ML stand-in's online endpoints instead of Studio (classic))
 run: deps
-	$(PY) -m tools.localdev.run $(RUN_ARGS)
+	$(PY) -m tools.localdev.run $(if $(TARGET),--target $(TARGET)) $(RUN_ARGS)
 
-## demo: the whole story on synthetic census data, with progress; exits non-zero if a step fails
+## demo: the whole story on synthetic census data, with progress; exits non-zero if a step fails (TARGET=azureml too)
 demo: deps
-	$(PY) -m tools.localdev.demo $(DEMO_ARGS)
+	$(PY) -m tools.localdev.demo $(if $(TARGET),--target $(TARGET)) $(DEMO_ARGS)
 
 ## test: every test (unit, integration, e2e); starts Azurite itself and stops it afterwards
 test: deps $(BROWSER_STAMP)

@@ -2,7 +2,8 @@
 
   python -m tools.localdev drop FILE training-data/tenant-a/new.csv   upload a file into a container (with progress)
   python -m tools.localdev score tenant-a [--rows 5]                  score census rows through an endpoint, as a client
-                                                                 of the scoring service would (its key from Studio)
+                                                                 of the scoring service would (its key from Studio;
+                                                                 on Azure ML its scoringUri with an Entra token)
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from azure.storage.blob import BlobServiceClient
 
 from tools.emulator import census_schema
 from tools.emulator.census import generate_rows
-from tools.localdev import studio
+from tools.localdev import studio, workspace
 from tools.localdev.azurite import PROJECT_ROOT
 from tools.localdev.ports import port_is_free
 
@@ -61,8 +62,10 @@ def score(stack: dict[str, Any], endpoint: str, rows: int, seed: int) -> int:
     sample = [dict(zip(census_schema.COLUMNS, row, strict=True)) for row in generate_rows(rows, seed=seed)]
     features = [{k: v for k, v in row.items() if k != census_schema.LABEL} for row in sample]
     http = requests.Session()
-    if stack.get("ca_bundle"):  # identity mode: the emulator serves HTTPS with the stack's own CA
+    if stack.get("ca_bundle"):  # identity mode or azureml: the emulator serves HTTPS with the stack's own CA
         http.verify, http.trust_env = stack["ca_bundle"], False
+    if stack.get("target") == "azureml":
+        return score_azureml(manifest, http, endpoint, sample, features)
     try:
         ep = studio.get_endpoint(manifest, endpoint, http)
         scores = studio.score(ep, features, http)
@@ -74,11 +77,30 @@ def score(stack: dict[str, Any], endpoint: str, rows: int, seed: int) -> int:
     return 0
 
 
+def score_azureml(manifest: dict[str, Any], http: requests.Session, endpoint: str, sample: list[dict[str, Any]],
+                  features: list[dict[str, Any]]) -> int:
+    ws = workspace.Workspace(manifest, http)
+    try:
+        scores, answered = ws.score(endpoint, features)
+        traffic = ws.traffic(endpoint)
+        deployments = ws.deployments(endpoint)
+    except workspace.WorkspaceCallFailed as exc:
+        raise SystemExit(str(exc)) from None
+    split = ", ".join(f"{d} {s} %" for d, s in sorted(traffic.items(), key=lambda i: -i[1]))
+    print(f"endpoint {endpoint} (traffic: {split}): deployment {answered} answered, serving "
+          f"{deployments.get(answered, {}).get('model', '?')}")
+    for row, p in zip(sample, scores, strict=True):
+        print(f"  age {row['age']:>3}  {row['education']:<13} {row['occupation']:<18} P(income >50K) = {p:.3f}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.localdev", description=__doc__.splitlines()[0])
     parser.add_argument("--stack", type=Path, default=None,
-                        help="the stack's stack.json (default: the newer of .local/stack.json and "
-                             ".local/identity/stack.json, from `make run` and `make run RUN_ARGS=--identity`)")
+                        help="the stack's stack.json (default: the newest of .local/stack.json, "
+                             ".local/identity/stack.json, .local/azureml/stack.json and "
+                             ".local/azureml/identity/stack.json, from `make run` [TARGET=azureml] "
+                             "[RUN_ARGS=--identity])")
     sub = parser.add_subparsers(dest="command", required=True)
     d = sub.add_parser("drop", help="upload a file into a container")
     d.add_argument("file", type=Path)
@@ -90,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.stack is None:
         local = PROJECT_ROOT / ".local"
-        found = [p for p in (local / "stack.json", local / "identity" / "stack.json") if p.exists()]
+        found = [p for p in (local / "stack.json", local / "identity" / "stack.json", local / "azureml" / "stack.json",
+                             local / "azureml" / "identity" / "stack.json") if p.exists()]
         args.stack = max(found, key=lambda p: p.stat().st_mtime) if found else local / "stack.json"
     stack = _stack(args.stack)
     if args.command == "drop":

@@ -5,6 +5,8 @@ Brings the stack up (Azurite, the emulator, the function app under Core Tools or
 the app, scores census rows through it, drops a drifted census CSV into `training-data/<endpoint>/`, follows the run
 live until the endpoint serves the retrained model, then prints the scores before and after, the timings, the
 ledger history and the events. Exits 0 on success, 1 with a message on any failure.
+
+`--target azureml` tells the same story on the Azure ML stand-in (tools/localdev/demo_azureml.py).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from azure.storage.blob import BlobServiceClient
 
 from tools.emulator import census_schema
 from tools.emulator.census import csv_text, generate_rows
-from tools.localdev import studio
+from tools.localdev import demo_azureml, studio, workspace
 from tools.localdev.azurite import PROJECT_ROOT
 from tools.localdev.stack import Stack
 
@@ -192,30 +194,50 @@ model passes the gate -> the endpoint is swapped and verified, with no human in 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.localdev.demo",
                                      description="Run the retraining story locally.")
+    parser.add_argument("--target", choices=["classic", "azureml"], default="classic",
+                        help="the kind of target the app retrains: Studio (classic) or Azure Machine Learning (v2)")
     parser.add_argument("--rows", type=int, default=20_000, help="rows in the drifted training file")
-    parser.add_argument("--timeout", type=float, default=90, help="seconds to wait for the endpoint to update")
-    parser.add_argument("--workdir", type=Path, default=PROJECT_ROOT / ".local" / "demo")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="seconds to wait for the endpoint to update (default: 90; azureml: 120, 1800 with "
+                             "realistic timings)")
+    parser.add_argument("--azureml-timing", choices=["fast", "realistic"], default="fast",
+                        help="the Azure ML stand-in's operation times (see tools/azureml/README.md)")
+    parser.add_argument("--azureml-time", action="append", default=[], metavar="NAME=SECONDS",
+                        help="one Azure ML stand-in time, e.g. deployment_create=30 (repeatable)")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="default: .local/demo (.local/demo-azureml with --target azureml)")
     args = parser.parse_args(argv)
+    azureml = args.target == "azureml"
+    workdir = args.workdir or PROJECT_ROOT / ".local" / ("demo-azureml" if azureml else "demo")
+    slowed = args.azureml_timing == "realistic" or bool(args.azureml_time)
+    timeout = args.timeout or (90 if not azureml else 1800 if slowed else 120)
     started = time.monotonic()
-    shutil.rmtree(args.workdir, ignore_errors=True)
-    print(OPENING, flush=True)
+    shutil.rmtree(workdir, ignore_errors=True)
+    print(OPENING if not azureml else demo_azureml.OPENING, flush=True)
 
     def progress(text: str) -> None:
         print(f"[{time.monotonic() - started:6.1f}s] {text}", flush=True)
 
-    stack = Stack(args.workdir, progress=progress)
+    emulator_args = ["--azureml-timing", args.azureml_timing]
+    for item in args.azureml_time:
+        emulator_args += ["--azureml-time", item]
+    stack = Stack(workdir, progress=progress, target=args.target, emulator_args=emulator_args if azureml else [])
     try:
         stack.start()
         progress(f"stack up: functions {stack.functions_url} ({stack.host_kind})")
-        demo = Demo(stack, args.rows, args.timeout)
+        if azureml:
+            demo_azureml.AzureMLDemo(stack, args.rows, timeout, started).run()
+            return 0
+        demo = Demo(stack, args.rows, timeout)
         demo.t0 = started
         demo.run()
         return 0
-    except (DemoFailed, RuntimeError, TimeoutError, requests.RequestException) as exc:
+    except (DemoFailed, demo_azureml.DemoFailed, workspace.WorkspaceCallFailed, RuntimeError, TimeoutError,
+            requests.RequestException) as exc:
         print(f"\ndemo FAILED: {exc}", file=sys.stderr)
         tail = stack.host_log_tail(15)
         if tail:
-            print(f"\nlast lines of {args.workdir / 'functions.log'}:\n{tail}", file=sys.stderr)
+            print(f"\nlast lines of {workdir / 'functions.log'}:\n{tail}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

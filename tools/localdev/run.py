@@ -4,6 +4,9 @@ State lives in `.local/` (Azurite data, the emulator's workspace, `stack.json`) 
 of the last run are reused while free, so `local.settings.json` (written from the emulator manifest when absent)
 keeps pointing at the right places. The settings the stack owns are passed in the host's environment as well,
 which wins over the file.
+
+`--target azureml` (`make run TARGET=azureml`): the app's one target is the Azure ML stand-in's workspace (state in
+`.local/azureml`, settings in a private file there); `--identity` nests its state in the target's folder.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from pathlib import Path
 from types import FrameType
 
 from tools.localdev.azurite import PROJECT_ROOT
-from tools.localdev.stack import STACK_KEYS, Stack
+from tools.localdev.stack import AZUREML_KEYS, JOB_EVENT_FUNCTION, STACK_KEYS, Stack
 
 _stop = False
 
@@ -28,6 +31,8 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
 
 
 def usage(stack: Stack) -> str:
+    if stack.target == "azureml":
+        return azureml_usage(stack)
     api = f"{stack.functions_url}/api"
     assert stack.emulator is not None
     mode = "" if not stack.identity else f"""
@@ -50,7 +55,54 @@ Try:
   curl -s {api}/runs
   curl -s {api}/endpoints/tenant-a
   curl -s -X POST {api}/endpoints/tenant-a/rollback
-  curl -s -X POST {api}/retrain -H 'Content-Type: application/json' \
+  curl -s -X POST {api}/retrain -H 'Content-Type: application/json' \\
+       -d '{{"blob": "training-data/tenant-a/new.csv", "dryRun": true}}'
+Or drop a CSV into the training-data container (training-data/tenant-a/<file>.csv retrains tenant-a).
+Ctrl-C stops everything.
+"""
+
+
+def azureml_usage(stack: Stack) -> str:
+    api = f"{stack.functions_url}/api"
+    assert stack.emulator is not None and stack.tls is not None
+    m, aml = stack.emulator.manifest, stack.emulator.manifest["azureml"]
+    mode = " Identity mode: Azurite over HTTPS with OAuth too, no storage key in any setting." if stack.identity else ""
+    hook = f"{stack.functions_url}/runtime/webhooks/eventgrid?functionName={JOB_EVENT_FUNCTION}"
+    helpers = ".venv/bin/python -m tools.localdev" + ("" if stack.workdir == PROJECT_ROOT / ".local" / "azureml"
+                                                      else f" --stack {stack.state_path}")
+    return f"""
+The stack is up ({stack.host_kind}), target Azure Machine Learning (v2): the app's one target is the stand-in's
+workspace (RETRAIN_TARGETS, kind azureml), reached with its managed identity - no key for Azure ML.{mode}
+  Functions     {stack.functions_url}   (HTTP API under {api})
+  Status page   {api}/status   (open it in a browser)
+  Azure ML ARM  {aml['arm_url']}   (HTTPS: curl --cacert {stack.tls.ca})
+  Workspace     {aml['workspace_id']}
+  Job events    RunCompleted, RunStatusChanged -> {hook}
+  Storage       {stack.state_path}  -> storage_connection_string (Azurite)
+  Emulator      {stack.emulator.url}   (manifest: {stack.emulator.manifest_path})
+  Host log      {stack.workdir / 'functions.log'}
+
+A management token (from the local managed-identity endpoint, as ManagedIdentityCredential asks in Azure):
+  M={stack.emulator.manifest_path}; CA={stack.tls.ca}
+  TOKEN=$(curl -s --cacert $CA -H "X-IDENTITY-HEADER: $(jq -r .identity.header $M)" \\
+       "$(jq -r .identity.endpoint $M)?resource=https://management.azure.com/&api-version=2019-08-01" \\
+       | jq -r .access_token)
+  curl -s --cacert $CA -H "Authorization: Bearer $TOKEN" \\
+       "{aml['arm_url']}{aml['workspace_id']}/onlineEndpoints?api-version={aml['api_version']}"
+  (a scoring token: resource=https://ml.azure.com; the workspace's events as its topic received them:
+   {m['admin_url']}/eventgrid/topics/{aml['events_topic']}/events)
+
+Try:
+  curl -s {api}/health
+  curl -s -X POST {api}/endpoints -H 'Content-Type: application/json' \\
+       -d '{{"name": "tenant-a", "description": "first tenant"}}'      # an online endpoint, no deployment yet
+  .venv/bin/python -m tools.emulator.census --rows 5000 --seed 1 --drift 1 --out /tmp/new.csv
+  {helpers} drop /tmp/new.csv training-data/tenant-a/new.csv   # a job, then a new deployment
+  curl -s {api}/runs
+  curl -s {api}/endpoints/tenant-a          # its deployments, their traffic and model versions
+  {helpers} score tenant-a               # through its scoringUri with an Entra token
+  curl -s -X POST {api}/endpoints/tenant-a/rollback   # after a second model: a traffic switch back
+  curl -s -X POST {api}/retrain -H 'Content-Type: application/json' \\
        -d '{{"blob": "training-data/tenant-a/new.csv", "dryRun": true}}'
 Or drop a CSV into the training-data container (training-data/tenant-a/<file>.csv retrains tenant-a).
 Ctrl-C stops everything.
@@ -60,20 +112,32 @@ Ctrl-C stops everything.
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.localdev.run", description="Run the local stack.")
     parser.add_argument("--port", type=int, default=7071, help="functions port (a free one if taken)")
-    parser.add_argument("--workdir", type=Path, default=PROJECT_ROOT / ".local")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="state folder (default: .local; .local/azureml with --target azureml)")
+    parser.add_argument("--target", choices=["classic", "azureml"], default="classic",
+                        help="what the app retrains: the Studio (classic) emulator's web service, or the Azure ML "
+                             "stand-in's workspace (online endpoints, jobs, identity only)")
+    parser.add_argument("--azureml-timing", choices=["fast", "realistic"], default="fast",
+                        help="the Azure ML stand-in's operation times (see tools/azureml/README.md)")
+    parser.add_argument("--azureml-time", action="append", default=[], metavar="NAME=SECONDS",
+                        help="one Azure ML stand-in time, e.g. deployment_create=30 (repeatable)")
     parser.add_argument("--func", choices=["auto", "yes", "no"], default="auto",
                         help="run under Core Tools (func start): auto = when func is on PATH")
     parser.add_argument("--quiet", action="store_true", help="do not stream the host's log")
     parser.add_argument("--settings-file", type=Path, default=None,
                         help="the app's local settings: written from the emulator manifest when absent (default: "
-                             "local.settings.json; with --identity, a private file in the workdir)")
+                             "local.settings.json; with --identity or --target azureml, a private file in the workdir)")
     parser.add_argument("--identity", action="store_true",
                         help="identity mode, as in Azure: Azurite over HTTPS with OAuth, the app with a managed "
                              "identity and no key in any setting, events to a topic that refuses keys "
                              "(state in .local/identity)")
     args = parser.parse_args(argv)
+    azureml = args.target == "azureml"
+    if args.workdir is None:
+        args.workdir = PROJECT_ROOT / ".local" / ("azureml" if azureml else "")
+        if args.identity:
+            args.workdir = args.workdir / "identity"
     if args.identity:
-        args.workdir = args.workdir / "identity" if args.workdir == PROJECT_ROOT / ".local" else args.workdir
         project_file = PROJECT_ROOT / "local.settings.json"
         if args.func != "no" and project_file.exists() and \
                 "AzureWebJobsStorage" in json.loads(project_file.read_text()).get("Values", {}):
@@ -82,14 +146,17 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return 2
     if args.settings_file is None:
-        args.settings_file = args.workdir / "local.settings.json" if args.identity else \
+        args.settings_file = args.workdir / "local.settings.json" if args.identity or azureml else \
             PROJECT_ROOT / "local.settings.json"
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     settings_file = args.settings_file
     had_settings = settings_file.exists()
+    emulator_args = ["--azureml-timing", args.azureml_timing]
+    for item in args.azureml_time:
+        emulator_args += ["--azureml-time", item]
     stack = Stack(args.workdir, functions_port=args.port, persistent=True, local_settings=settings_file,
-                  identity=args.identity,
+                  identity=args.identity, target=args.target, emulator_args=emulator_args,
                   use_func={"auto": None, "yes": True, "no": False}[args.func],
                   progress=lambda text: print(f"make run: {text}", flush=True))
     try:
@@ -100,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if had_settings:
         values = json.loads(settings_file.read_text()).get("Values", {})
-        stale = [k for k in STACK_KEYS if k in values and values[k] != stack.settings.get(k)]
+        owned = STACK_KEYS + AZUREML_KEYS if azureml else STACK_KEYS
+        stale = [k for k in owned if k in values and values[k] != stack.settings.get(k)]
         if stale:
             print(f"make run: local.settings.json differs from this stack in {', '.join(stale)}; the stack's values "
                   "are passed in the environment and win (delete the file to rewrite it)", flush=True)

@@ -1,6 +1,10 @@
 """The whole local stack: Azurite, the emulator (its storage-events source subscribed to the app's Event Grid blob
 webhooks) and the function app under `func start` (when Core Tools is on PATH) or devhost.
 
+Two kinds of target: `classic` (the app retrains the emulator's Studio (classic) web service) and `azureml` (the app's
+one target is the Azure ML stand-in's workspace, reached over HTTPS with the local managed identity, and the
+workspace's RunCompleted / RunStatusChanged events are subscribed to the app's `azureml_job_event` trigger).
+
 Used by `make run` (persistent state in `.local/`, the ports of the last run reused when free), `make demo` and the
 end-to-end tests (a throw-away folder each).
 """
@@ -21,7 +25,12 @@ from typing import Any
 import requests
 
 from shared.adapters.ledger import table_names
-from tools.localdev.appsettings import identity_settings, local_settings_json, settings_from_manifest
+from tools.localdev.appsettings import (
+    azureml_settings,
+    identity_settings,
+    local_settings_json,
+    settings_from_manifest,
+)
 from tools.localdev.azurite import PROJECT_ROOT, Azurite
 from tools.localdev.emulator import EmulatorProcess
 from tools.localdev.ports import free_port, port_is_free
@@ -33,6 +42,18 @@ from tools.localdev.tls import LocalTls
 STACK_KEYS = ("AzureWebJobsStorage", "RETRAIN_BES_URL", "RETRAIN_BES_KEY", "RETRAIN_MANAGEMENT_URL",
               "RETRAIN_MANAGEMENT_KEY", "RETRAIN_RESOURCE_NAME", "RETRAIN_EVENTGRID_ENDPOINT", "RETRAIN_EVENTGRID_KEY")
 CONTAINERS = ("training-data", "models", "rejected")
+TARGETS = ("classic", "azureml")
+# What an azureml stack owns instead of the classic service's settings (which it leaves out: nothing of Studio's).
+AZUREML_KEYS = ("RETRAIN_TARGETS", "IDENTITY_ENDPOINT", "IDENTITY_HEADER", "AZURE_CLIENT_ID", "REQUESTS_CA_BUNDLE")
+CLASSIC_ONLY = ("RETRAIN_BES_URL", "RETRAIN_BES_KEY", "RETRAIN_MANAGEMENT_URL", "RETRAIN_MANAGEMENT_KEY",
+                "RETRAIN_RESOURCE_NAME")
+JOB_EVENTS = ("Microsoft.MachineLearningServices.RunCompleted", "Microsoft.MachineLearningServices.RunStatusChanged")
+JOB_EVENT_FUNCTION = "azureml_job_event"
+# The census row the app smoke-scores a new Azure ML deployment with (directly, then through the endpoint).
+SMOKE_ROW = {"age": "39", "workclass": "State-gov", "fnlwgt": "77516", "education": "Bachelors",
+             "education-num": "13", "marital-status": "Never-married", "occupation": "Adm-clerical",
+             "relationship": "Not-in-family", "race": "White", "sex": "Male", "capital-gain": "2174",
+             "capital-loss": "0", "hours-per-week": "40", "native-country": "United-States"}
 
 
 def blob_webhooks(base_url: str) -> dict[str, str]:
@@ -75,6 +96,10 @@ class Stack:
     # Identity mode: Azurite over HTTPS in OAuth mode, the emulator's managed identity endpoint, a topic that takes
     # only Entra ID tokens - and no key in any of the app's settings (as in Azure).
     identity: bool = False
+    # "classic" or "azureml" (the app's one target is the Azure ML stand-in's workspace; the emulator serves HTTPS,
+    # as ARM must be, with a CA of the workdir's own; Azurite stays plain HTTP unless identity mode)
+    target: str = "classic"
+    azureml: dict[str, Any] = field(default_factory=dict)  # the azureml target's own settings (traffic_steps, ...)
     tls: LocalTls | None = None
     azurite: Azurite | None = None
     emulator: EmulatorProcess | None = None
@@ -115,12 +140,16 @@ class Stack:
         return self
 
     def _start(self, previous: dict[str, int]) -> None:
-        if self.identity:
+        if self.target not in TARGETS:
+            raise ValueError(f"target must be one of {', '.join(TARGETS)}, not {self.target!r}")
+        if self.identity or self.target == "azureml":
             self.tls = LocalTls.make(self.workdir / "tls")
-        self._say("starting Azurite (blob, queue, table)" + (" over HTTPS, OAuth on" if self.tls else ""))
+        azurite_tls = self.tls if self.identity else None
+        self._say("starting Azurite (blob, queue, table)" + (" over HTTPS, OAuth on" if azurite_tls else ""))
         self.azurite = Azurite(self.workdir / "azurite", blob_port=previous.get("blob", 0),
                                queue_port=previous.get("queue", 0), table_port=previous.get("table", 0),
-                               extra_args=[] if self.persistent else ["--inMemoryPersistence"], tls=self.tls).start()
+                               extra_args=[] if self.persistent else ["--inMemoryPersistence"],
+                               tls=azurite_tls).start()
         # The port asked for, else the one used last time (like the other ports), else any free one: so the
         # emulator's subscriptions (replaced by name) always point at the live host.
         port = next((p for p in (self.functions_port, previous.get("functions")) if p and port_is_free("127.0.0.1", p)),
@@ -129,10 +158,12 @@ class Stack:
         emulator_port = previous.get("emulator", 0)
         if not emulator_port or not port_is_free("127.0.0.1", emulator_port):
             emulator_port = free_port()
-        self._say("starting the Studio (classic) emulator")
+        self._say("starting the emulator (Studio (classic) and the Azure ML stand-in)"
+                  + (" over HTTPS" if self.tls else ""))
         subscribe = [f"--subscribe={c}={url}" for c, url in blob_webhooks(self.functions_url).items()]
-        tls_args = [] if self.tls is None else ["--tls-cert", str(self.tls.cert), "--tls-key", str(self.tls.key),
-                                                "--topic-auth", "entra"]
+        tls_args = [] if self.tls is None else ["--tls-cert", str(self.tls.cert), "--tls-key", str(self.tls.key)]
+        if self.identity:
+            tls_args += ["--topic-auth", "entra"]
         self.emulator = EmulatorProcess(
             self.azurite.connection_string, self.workdir / "emulator",
             args=["--port", str(emulator_port), "--events-poll-seconds", "0.25",
@@ -144,8 +175,15 @@ class Stack:
                                                **{"RETRAIN_RECONCILE_SCHEDULE": "0 */5 * * * *",
                                                   "RETRAIN_VERIFY_SWITCH_SECONDS": self._switch_seconds(),
                                                   "RETRAIN_VERIFY_POLL_SECONDS": "0.5"})
-        if self.tls is not None:
+        if self.identity:
+            assert self.tls is not None
             self.settings = identity_settings(self.settings, self.azurite, self.emulator.manifest, self.tls)
+        if self.target == "azureml":
+            assert self.tls is not None
+            self.settings = {k: v for k, v in azureml_settings(self.settings, self.emulator.manifest,
+                                                               str(self.tls.ca), **self._azureml_target()).items()
+                             if k not in CLASSIC_ONLY}
+            self.settings.setdefault("RETRAIN_SMOKE_ROW", json.dumps(SMOKE_ROW))
         self.settings.update(self.settings_overrides)
         self._prepare_storage()
         if self.local_settings is None:  # a private settings file, so a developer's own file cannot leak in
@@ -155,7 +193,28 @@ class Stack:
             write_private(self.local_settings, local_settings_json(self.settings) + "\n")
             self._say(f"wrote {self.local_settings} from the emulator manifest")
         self._start_host(port)
+        if self.target == "azureml":
+            self.subscribe_job_events()
         self._write_state(port, emulator_port)
+
+    def _azureml_target(self) -> dict[str, Any]:
+        """The azureml target's settings: a deployment wait that fits the stand-in's timings (2 minutes for the fast
+        default; the target's own default, 20, when they are slowed down - `realistic` creates a deployment in 8
+        minutes), then the caller's own."""
+        slowed = "realistic" in self.emulator_args or "--azureml-time" in self.emulator_args
+        return {"deployment_timeout_minutes": 20 if slowed else 2, **self.azureml}
+
+    def subscribe_job_events(self) -> dict[str, Any]:
+        """Subscribe the app's Event Grid trigger to the workspace's job events (RunCompleted, RunStatusChanged), as
+        the deploy's Event Grid system topic does in Azure; named, so a restart on another port replaces it."""
+        assert self.emulator is not None
+        url = f"{self.functions_url}/runtime/webhooks/eventgrid?functionName={JOB_EVENT_FUNCTION}"
+        resp = requests.post(f"{self.emulator.manifest['admin_url']}/storage-events/subscriptions", timeout=30,
+                             json={"name": JOB_EVENT_FUNCTION, "endpoint": url, "event_types": list(JOB_EVENTS)},
+                             verify=str(self.tls.ca) if self.tls else True)
+        resp.raise_for_status()
+        self._say(f"subscribed {JOB_EVENT_FUNCTION} to the workspace's job events")
+        return dict(resp.json())
 
     def _prepare_storage(self) -> None:
         from azure.core.exceptions import ResourceExistsError
@@ -163,7 +222,7 @@ class Stack:
         from azure.storage.blob import BlobServiceClient
 
         assert self.azurite is not None
-        verify: Any = str(self.tls.ca) if self.tls else True
+        verify: Any = str(self.tls.ca) if self.tls and self.identity else True
         blobs = BlobServiceClient.from_connection_string(self.azurite.connection_string, connection_verify=verify)
         for name in CONTAINERS:
             with contextlib.suppress(ResourceExistsError):
@@ -185,7 +244,9 @@ class Stack:
             cmd = [func_bin, "start", "--port", str(port)]
             project_settings = PROJECT_ROOT / "local.settings.json"
             if not project_settings.exists():  # Core Tools reads the worker runtime from the project's file
-                write_private(project_settings, local_settings_json(self.settings) + "\n")
+                # (an azureml stack's settings stay out of it: a classic `make run` would read its RETRAIN_TARGETS)
+                values = {"FUNCTIONS_WORKER_RUNTIME": "python"} if self.target == "azureml" else self.settings
+                write_private(project_settings, local_settings_json(values) + "\n")
                 self._say(f"wrote {project_settings} for Core Tools")
             # The Python worker must run in this venv (where requirements.txt is installed).
             env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
@@ -236,6 +297,7 @@ class Stack:
                  "emulator_manifest": str(self.emulator.manifest_path),
                  "host": self.host_kind,
                  "identity": self.identity,
+                 "target": self.target,
                  "ca_bundle": str(self.tls.ca) if self.tls else None,
                  "ports": {"blob": self.azurite.blob_port, "queue": self.azurite.queue_port,
                            "table": self.azurite.table_port, "functions": functions_port,
