@@ -24,6 +24,7 @@ from tools.devhost.indexing import index
 from tools.localdev.ports import free_port
 
 calls: dict[str, list[Any]] = {"blobs": [], "ticks": [], "failures": []}
+first_version_held = threading.Event()  # a "slow" blob's first version waits on it
 
 
 def build_app() -> func.FunctionApp:
@@ -44,7 +45,10 @@ def build_app() -> func.FunctionApp:
         if "fail" in (blob.name or ""):
             calls["failures"].append(context.retry_context.retry_count)
             raise RuntimeError("this blob always fails")
-        calls["blobs"].append((blob.name, blob.read()))
+        data = blob.read()
+        calls["blobs"].append((blob.name, data))
+        if "slow" in (blob.name or "") and data == b"v1":
+            first_version_held.wait(20)
 
     @app.timer_trigger(arg_name="timer", schedule="%TICK%")
     def tick(timer: func.TimerRequest) -> None:
@@ -131,6 +135,32 @@ def test_the_blob_webhook_validates_then_runs_each_blob_once_per_etag(devhost):
     other[0]["subject"] = "/blobServices/default/containers/elsewhere/blobs/x.txt"
     assert requests.post(hook, json=other, headers={"aeg-event-type": "Notification"}, timeout=10).json() == \
         {"queued": 0}
+
+
+def test_a_new_version_landing_while_the_old_one_is_processed_is_processed_too(devhost):
+    """Issue 21: devhost dropped a delivery for a blob name still in progress, so a new version of a training file
+    landing while the old one was processed was never seen; the host keys receipts by ETag, and so does devhost."""
+    base, storage = devhost
+    container = BlobServiceClient.from_connection_string(storage).get_container_client("inbox")
+    if not container.exists():
+        container.create_container()
+    hook = f"{base}/runtime/webhooks/blobs?functionName=Host.Functions.landed"
+    name = f"slow-{uuid.uuid4().hex[:6]}.txt"
+    try:
+        blob = container.get_blob_client(name)
+        first = blob.upload_blob(b"v1")
+        requests.post(hook, json=blob_event(storage, name, first["etag"]), headers={"aeg-event-type": "Notification"},
+                      timeout=10)
+        wait_for(lambda: (f"inbox/{name}", b"v1") in calls["blobs"])  # being processed, and held there
+        second = blob.upload_blob(b"v2", overwrite=True)
+        for _ in range(2):  # the new version, delivered twice: processed once, while the first is still held
+            requests.post(hook, json=blob_event(storage, name, second["etag"]),
+                          headers={"aeg-event-type": "Notification"}, timeout=10)
+        wait_for(lambda: (f"inbox/{name}", b"v2") in calls["blobs"], timeout=10)
+    finally:
+        first_version_held.set()
+    time.sleep(0.5)
+    assert calls["blobs"].count((f"inbox/{name}", b"v2")) == 1 and calls["blobs"].count((f"inbox/{name}", b"v1")) == 1
 
 
 def test_a_failing_blob_is_retried_to_the_threshold_then_poisoned(devhost):

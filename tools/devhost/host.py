@@ -3,8 +3,9 @@ trigger deliveries at `/runtime/webhooks/blobs?functionName=Host.Functions.<fn>`
 schedule, and the admin routes Core Tools has (`GET /admin/host/status`, `POST /admin/functions/<fn>`).
 
 Blob deliveries behave like the storage extension's: the webhook answers 202 at once and the work goes to an
-internal queue; a blob is processed once per function and ETag (a receipt in `azure-webjobs-hosts`), failures
-are retried up to `poisonBlobThreshold` tries and then reported to the `webjobs-blobtrigger-poison` queue.
+internal queue; a blob is processed once per function and ETag (a receipt in `azure-webjobs-hosts`; a delivery of
+a version being processed now is dropped, a new version of the same name is processed beside it), failures are
+retried up to `poisonBlobThreshold` tries and then reported to the `webjobs-blobtrigger-poison` queue.
 Every invocation is logged with its id and duration, as the host does.
 """
 
@@ -17,6 +18,7 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -132,7 +134,8 @@ class DevHost:
         self.invocations = {"succeeded": 0, "failed": 0}
         self.started = datetime.now(UTC)
         self._storage: BlobServiceClient | None = None
-        self._in_progress: set[tuple[str, str, str]] = set()
+        self._in_progress: set[tuple[str, str, str, str]] = set()  # (function, container, name, ETag)
+        self._in_progress_lock = threading.Lock()
 
     # ---- lifecycle ------------------------------------------------------------------------------------------
     def web_app(self) -> web.Application:
@@ -345,17 +348,26 @@ class DevHost:
         receipt = self._receipt(work, etag)
         if receipt.exists():
             return "done before"
+        key = (work.spec.name, work.container, work.name, etag)  # by version, as the host keys its receipts
+        with self._in_progress_lock:
+            if key in self._in_progress:  # a duplicate delivery while this version is being processed
+                return "this version is being processed already"
+            self._in_progress.add(key)
         work.etag = etag
         try:
-            self._invoke(work.spec, f"New blob detected({work.spec.blob_source}): {work.container}/{work.name}",
-                         lambda: blob_argument(work.spec.parameters.get(work.spec.trigger_parameter),
-                                               work.spec.trigger["connection"], work.container, work.name,
-                                               client.url, lambda: client.download_blob().readall()),
-                         retry=(work.attempt, self.opts.poison_threshold - 1))
-        except Exception as exc:
-            raise FunctionFailed(work.spec.name) from exc
-        with contextlib.suppress(ResourceExistsError):
-            receipt.upload_blob(b"", metadata={"Invocation": datetime.now(UTC).isoformat()}, overwrite=False)
+            try:
+                self._invoke(work.spec, f"New blob detected({work.spec.blob_source}): {work.container}/{work.name}",
+                             lambda: blob_argument(work.spec.parameters.get(work.spec.trigger_parameter),
+                                                   work.spec.trigger["connection"], work.container, work.name,
+                                                   client.url, lambda: client.download_blob().readall()),
+                             retry=(work.attempt, self.opts.poison_threshold - 1))
+            except Exception as exc:
+                raise FunctionFailed(work.spec.name) from exc
+            with contextlib.suppress(ResourceExistsError):
+                receipt.upload_blob(b"", metadata={"Invocation": datetime.now(UTC).isoformat()}, overwrite=False)
+        finally:
+            with self._in_progress_lock:
+                self._in_progress.discard(key)
         return "processed"
 
     def _poison(self, work: BlobWork) -> None:
@@ -380,12 +392,6 @@ class DevHost:
         loop = asyncio.get_running_loop()
         while True:
             work = await self.queue.get()
-            key = (work.spec.name, work.container, work.name)
-            if key in self._in_progress:  # a duplicate delivery while the blob is being processed
-                log.info("%s: %s/%s is being processed already", work.spec.name, work.container, work.name)
-                self.queue.task_done()
-                continue
-            self._in_progress.add(key)
             try:
                 outcome = await loop.run_in_executor(self.blob_pool, self._process_blob, work)
                 if outcome != "processed":
@@ -409,7 +415,6 @@ class DevHost:
                                 self.opts.retry_delay)
                     loop.call_later(self.opts.retry_delay, self.queue.put_nowait, work)
             finally:
-                self._in_progress.discard(key)
                 self.queue.task_done()
 
     # ---- timers ---------------------------------------------------------------------------------------------
