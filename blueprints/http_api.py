@@ -8,21 +8,34 @@ from datetime import UTC, datetime
 
 import azure.functions as func
 
-from blueprints.http_support import ApiError, api, json_response, parse_body
+from blueprints.http_support import JSON, ApiError, api, content_type, json_response, parse_body, parse_query
 from blueprints.runtime import retraining_for_http
-from shared.decisions import ACTIVE_RUN_STATUSES, model_refused
-from shared.http_bodies import CreateEndpoint, Decision, PatchModel, RetrainFromBlob, Rollback
+from shared.decisions import ACTIVE_RUN_STATUSES, find_target, model_refused
+from shared.errors import Refused
+from shared.http_bodies import (
+    CreateEndpoint,
+    Decision,
+    NoQuery,
+    PatchModel,
+    RetrainFromBlob,
+    Rollback,
+    RunsQuery,
+    TargetQuery,
+    UploadQuery,
+)
 from shared.records import EndpointResult, Run
 from shared.usecases.views import run_view
 
 bp = func.Blueprint()
 CSV_TYPES = ("text/csv", "application/csv", "text/plain", "application/octet-stream")
+RETRAIN_TAKES = f"a blob reference as {JSON}, or a CSV upload as text/csv"
 
 
 @bp.function_name("health")
 @bp.route(route="health", methods=["GET"])
 @api
 def health(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    parse_query(req, NoQuery)
     report = retraining_for_http().views.health()
     return json_response(report, 200 if report["status"] == "ok" else 503)
 
@@ -31,8 +44,13 @@ def health(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
 @bp.route(route="endpoints", methods=["POST"])
 @api
 def endpoints_create(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    parse_query(req, NoQuery)
     body = parse_body(req, CreateEndpoint)
     app = retraining_for_http()
+    target = find_target(app.settings, body.target)
+    if body.name == app.services.serving(target).protected_endpoint():  # refused before anything is written
+        raise Refused(f"'{body.name}' is the default endpoint: it exists already, follows the experiment and is "
+                      "never changed by this app", "DefaultEndpoint", conflict=True)
     ep = app.operations.add_endpoint(body.name, body.description, body.target, {
         "throttle_level": body.throttle_level, "max_concurrent_calls": body.max_concurrent_calls})
     return json_response(app.views.endpoint(body.target, body.name, ep), 201,
@@ -43,20 +61,23 @@ def endpoints_create(req: func.HttpRequest, context: func.Context) -> func.HttpR
 @bp.route(route="endpoints", methods=["GET"])
 @api
 def endpoints_list(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return json_response({"endpoints": retraining_for_http().views.endpoints(req.params.get("target"))})
+    query = parse_query(req, TargetQuery)
+    return json_response({"endpoints": retraining_for_http().views.endpoints(query.target)})
 
 
 @bp.function_name("endpoints_get")
 @bp.route(route="endpoints/{name}", methods=["GET"])
 @api
 def endpoints_get(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    return json_response(retraining_for_http().views.endpoint(req.params.get("target"), req.route_params["name"]))
+    query = parse_query(req, TargetQuery)
+    return json_response(retraining_for_http().views.endpoint(query.target, req.route_params["name"]))
 
 
 @bp.function_name("endpoints_patch_model")
 @bp.route(route="endpoints/{name}/model", methods=["POST"])
 @api
 def endpoints_patch_model(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    parse_query(req, NoQuery)
     body = parse_body(req, PatchModel)
     app = retraining_for_http()
     result = app.operations.patch_model(body.target, req.route_params["name"], body.model, force=body.force,
@@ -68,6 +89,7 @@ def endpoints_patch_model(req: func.HttpRequest, context: func.Context) -> func.
 @bp.route(route="endpoints/{name}/rollback", methods=["POST"])
 @api
 def endpoints_rollback(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    parse_query(req, NoQuery)
     body = parse_body(req, Rollback) if req.get_body() else Rollback()
     app = retraining_for_http()
     result = app.operations.rollback(body.target, req.route_params["name"], body.to, caller=caller(req))
@@ -79,9 +101,9 @@ def endpoints_rollback(req: func.HttpRequest, context: func.Context) -> func.Htt
 @api
 def retrain(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     app = retraining_for_http()
-    content_type = (req.headers.get("content-type") or "").split(";")[0].strip().lower()
     run: Run | None
-    if content_type in CSV_TYPES:
+    if content_type(req) in CSV_TYPES:
+        query = parse_query(req, UploadQuery)
         data = req.get_body() or b""
         limit = app.settings.max_upload_bytes
         if len(data) > limit:
@@ -89,13 +111,16 @@ def retrain(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
                            f"{limit} (RETRAIN_MAX_UPLOAD_BYTES): put larger files into the container instead")
         if not data:
             raise ApiError(400, "EmptyBody", "the CSV body is empty")
-        if (req.params.get("dryRun") or "").lower() == "true":
-            return json_response(app.dry_run.of_upload(req.params.get("name") or _upload_name(), data,
-                                                       req.params.get("endpoints")))
-        run = app.intake.from_upload(req.params.get("name") or _upload_name(), data,
-                                     endpoints=req.params.get("endpoints"), caller=caller(req))
+        if query.dry_run == "true":
+            return json_response(app.dry_run.of_upload(query.name or _upload_name(), data, query.endpoints))
+        run = app.intake.from_upload(query.name or _upload_name(), data, endpoints=query.endpoints,
+                                     caller=caller(req))
     else:
-        body = parse_body(req, RetrainFromBlob)
+        if content_type(req) not in ("", JSON):
+            raise ApiError(415, "UnsupportedMediaType", f"POST /api/retrain takes {RETRAIN_TAKES}; not "
+                           f"{content_type(req)}")
+        body = parse_body(req, RetrainFromBlob, other="to upload a CSV, send it as text/csv")
+        parse_query(req, NoQuery, other="with a JSON body, dryRun goes in the body")
         if body.dry_run:
             return json_response(app.dry_run.of_blob(body.blob))
         run = app.intake.from_blob(body.blob)
@@ -114,11 +139,9 @@ def retrain(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
 @bp.route(route="runs", methods=["GET"])
 @api
 def runs_list(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    statuses = tuple(s for s in (req.params.get("status") or "").split(",") if s)
-    limit_text = req.params.get("limit") or "50"
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 500:
-        raise ApiError(400, "InvalidRequest", "limit must be a whole number from 1 to 500")
-    runs = retraining_for_http().views.runs(statuses or None, int(limit_text))
+    query = parse_query(req, RunsQuery)
+    statuses = tuple(s for s in (query.status or "").split(",") if s)
+    runs = retraining_for_http().views.runs(statuses or None, query.limit)
     return json_response({"runs": [run_view(r) for r in runs]})
 
 
@@ -126,6 +149,7 @@ def runs_list(req: func.HttpRequest, context: func.Context) -> func.HttpResponse
 @bp.route(route="runs/{id}", methods=["GET"])
 @api
 def runs_get(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    parse_query(req, NoQuery)
     return json_response(run_view(retraining_for_http().views.run(req.route_params["id"])))
 
 
@@ -134,6 +158,7 @@ def runs_get(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
 @api
 def status(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     """The status page (HTML, no external assets, no JavaScript)."""
+    parse_query(req, NoQuery)
     return func.HttpResponse(retraining_for_http().status.html(), mimetype="text/html", charset="utf-8")
 
 
@@ -141,6 +166,7 @@ def status(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
 @bp.route(route="runs/{id}/approve", methods=["POST"])
 @api
 def runs_approve(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    parse_query(req, NoQuery)
     return json_response(run_view(retraining_for_http().approvals.approve(req.route_params["id"], caller(req))))
 
 
@@ -148,6 +174,7 @@ def runs_approve(req: func.HttpRequest, context: func.Context) -> func.HttpRespo
 @bp.route(route="runs/{id}/reject", methods=["POST"])
 @api
 def runs_reject(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    parse_query(req, NoQuery)
     body = parse_body(req, Decision) if req.get_body() else Decision()
     app = retraining_for_http()
     return json_response(run_view(app.approvals.reject(req.route_params["id"], caller(req), body.reason)))

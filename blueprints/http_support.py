@@ -19,12 +19,14 @@ from pydantic import BaseModel, ValidationError
 
 from blueprints.runtime import invocation
 from shared.errors import AlreadyExists, NotFound, Refused, ServiceError, Stale
-from shared.http_bodies import JSON_BODY_LIMIT
+from shared.http_bodies import JSON_BODY_LIMIT, Query
 from shared.logs import scrub
 from shared.settings import SettingsError
 
 log = logging.getLogger("blueprints.http")
 M = TypeVar("M", bound=BaseModel)
+Q = TypeVar("Q", bound=Query)
+JSON = "application/json"
 Handler = Callable[[func.HttpRequest, func.Context], func.HttpResponse]
 
 
@@ -47,17 +49,31 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
     return json_response({"error": {"code": code, "message": message, **extra}}, status, headers)
 
 
-def parse_body(req: func.HttpRequest, model: type[M], limit: int = JSON_BODY_LIMIT) -> M:
+def content_type(req: func.HttpRequest) -> str:
+    """The request's media type, lower case, without parameters ('' when none was sent)."""
+    return (req.headers.get("content-type") or "").split(";")[0].strip().lower()
+
+
+def parse_body(req: func.HttpRequest, model: type[M], limit: int = JSON_BODY_LIMIT, other: str = "") -> M:
+    """The JSON body as `model`. `other` names what else the route takes (e.g. a CSV upload as text/csv): every
+    answer about a body of the wrong kind says so. A body without a Content-Type is read as JSON when it is."""
     raw = req.get_body() or b""
+    sent = content_type(req)
+    hint = f" ({other})" if other else ""
+    if sent not in ("", JSON):
+        raise ApiError(415, "UnsupportedMediaType", f"this route takes {JSON}{hint}, not {sent}")
     if len(raw) > limit:
-        raise ApiError(413, "PayloadTooLarge", f"the JSON body is {len(raw)} bytes; the limit is {limit}")
-    content_type = (req.headers.get("content-type") or "application/json").split(";")[0].strip().lower()
-    if content_type != "application/json":
-        raise ApiError(415, "UnsupportedMediaType", f"send application/json, not {content_type}")
+        if not sent:
+            raise ApiError(415, "UnsupportedMediaType", f"a body of {len(raw)} bytes without a Content-Type: send "
+                           f"Content-Type: {JSON} for a JSON body of at most {limit} bytes{hint}")
+        raise ApiError(413, "PayloadTooLarge", f"the JSON body is {len(raw)} bytes; the limit is {limit}{hint}")
     try:
         data = json.loads(raw or b"{}")
     except ValueError as exc:
-        raise ApiError(400, "InvalidJson", f"the body is not valid JSON: {exc}") from None
+        if not sent:
+            raise ApiError(415, "UnsupportedMediaType", f"the body has no Content-Type and is not JSON: send "
+                           f"Content-Type: {JSON}{hint}") from None
+        raise ApiError(400, "InvalidJson", f"the body is not valid JSON: {exc}{hint}") from None
     except RecursionError:
         raise ApiError(400, "InvalidJson", "the body nests too deeply") from None
     if not isinstance(data, dict):
@@ -65,8 +81,29 @@ def parse_body(req: func.HttpRequest, model: type[M], limit: int = JSON_BODY_LIM
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors())
-        raise ApiError(400, "InvalidRequest", problems) from None
+        raise ApiError(400, "InvalidRequest", _problems(exc, "body")) from None
+
+
+def parse_query(req: func.HttpRequest, model: type[Q], other: str = "") -> Q:
+    """The query string as `model`: an unknown or malformed parameter is a 400 naming what the route takes.
+    `code` (a function key, read by the host) is not the app's."""
+    params = {k: v for k, v in req.params.items() if k != "code"}
+    try:
+        return model.model_validate(params)
+    except ValidationError as exc:
+        takes = ", ".join(sorted(f.alias or n for n, f in model.model_fields.items())) or "no query parameters"
+        raise ApiError(400, "InvalidRequest", f"{_problems(exc, 'query')} (this request takes: {takes}"
+                       + (f"; {other})" if other else ")")) from None
+
+
+def _problems(exc: ValidationError, where: str) -> str:
+    def one(error: Any) -> str:
+        field = ".".join(str(p) for p in error["loc"]) or where
+        if error["type"] == "extra_forbidden":
+            return f"unknown {'query parameter' if where == 'query' else 'field'} '{field}'"
+        return f"{field}: {error['msg']}"
+
+    return "; ".join(one(e) for e in exc.errors())
 
 
 def _service_error(exc: ServiceError) -> func.HttpResponse:

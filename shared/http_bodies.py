@@ -1,5 +1,6 @@
-"""The HTTP API's request bodies (pydantic, strict: unknown fields are errors; camelCase on the wire through the
-alias generator). Kept apart from `azure.functions` so the rules can be tested alone; the blueprints parse with
+"""The HTTP API's request bodies and query strings (pydantic, strict: unknown fields and parameters are errors, a
+flag is a JSON boolean - `"yes"` or `1` is not -, a query flag is `true` or `false`; camelCase on the wire through
+the alias generator). Kept apart from `azure.functions` so the rules can be tested alone; the blueprints parse with
 these and serialise what the use cases return."""
 
 from __future__ import annotations
@@ -14,7 +15,37 @@ JSON_BODY_LIMIT = 64 * 1024
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid", alias_generator=to_camel, validate_by_name=True,
-                              validate_by_alias=True, str_strip_whitespace=True)
+                              validate_by_alias=True, str_strip_whitespace=True, strict=True)
+
+
+class Query(BaseModel):
+    """A route's query parameters (strings on the wire), by their camelCase names only. `code` (a function key,
+    which the host reads) is taken out before these are validated."""
+
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, validate_by_name=False,
+                              validate_by_alias=True)
+
+
+QueryFlag = Literal["true", "false"]
+
+
+class NoQuery(Query):
+    pass
+
+
+class UploadQuery(Query):
+    name: str | None = Field(None, min_length=1, max_length=1024)
+    endpoints: str | None = Field(None, max_length=30_000)
+    dry_run: QueryFlag = "false"
+
+
+class TargetQuery(Query):
+    target: str | None = Field(None, min_length=1, max_length=64)
+
+
+class RunsQuery(Query):
+    status: str | None = Field(None, max_length=1000)
+    limit: int = Field(50, ge=1, le=500)
 
 
 class CreateEndpoint(Body):

@@ -56,6 +56,10 @@ class DryRun:
         try:
             check_data_file(name, size, s.max_data_bytes)
             where = route(s.targets, name, named)
+            protected = self.services.serving(where.target).protected_endpoint()
+            if protected is not None and set(where.endpoints) == {protected}:  # as intake refuses it
+                raise DataRejected("DefaultEndpoint", f"the file routes to '{protected}', the default endpoint, which "
+                                   "is never retrained (it follows the experiment)")
             if where.tenant is not None and self.services.serving(where.target).endpoint(where.tenant) is None:
                 raise DataRejected("NoSuchEndpoint", f"the file routes to endpoint '{where.tenant}', which does not "
                                                      f"exist on target '{where.target.name}'")

@@ -186,6 +186,10 @@ class TrainingIntake:
             check_data_file(ref.name, size, s.max_data_bytes)
             where = route(s.targets, ref.name, endpoints)
             placed = {"target": where.target.name, "endpoints": where.endpoints}
+            protected = self.services.serving(where.target).protected_endpoint()
+            if protected is not None and set(where.endpoints) == {protected}:  # refused before any (billed) job
+                raise DataRejected("DefaultEndpoint", f"the file routes to '{protected}', the default endpoint, which "
+                                   "is never retrained (it follows the experiment)")
             if where.tenant is not None and self.services.serving(where.target).endpoint(where.tenant) is None:
                 raise DataRejected("NoSuchEndpoint", f"the file routes to endpoint '{where.tenant}', which does not "
                                                      f"exist on target '{where.target.name}'")

@@ -101,3 +101,62 @@ def test_an_unreachable_storage_account_is_a_503_within_seconds(monkeypatch, har
                        params={"name": "t/x.csv"}, headers={"Content-Type": "text/csv"})
     assert (answer.status, answer.code) == (503, "StorageUnavailable") and answer.headers["Retry-After"]
     assert time.monotonic() - started < 60  # an answer, not the SDK's minutes of retries
+
+
+# ---- strict inputs (issue 21) ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("handler", "path", "params"), [
+    (http_api.retrain, "retrain", {"name": "acme/q.csv", "endpoints": "*", "dryrun": "true"}),  # misspelt: it trained
+    (http_api.retrain, "retrain", {"name": "acme/q.csv", "endpoints": "*", "dryRun": "1"}),  # not a flag: it trained
+    (http_api.retrain, "retrain", {"name": "acme/q.csv", "endpoints": "*", "dryRun": "yes"}),
+    (http_api.runs_list, "runs", {"limit": "5", "colour": "red"}),
+    (http_api.endpoints_list, "endpoints", {"targt": "default"}),
+    (http_api.health, "health", {"verbose": "true"}),
+])
+def test_unknown_or_malformed_query_parameters_are_400_and_nothing_happens(app, handler, path, params):
+    h = app()
+    body, headers = (csv_text(300, seed=3).encode(), {"Content-Type": "text/csv"}) if handler is http_api.retrain \
+        else (None, None)
+    answer = call_http(handler, "GET" if body is None else "POST", path, body, params=params, headers=headers)
+    assert (answer.status, answer.code) == (400, "InvalidRequest"), answer.text
+    assert "this request takes" in answer.json["error"]["message"]
+    assert not h.app.storage.exists(BlobRef("training-data", "acme/q.csv"))
+
+
+def test_a_function_key_in_the_query_is_not_an_unknown_parameter(app):
+    app()
+    answer = call_http(http_api.runs_list, "GET", "runs", params={"code": "a-function-key", "limit": "1"})
+    assert answer.status == 200, answer.text
+
+
+@pytest.mark.parametrize(("handler", "path", "body"), [
+    (http_api.endpoints_patch_model, "endpoints/x/model", {"model": "models/hand/x.ilearner", "force": "yes"}),
+    (http_api.endpoints_patch_model, "endpoints/x/model", {"model": "models/hand/x.ilearner", "force": 1}),
+    (http_api.retrain, "retrain", {"blob": "training-data/acme/x.csv", "dryRun": "true"}),
+    (http_api.endpoints_create, "endpoints", {"name": "flagged", "maxConcurrentCalls": "8"}),
+])
+def test_a_flag_or_number_of_the_wrong_json_type_is_400(app, handler, path, body):
+    app()
+    answer = call_http(handler, "POST", path, body, route_params={"name": "x"})
+    assert (answer.status, answer.code) == (400, "InvalidRequest"), answer.text
+
+
+@pytest.mark.parametrize(("body", "headers", "status"), [
+    (b"x" * 217_407, {}, 415),  # a CSV without a Content-Type: was "the JSON body is 217407 bytes"
+    (csv_text(20, seed=1).encode(), {}, 415),  # small: was "the body is not valid JSON"
+    (csv_text(20, seed=1).encode(), {"Content-Type": "application/x-www-form-urlencoded"}, 415),  # curl -d
+    (csv_text(20, seed=1).encode(), {"Content-Type": "application/json"}, 400),
+    (b"{" + b" " * 70_000 + b"}", {"Content-Type": "application/json"}, 413),
+])
+def test_a_content_type_mistake_is_answered_naming_the_right_type(app, body, headers, status):
+    app()
+    answer = call_http(http_api.retrain, "POST", "retrain", body, params={"name": "acme/ct.csv"}, headers=headers)
+    assert answer.status == status, answer.text
+    assert "text/csv" in answer.json["error"]["message"], answer.text
+
+
+def test_creating_the_default_endpoint_is_refused_before_anything_is_written(app):
+    h = app()
+    before = h.app.ledger.history("default", "default")
+    answer = call_http(http_api.endpoints_create, "POST", "endpoints", {"name": "default"})
+    assert (answer.status, answer.code) == (409, "DefaultEndpoint"), answer.text
+    assert h.app.ledger.history("default", "default") == before and h.app.ledger.current("default", "default") is None

@@ -121,6 +121,9 @@ REFUSALS = {
     "not-csv": ("acme/data.txt", data_text(120), {}, "UnsupportedFileType", None),
     "too-large": ("acme/big.csv", data_text(120), {"RETRAIN_MAX_DATA_BYTES": "1000"}, "TooLarge", None),
     "too-few-rows": ("acme/few.csv", data_text(10), {}, "TooFewRows", None),
+    # issue 21: the default endpoint was refused only at deployment, after a (billed) job had trained for it
+    "default-endpoint-folder": ("default/data.csv", data_text(120), {}, "DefaultEndpoint", None),
+    "default-endpoint-listed": ("top.csv", data_text(120), {"RETRAIN_ENDPOINTS": "default"}, "DefaultEndpoint", None),
 }
 
 

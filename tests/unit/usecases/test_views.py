@@ -127,6 +127,8 @@ def test_a_dry_run_of_bad_data_says_why_and_moves_nothing():
     assert snapshot(w) == before and w.storage.exists(ref)
     nowhere = w.app.dry_run.of_upload("ghost/x.csv", b"age\n1\n", None)
     assert nowhere["valid"] is False and nowhere["problem"]["code"] == "NoSuchEndpoint"
+    default = w.app.dry_run.of_upload("default/x.csv", data_text(120).encode(), None)  # issue 21: it passed
+    assert default["valid"] is False and default["problem"]["code"] == "DefaultEndpoint"
     assert snapshot(w) == before
     with pytest.raises(NotFound):
         w.app.dry_run.of_blob("training-data/acme/missing.csv")
