@@ -167,7 +167,7 @@ def status(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
 @api
 def runs_approve(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     parse_query(req, NoQuery)
-    return json_response(run_view(retraining_for_http().approvals.approve(req.route_params["id"], caller(req))))
+    return _approval_answer(retraining_for_http().approvals.approve(req.route_params["id"], caller(req)))
 
 
 @bp.function_name("runs_reject")
@@ -178,6 +178,25 @@ def runs_reject(req: func.HttpRequest, context: func.Context) -> func.HttpRespon
     body = parse_body(req, Decision) if req.get_body() else Decision()
     app = retraining_for_http()
     return json_response(run_view(app.approvals.reject(req.route_params["id"], caller(req), body.reason)))
+
+
+APPROVAL_ENDINGS = {  # how an approved run ended -> (status, code): the run is in the error's body
+    "Superseded": (409, "Superseded"), "Cancelled": (409, "Cancelled"), "BelowGate": (409, "BelowGate"),
+    "Rejected": (409, "Rejected"), "RolledBack": (422, "ModelNotServable"),
+    "PartiallyDeployed": (502, "PartiallyDeployed"), "Failed": (502, "DeploymentFailed"),
+}
+
+
+def _approval_answer(run: Run) -> func.HttpResponse:
+    """An approval's answer fits how the deployment it started went: 200 Deployed, 202 while it goes on (the run
+    at Location), otherwise an error with the run."""
+    view = run_view(run)
+    if run.status == "Deployed":
+        return json_response(view)
+    if run.status in ACTIVE_RUN_STATUSES:
+        return json_response(view, 202, {"Location": f"/api/runs/{run.id}"})
+    status, code = APPROVAL_ENDINGS.get(run.status, (502, "DeploymentFailed"))
+    raise ApiError(status, code, run.error or f"the approved run ended {run.status}", run=view)
 
 
 def _deployment_answer(result: EndpointResult) -> func.HttpResponse:

@@ -1,6 +1,7 @@
 """The approval step (RETRAIN_APPROVAL=manual): a run that passed the gate waits in AwaitingApproval until an
-operator approves it (then it deploys) or rejects it; a waiting run expires after RETRAIN_APPROVAL_EXPIRY_HOURS,
-and a newer run for the same endpoints supersedes it (see `Promotion`)."""
+operator approves it (then it deploys) or rejects it; a waiting run expires after RETRAIN_APPROVAL_EXPIRY_HOURS -
+whoever looks first, the timer or an operator's decision, ends it -, and a newer run for the same endpoints
+supersedes it (see `Promotion`)."""
 
 from __future__ import annotations
 
@@ -51,9 +52,15 @@ class Approvals:
         return True
 
     def _waiting(self, run_id: str) -> Run:
+        """The run, if it still waits: one past its expiry is expired now (the timer may not have come by yet) and
+        refused, as are runs in any other state."""
         run = self.ledger.get_run(run_id)
         if run is None:
             raise NotFound(f"no run '{run_id}'")
+        if run.status == "AwaitingApproval" and self.expire_if_due(run, datetime.now(UTC)):
+            raise Refused(f"run {run_id} waited longer than RETRAIN_APPROVAL_EXPIRY_HOURS "
+                          f"({self.settings.approval_expiry_hours:g} h) and has expired; retrain to decide on new "
+                          "data", "ApprovalExpired", conflict=True)
         if run.status != "AwaitingApproval":
             raise Refused(f"run {run_id} is {run.status}, not AwaitingApproval", "NotAwaitingApproval", conflict=True)
         return run

@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from blueprints import http_api
-from shared.records import BlobRef
+from shared.records import BlobRef, Run
 from tests.functions.conftest import call_http
 from tools.emulator.census import csv_text
 
@@ -160,3 +160,23 @@ def test_creating_the_default_endpoint_is_refused_before_anything_is_written(app
     answer = call_http(http_api.endpoints_create, "POST", "endpoints", {"name": "default"})
     assert (answer.status, answer.code) == (409, "DefaultEndpoint"), answer.text
     assert h.app.ledger.history("default", "default") == before and h.app.ledger.current("default", "default") is None
+
+
+# ---- an approval answers how it went (issue 21: 200 whatever the outcome) ------------------------------------------
+@pytest.mark.parametrize(("ended", "status", "code"), [
+    ("Deployed", 200, None), ("Deploying", 202, None), ("Superseded", 409, "Superseded"),
+    ("Cancelled", 409, "Cancelled"), ("RolledBack", 422, "ModelNotServable"),
+    ("PartiallyDeployed", 502, "PartiallyDeployed"), ("Failed", 502, "DeploymentFailed"),
+])
+def test_an_approval_answers_with_a_status_that_fits_how_the_deployment_went(app, monkeypatch, ended, status, code):
+    h = app()
+    run = Run(id="r" + uuid.uuid4().hex[:8], target="default", status=ended, endpoints=["acme"],
+              error=None if ended in ("Deployed", "Deploying") else f"it ended {ended}")
+    monkeypatch.setattr(h.app.approvals, "approve", lambda run_id, caller: run)
+    answer = call_http(http_api.runs_approve, "POST", f"runs/{run.id}/approve", route_params={"id": run.id})
+    assert answer.status == status, answer.text
+    if code is None:
+        assert answer.json["id"] == run.id and answer.json["status"] == ended
+        assert status == 200 or answer.headers["Location"] == f"/api/runs/{run.id}"
+    else:
+        assert answer.code == code and answer.json["error"]["run"]["status"] == ended

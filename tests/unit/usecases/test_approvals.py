@@ -125,3 +125,35 @@ def test_a_hand_dropped_model_is_an_operators_act_and_does_not_wait():
     result = w.app.model_landing.landed(ref)
     assert result is not None and result.status == "Done"
     assert w.studio.endpoints["acme"].model_path == ref.path and not w.events.of(RunAwaitingApproval)
+
+
+def test_a_run_past_its_expiry_cannot_be_approved_even_before_the_timer_expires_it():
+    """Issue 21: expiry was applied only by the timer, so an expired run could still be approved (and deployed)."""
+    w = world(RETRAIN_APPROVAL="manual", RETRAIN_APPROVAL_EXPIRY_HOURS="24")
+    w.endpoint("acme")
+    run = waiting(w)
+    long_ago = iso(datetime.now(UTC) - timedelta(hours=25))
+    age_run(w, run.id, transitions=[dict(t, at=long_ago) for t in w.ledger.runs[run.id].transitions])
+    with pytest.raises(Refused) as info:
+        w.app.approvals.approve(run.id, "dave")
+    assert info.value.code == "ApprovalExpired" and info.value.conflict
+    expired = w.run(run.id)
+    assert expired.status == "Cancelled" and str(expired.error).startswith("ApprovalExpired")
+    assert len(w.events.of(RunExpired, run.id)) == 1 and not w.events.of(RunApproved, run.id)
+    assert w.studio.endpoints["acme"].model_path == CREATED and "put_in_service" not in [c[0] for c in w.studio.calls]
+    with pytest.raises(Refused) as again:
+        w.app.approvals.approve(run.id, "dave")
+    assert again.value.code == "NotAwaitingApproval"
+    assert w.app.reconciler.reconcile()["expired"] == 0  # the timer finds nothing left to expire
+
+
+def test_a_waiting_run_past_its_expiry_is_expired_when_rejected_too():
+    w = world(RETRAIN_APPROVAL="manual", RETRAIN_APPROVAL_EXPIRY_HOURS="1")
+    w.endpoint("acme")
+    run = waiting(w)
+    long_ago = iso(datetime.now(UTC) - timedelta(hours=2))
+    age_run(w, run.id, transitions=[dict(t, at=long_ago) for t in w.ledger.runs[run.id].transitions])
+    with pytest.raises(Refused) as info:
+        w.app.approvals.reject(run.id, "dave", "too late anyway")
+    assert info.value.code == "ApprovalExpired" and w.run(run.id).status == "Cancelled"
+    assert not w.events.of(RunRejected, run.id)
