@@ -33,8 +33,11 @@ from shared.records import now_iso
 from shared.settings import Settings
 
 log = logging.getLogger("shared.events")
+# The SDK's serializer reads a send's keyword arguments as event attributes and warns of read_timeout, per send.
+logging.getLogger("azure.eventgrid._legacy._generated._serialization").setLevel(logging.ERROR)
 
 CIRCUIT_SECONDS = 30.0
+CONNECT_SECONDS, READ_SECONDS = 3.0, 5.0  # a send's bound: 2 tries of these, well inside an endpoint lease
 SEND_BATCH = 100  # events per request (Event Grid takes up to 1 MB per request)
 
 
@@ -179,7 +182,9 @@ class EventPublisher(port.EventSink):
     def _send(self, events: list[CloudEvent[Any]], from_outbox: bool = False) -> bool:
         assert self._client is not None
         try:
-            self._client.send(events)
+            # Per call: the client ignores the timeouts given to it (and its transport's), so a topic that accepts
+            # connections but does not answer would hold the caller for 300 s.
+            self._client.send(events, connection_timeout=CONNECT_SECONDS, read_timeout=READ_SECONDS)
             with self._lock:
                 self._skip_until = 0.0
             return True

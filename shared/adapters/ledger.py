@@ -47,11 +47,11 @@ class TableLedger(DeploymentTransactions, Ledger):
     def __init__(self, settings: Settings, credential: Any = None, retries: int = 3) -> None:
         if settings.storage_connection_string is not None:
             self.service = TableServiceClient.from_connection_string(
-                settings.storage_connection_string.get_secret_value(), transport=pooled_transport(),
+                settings.storage_connection_string.get_secret_value(), transport=pooled_transport(read_timeout=30),
                 **sdk_retries(retries))
         else:
             url = settings.storage_table_uri or f"https://{settings.storage_account_name}.table.core.windows.net"
-            self.service = TableServiceClient(url, credential=credential, transport=pooled_transport(),
+            self.service = TableServiceClient(url, credential=credential, transport=pooled_transport(read_timeout=30),
                                               **sdk_retries(retries))
         runs, deployments, outbox = table_names(settings.table_prefix)
         self.runs: TableClient = self.service.get_table_client(runs)

@@ -78,11 +78,15 @@ class HttpPool:
             manager.clear()
 
 
-def pooled_transport(pool_size: int = 64) -> Any:
-    """An azure-core transport over a pooled session (a measurable saving at hundreds of calls a second)."""
+def pooled_transport(pool_size: int = 64, connection_timeout: float = 5, read_timeout: float = 60) -> Any:
+    """An azure-core transport over a pooled session (a measurable saving at hundreds of calls a second), with its
+    timeouts: a client's own `connection_timeout`/`read_timeout` settings apply only to a transport the SDK builds
+    itself, so a transport handed to it must carry them (else a service that accepts connections but does not
+    answer holds a call for the default 300 s)."""
     from azure.core.pipeline.transport import RequestsTransport
 
-    return RequestsTransport(session=pooled_session(pool_size), session_owner=False)
+    return RequestsTransport(session=pooled_session(pool_size), session_owner=False,
+                             connection_timeout=connection_timeout, read_timeout=read_timeout)
 
 
 def sdk_retries(total: int) -> dict[str, Any]:

@@ -54,8 +54,7 @@ class Arm:
         policies = [RequestIdPolicy(), HeadersPolicy(), RetryPolicy(retry_total=retries, retry_backoff_max=30),
                     ARMChallengeAuthenticationPolicy(credential, MANAGEMENT_SCOPE)]
         self.client: ARMPipelineClient[HttpRequest, HttpResponse] = ARMPipelineClient(
-            base_url=config.arm_url, policies=policies, transport=pooled_transport(16),
-            connection_timeout=10, read_timeout=read_timeout)
+            base_url=config.arm_url, policies=policies, transport=pooled_transport(16, 10, read_timeout))
         self.poll_interval = 5.0
 
     def url(self, path: str) -> str:
