@@ -6,7 +6,10 @@ from __future__ import annotations
 import logging
 import os
 
-POINTS = ("after-accept", "mid-validation", "after-submit", "after-patch", "mid-fanout")  # the crash test's steps
+# The crash test's steps: classic's, then Azure ML's (a new deployment Succeeded with no traffic; its first traffic
+# step taken, not yet checked)
+POINTS = ("after-accept", "mid-validation", "after-submit", "after-patch", "mid-fanout",
+          "azureml-deployment-created", "azureml-traffic-step")
 EXIT_CODE = 86
 
 

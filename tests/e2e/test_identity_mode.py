@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import leaked_secrets
-from tests.e2e.conftest import Client, start_stack
+from tests.e2e.conftest import Client, host_environment, start_stack
 from tools.emulator.census import csv_text
 from tools.localdev.azurite import ACCOUNT_KEY
 
@@ -32,17 +32,12 @@ def client() -> Iterator[Client]:
         stack.stop()
 
 
-def host_environment(client: Client) -> dict[str, str]:
-    assert client.stack.host_proc is not None
-    raw = Path(f"/proc/{client.stack.host_proc.pid}/environ").read_bytes()
-    return dict(item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item)
-
-
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads the host's environment from /proc")
 def test_no_account_key_or_topic_key_anywhere_in_the_apps_settings_or_environment(client):
     settings_text = Path(str(client.stack.local_settings)).read_text()
+    env = host_environment(client.stack)
     for where, text in (("local.settings.json", settings_text),
-                        ("the host's environment", "\n".join(f"{k}={v}" for k, v in host_environment(client).items()
+                        ("the host's environment", "\n".join(f"{k}={v}" for k, v in env.items()
                                                              if k not in os.environ or os.environ[k] != v))):
         assert ACCOUNT_KEY not in text and "AccountKey=" not in text, where
         assert client.m["eventgrid"]["topic_key"] not in text, where

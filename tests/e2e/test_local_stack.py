@@ -4,12 +4,16 @@ into containers travel as Event Grid BlobCreated deliveries to the app's webhook
 from __future__ import annotations
 
 import json
+import os
+import time
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import leaked_secrets
-from tests.e2e.conftest import Client, start_stack
+from tests.e2e.conftest import Client, host_environment, start_stack
 from tools.emulator.census import csv_text
+from tools.localdev.azurite import ACCOUNT_KEY
 
 INITIAL = ("experimentoutput", "initial/census-model.ilearner")
 
@@ -20,25 +24,43 @@ def current(client: Client, name: str) -> dict:
     return dict(resp.json())
 
 
-def test_a_csv_dropped_into_training_data_ends_with_the_endpoint_verified_on_the_new_model(client):
+def deployed(client: Client, name: str, data_path: str) -> dict | None:
+    """The endpoint's view once the run of `data_path` is its newest promotion, Deployed (else None)."""
+    view = current(client, name)
+    top = view["history"][0]
+    if top["operation"] != "promote" or top["outcome"] != "Deployed":
+        return None
+    run = client.call("GET", f"runs/{top['runId']}").json()
+    return view if run["dataPath"] == data_path else None
+
+
+def test_a_csv_dropped_into_training_data_ends_with_the_endpoint_verified_on_the_new_model(any_client):
+    """Classic: BES trains, the model landing in models/ is patched in. Azure ML: a job trains, the workspace's
+    RunCompleted event reaches azureml_job_event through devhost's Event Grid webhook (reconcile is off), a new
+    deployment takes all the traffic."""
+    client = any_client
     name = client.new_endpoint("drop")
-    before_model, before_score = client.serving(name), client.score(name)
+    before_model = client.serving(name)
+    before_score = client.score(name) if client.kind == "classic" else None  # a new Azure ML endpoint: no model
+    data_path = f"training-data/{name}/fresh.csv"
     client.upload("training-data", f"{name}/fresh.csv", csv_text(4000, seed=21, drift=1.0).encode())
-
-    def deployed():
-        view = current(client, name)
-        top = view["history"][0]
-        return view if top["operation"] == "promote" and top["outcome"] == "Deployed" else None
-
-    view = client.wait_for("the promotion", deployed)
+    view = client.wait_for("the promotion", lambda: deployed(client, name, data_path))
     run = client.call("GET", f"runs/{view['current']['runId']}").json()
-    assert run["dataPath"] == f"training-data/{name}/fresh.csv" and run["status"] == "Deployed"
+    assert run["dataPath"] == data_path and run["status"] == "Deployed"
     assert client.serving(name) == run["modelPath"] != before_model
     assert client.score(name) != before_score
     updated = [e for e in client.events("EndpointUpdated") if e["data"]["endpoint"] == name]
     assert [e["data"]["runId"] for e in updated] == [run["id"]]
-    # the storage event for the model also arrived: the same promotion, not a second one
+    # classic: the storage event for the model also arrived - the same promotion, not a second one
     assert [d["outcome"] for d in current(client, name)["history"]] == ["Deployed", "Created"]
+    if client.kind == "azureml":
+        (live,) = client.deployments(name)  # one deployment, all the traffic, serving the run's model
+        assert client.traffic(name) == {live: 100}
+        assert client.deployments(name)[live] == {"state": "Succeeded", "model": run["modelPath"]}
+        log = (client.stack.workdir / "functions.log").read_text()
+        assert f"job {run['jobId']}: run {run['id']} Done" in log  # promoted by the job's event
+        assert "Executed 'Functions.azureml_job_event' (Succeeded" in log
+        assert "Functions.reconcile" not in log
 
 
 def test_a_model_dropped_into_models_by_hand_is_deployed(client):
@@ -64,6 +86,63 @@ def test_rollback_over_http_returns_to_the_model_the_endpoint_was_created_with(c
     assert resp.status_code == 200 and resp.json()["outcome"] == "Deployed", resp.text
     assert client.serving(name) == model
     assert [e for e in client.events("EndpointRolledBack") if e["data"]["endpoint"] == name]
+
+
+def test_an_azureml_rollback_over_http_is_a_traffic_switch_to_the_previous_deployment(aml_client, capsys):
+    client = aml_client
+    name = client.new_endpoint("back")
+    runs = []
+    for seed in (1, 2):
+        path = f"training-data/{name}/data-{seed}.csv"
+        client.upload("training-data", path.removeprefix("training-data/"),
+                      csv_text(2000, seed=seed, drift=0.5 * seed).encode())
+        view = client.wait_for(f"the promotion of {path}", lambda p=path: deployed(client, name, p))
+        runs.append(view["current"])
+    first, second = (r["modelPath"] for r in runs)
+    before = client.deployments(name)
+    assert client.serving(name) == second and sorted(client.traffic(name).values()) == [0, 100]
+    started = time.monotonic()
+    resp = client.call("POST", f"endpoints/{name}/rollback")
+    assert resp.status_code == 200 and resp.json()["outcome"] == "Deployed", resp.text
+    assert time.monotonic() - started < 20  # a traffic switch, no new deployment
+    assert resp.json()["serving"] == first and client.serving(name) == first
+    assert client.deployments(name) == before  # the same two deployments, nothing created or deleted
+    by_model = {dep["model"]: dep_name for dep_name, dep in before.items()}
+    assert client.traffic(name) == {by_model[first]: 100, by_model[second]: 0}
+    assert current(client, name)["history"][0]["operation"] == "rollback"
+    assert [e for e in client.events("EndpointRolledBack") if e["data"]["endpoint"] == name]
+    # the README's score helper, on an Azure ML stack: through the scoringUri, with an Entra token
+    from tools.localdev.__main__ import main as localdev
+
+    assert localdev(["--stack", str(client.stack.state_path), "score", name, "--rows", "2"]) == 0
+    out = capsys.readouterr().out
+    assert f"deployment {by_model[first]} answered, serving {first}" in out and out.count("P(income >50K)") == 2
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads the host's environment from /proc")
+def test_no_key_or_connection_string_is_needed_for_azure_ml(aml_client):
+    """The Azure ML stack runs in identity mode (Azurite with OAuth, the app's managed identity; the story tests above
+    pass on it): no storage key, no Studio key, no topic key, no Azure ML key in the app's settings or in the
+    function host's environment; the target names the workspace and how to train, never a credential."""
+    client = aml_client
+    settings_text = Path(str(client.stack.local_settings)).read_text()
+    env = "\n".join(f"{k}={v}" for k, v in host_environment(client.stack).items()
+                    if k not in os.environ or os.environ[k] != v)
+    m = client.m
+    for where, text in (("local.settings.json", settings_text), ("the host's environment", env)):
+        assert ACCOUNT_KEY not in text and "AccountKey=" not in text and "SharedAccessSignature" not in text, where
+        for secret in (m["eventgrid"]["topic_key"], m["workspace_token"], m["training_service"]["api_key"]):
+            assert secret not in text, where
+    values = json.loads(settings_text)["Values"]
+    assert not [k for k in values if k == "AzureWebJobsStorage" or k.endswith(("_KEY", "_SAS"))], values.keys()
+    assert values["AzureWebJobsStorage__credential"] == "managedidentity"
+    (target,) = json.loads(values["RETRAIN_TARGETS"])
+    assert target["kind"] == "azureml" and set(target) == {"name", "kind", "azureml", "endpoints"}
+    assert not [k for k in target["azureml"] if "key" in k.lower() or "secret" in k.lower() or "token" in k.lower()]
+    assert values["IDENTITY_ENDPOINT"].startswith("https://") and values["AZURE_CLIENT_ID"]
+    # and the workspace's endpoints take Entra tokens, not keys
+    name = client.new_endpoint("nokey")
+    assert client.ws is not None and client.ws.endpoint(name)["properties"]["authMode"] == "AADToken"
 
 
 def stage_model(client: Client, name: str, model: str) -> None:

@@ -121,3 +121,37 @@ def test_make_run_identity_comes_up_keyless_and_the_readme_helper_drops_a_file_o
     finally:
         out = stop_run(proc)
     assert "Identity mode" in out
+
+
+def test_make_run_target_azureml_with_identity_comes_up_keyless_with_the_job_events_subscribed(tmp_path):
+    """`make run TARGET=azureml RUN_ARGS=--identity`: stack.json says the target; the app's settings name the Azure ML
+    stand-in's workspace and no key; the workspace's job events go to azureml_job_event on the live host; POST
+    /api/endpoints creates an online endpoint; the usage names the ARM URL, the workspace and how to get a token."""
+    from tools.localdev import workspace
+    from tools.localdev.azurite import ACCOUNT_KEY
+
+    settings = tmp_path / "local.settings.json"
+    proc, state = start_run(tmp_path / "local", settings, free_port(), "--identity", "--target", "azureml")
+    try:
+        assert state["target"] == "azureml" and state["identity"] and Path(state["ca_bundle"]).exists()
+        text = settings.read_text()
+        values = json.loads(text)["Values"]
+        assert ACCOUNT_KEY not in text and "AzureWebJobsStorage" not in values
+        assert not [k for k in values if k.endswith("_KEY")], values.keys()
+        (target,) = json.loads(values["RETRAIN_TARGETS"])
+        assert target["kind"] == "azureml"
+        manifest = json.loads(Path(state["emulator_manifest"]).read_text())
+        http = workspace.session(state["ca_bundle"])
+        subs = http.get(f"{manifest['admin_url']}/storage-events/subscriptions", timeout=30).json()
+        (hook,) = [s for s in subs if s["name"] == "azureml_job_event"]
+        assert hook["endpoint"] == f"{state['functions_url']}/runtime/webhooks/eventgrid?functionName=azureml_job_event"
+        assert set(hook["event_types"]) == {"Microsoft.MachineLearningServices.RunCompleted",
+                                            "Microsoft.MachineLearningServices.RunStatusChanged"}
+        created = requests.post(f"{state['functions_url']}/api/endpoints", json={"name": "tenant-a"}, timeout=120)
+        assert created.status_code == 201 and created.json()["kind"] == "azureml", created.text
+        assert workspace.Workspace(manifest, http).endpoint("tenant-a")["properties"]["authMode"] == "AADToken"
+    finally:
+        out = stop_run(proc)
+    aml = manifest["azureml"]
+    assert aml["arm_url"] in out and aml["workspace_id"] in out and "resource=https://management.azure.com/" in out
+    assert "make run: stopping" in out

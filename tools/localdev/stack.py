@@ -204,14 +204,15 @@ class Stack:
         slowed = "realistic" in self.emulator_args or "--azureml-time" in self.emulator_args
         return {"deployment_timeout_minutes": 20 if slowed else 2, **self.azureml}
 
-    def subscribe_job_events(self) -> dict[str, Any]:
+    def subscribe_job_events(self, **options: Any) -> dict[str, Any]:
         """Subscribe the app's Event Grid trigger to the workspace's job events (RunCompleted, RunStatusChanged), as
-        the deploy's Event Grid system topic does in Azure; named, so a restart on another port replaces it."""
+        the deploy's Event Grid system topic does in Azure; named, so a restart on another port replaces it.
+        `options`: the emulator's subscription fields (e.g. max_attempts)."""
         assert self.emulator is not None
         url = f"{self.functions_url}/runtime/webhooks/eventgrid?functionName={JOB_EVENT_FUNCTION}"
         resp = requests.post(f"{self.emulator.manifest['admin_url']}/storage-events/subscriptions", timeout=30,
-                             json={"name": JOB_EVENT_FUNCTION, "endpoint": url, "event_types": list(JOB_EVENTS)},
-                             verify=str(self.tls.ca) if self.tls else True)
+                             json={"name": JOB_EVENT_FUNCTION, "endpoint": url, "event_types": list(JOB_EVENTS),
+                                   **options}, verify=str(self.tls.ca) if self.tls else True)
         resp.raise_for_status()
         self._say(f"subscribed {JOB_EVENT_FUNCTION} to the workspace's job events")
         return dict(resp.json())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from shared import failpoints
 from shared.adapters.azureml.arm import Arm
 from shared.adapters.azureml.changes import EndpointChanges
 from shared.adapters.azureml.errors import AzureMLError
@@ -174,6 +175,7 @@ class AzureMLServing(ServingTarget):
             raise AzureMLError(exc.operation, exc.status, exc.code, f"{exc.message}" + (f"; its logs end: {logs}"
                                                                                           if logs else ""),
                                input_refused=exc.code not in ("OutOfQuota",)) from None
+        failpoints.reached("azureml-deployment-created")
 
     def verify(self, name: str, model: ModelRef, smoke_row: dict[str, str] | None, before: Observed,
                keepalive: Keepalive) -> Verdict:
@@ -189,6 +191,7 @@ class AzureMLServing(ServingTarget):
                 self.changes.set_traffic(name, before.state["traffic"], {new: self.config.mirror_percent}, keepalive)
             for step in self.config.traffic_steps:
                 self.changes.set_traffic(name, _shares(old, new, step), {}, keepalive)
+                failpoints.reached("azureml-traffic-step")
                 keepalive()
                 if smoke_row:
                     self.scoring.score(self.arm.get(f"/onlineEndpoints/{name}", f"get endpoint {name}"), smoke_row)
