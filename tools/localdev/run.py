@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.azureml_time:
         emulator_args += ["--azureml-time", item]
     stack = Stack(args.workdir, functions_port=args.port, persistent=True, local_settings=settings_file,
-                  identity=args.identity, target=args.target, emulator_args=emulator_args,
+                  identity=args.identity, target=args.target, emulator_args=emulator_args if azureml else [],
                   use_func={"auto": None, "yes": True, "no": False}[args.func],
                   progress=lambda text: print(f"make run: {text}", flush=True))
     try:
