@@ -80,8 +80,10 @@ class Run(Record):
     data_time: str = Field(default_factory=now_iso)  # when the training data landed: newer data wins
     job_id: str | None = None
     model_path: str | None = None
+    model_base: str | None = None  # where the model is when not in the app's storage (an operator's rollback)
     evaluation_path: str | None = None
     metrics: Metrics = Field(default_factory=dict)
+    forced: bool = False  # deployed past the gate on an operator's word
     rows: int | None = None
     smoke_row: Row = None
     trigger: str = "blob"

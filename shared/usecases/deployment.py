@@ -95,7 +95,8 @@ class EndpointDeployer:
             self.ledger.release(cur, owner)
             plan.serving, plan.previous = previous, previous
             return plan
-        dep = self.new_attempt(target, endpoint, plan.model, plan.run, plan.operation, trigger)
+        # The action's run is stored (decide stored it); its attempt is `run-<run>`, so reconcile finishes it.
+        dep = self.new_attempt(target, endpoint, plan.model, plan.run, plan.operation, trigger, f"run-{plan.run.id}")
         dep.restores, dep.caller, dep.forced = plan.restores, caller, forced
         self.ledger.add_deployment(dep)
         dep = self.carry_out(target, plan.model, plan.run, True, LeasedAttempt(dep, True, cur))

@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from shared.decisions import ENDPOINT_NAME, blob_in, check_endpoint_name, find_target, rollback_choice
+from shared.decisions import ENDPOINT_NAME, blob_in, check_endpoint_name, final_status, find_target, rollback_choice
 from shared.errors import AlreadyExists, DataRejected, NotFound, Refused
 from shared.events import EndpointRolledBack
 from shared.gate import Gate
@@ -17,7 +17,7 @@ from shared.ports.events import EventSink
 from shared.ports.ledger import Ledger
 from shared.ports.services import Services
 from shared.ports.serving import EndpointInfo, ModelRef
-from shared.records import BlobRef, Current, Deployment, EndpointResult, Run, now_iso
+from shared.records import BlobRef, Current, Deployment, EndpointResult, Run, iso, now_iso
 from shared.settings import Settings, Target
 from shared.usecases.deployment import DeploymentPlan, EndpointDeployer
 
@@ -85,16 +85,23 @@ class Operations:
         if below is not None and not force:
             raise Refused(f"{below}; send \"force\": true to deploy it anyway (recorded as forced)", "ModelRejected",
                           conflict=True)
-        run = Run(id=f"manual-{uuid.uuid4().hex[:12]}", kind="manual", status="Trained", target=target.name,
-                  endpoints=[endpoint], model_path=ref.path, metrics=metrics or {}, trigger=trigger)
+        data_time, taken_in = self._model_time(ref)
+        runs: list[Run] = []
 
         def decide(cur: Current) -> DeploymentPlan | EndpointResult:
             if cur.deployment_id and cur.model_path == ref.path:
                 return EndpointResult(endpoint, "Unchanged", "the endpoint serves this model already",
                                       cur.deployment_id)
-            return DeploymentPlan(ModelRef(ref.path), run, "patch")
+            runs.append(self._stored_run(Run(
+                id=f"patch-{uuid.uuid4().hex[:16]}", kind="manual", status="Deploying", target=target.name,
+                endpoints=[endpoint], model_path=ref.path, metrics=metrics or {}, trigger=trigger, caller=caller,
+                forced=below is not None, data_time=data_time, created_at=taken_in,
+                transitions=[{"status": "Deploying", "at": now_iso(), "reason": f"patch by {caller or trigger}"}])))
+            return DeploymentPlan(ModelRef(ref.path), runs[0], "patch")
 
-        return self.deployer.deploy_decided(target, endpoint, decide, trigger, caller, forced=below is not None)
+        result = self.deployer.deploy_decided(target, endpoint, decide, trigger, caller, forced=below is not None)
+        self._record(runs, result)
+        return result
 
     def rollback(self, target_name: str | None, endpoint: str, to: str | None = None,
                  trigger: str = "http", caller: str | None = None) -> EndpointResult:
@@ -120,18 +127,49 @@ class Operations:
             chosen.append(pick)
             assert pick.model_path is not None
             taken_in = pick.data_order.split("|")[1] if pick.data_order else now_iso()  # keeps its data's order
-            run = Run(id=pick.run_id or f"rollback-{pick.id}", kind="manual", status="Trained",
-                      target=target.name, endpoints=[endpoint], model_path=pick.model_path,
-                      data_time=pick.data_time or now_iso(), created_at=taken_in, trigger=trigger,
-                      metrics=pick.metrics or ({self.gate.primary: pick.metric} if pick.metric is not None else {}))
-            return DeploymentPlan(ModelRef(pick.model_path, pick.model_base), run, "rollback", pick.id)
+            runs.append(self._stored_run(Run(
+                id=f"rollback-{uuid.uuid4().hex[:16]}", kind="manual", status="Deploying", target=target.name,
+                endpoints=[endpoint], model_path=pick.model_path, model_base=pick.model_base,
+                data_time=pick.data_time or now_iso(), created_at=taken_in, trigger=trigger, caller=caller,
+                metrics=pick.metrics or ({self.gate.primary: pick.metric} if pick.metric is not None else {}),
+                transitions=[{"status": "Deploying", "at": now_iso(), "reason": f"rollback to {pick.id} by "
+                              f"{caller or trigger}"}])))
+            return DeploymentPlan(ModelRef(pick.model_path, pick.model_base), runs[0], "rollback", pick.id)
 
+        runs: list[Run] = []
         result = self.deployer.deploy_decided(target, endpoint, decide, trigger, caller)
+        self._record(runs, result)
         if result.outcome == "Deployed":
             self.events.publish(EndpointRolledBack(subject=f"{target.name}/{endpoint}", endpoint=endpoint,
                                                    restored_model=chosen[0].model_path, to_deployment=chosen[0].id,
                                                    deployment_id=result.deployment_id))
         return result
+
+    def _stored_run(self, run: Run) -> Run:
+        """An operator's action as a run, stored before its first effect: whatever happens to this call, reconcile
+        finds it and finishes the deployment."""
+        stored, _ = self.ledger.create_run(run)
+        return stored
+
+    def _record(self, runs: list[Run], result: EndpointResult) -> None:
+        """The action's ending on its run (a run left Deploying - the attempt Pending - is reconcile's)."""
+        if not runs:
+            return  # decided under the lease that there was nothing to do: no run was stored
+        final = final_status([result])
+        if final != "Deploying":
+            self.ledger.change(runs[0], final, result.reason if final != "Deployed" else None,
+                               outcomes={result.outcome: 1}, endpoint_results=[{
+                                   "endpoint": result.endpoint, "outcome": result.outcome, "reason": result.reason,
+                                   "deploymentId": result.deployment_id}])
+
+    def _model_time(self, ref: BlobRef) -> tuple[str, str]:
+        """When a model's data landed and was taken in (its place in "newest data wins"): its run's, for a run's
+        model; else the model file's Last-Modified - never the time of the call."""
+        run = self.ledger.get_run(ref.name.split("/", 1)[0]) if "/" in ref.name else None
+        if run is not None:
+            return run.data_time, run.created_at
+        landed = iso(self.storage.info(ref).last_modified)
+        return landed, landed
 
     def _unrecorded(self, target: Target, name: str, wait_seconds: float = 5.0) -> bool:
         """True when the ledger has no history of the endpoint, even after its creator had time to record it."""

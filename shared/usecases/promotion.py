@@ -79,7 +79,7 @@ class Promotion:
             self.jobs.finished(run, state)
             model = self.jobs.model(run)
         else:
-            model = ModelRef(run.model_path or "")
+            model = ModelRef(run.model_path or "", run.model_base)
         if not force:
             reason = self.gate.check(run.metrics)
             if reason is not None:

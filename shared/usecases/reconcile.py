@@ -81,8 +81,9 @@ class Reconciler:
         age = now - datetime.fromisoformat((run.submitted_at or run.created_at).replace("Z", "+00:00"))
         if run.status == "AwaitingApproval":  # an operator decides; unless nobody did for too long
             return "expired" if self.approvals.expire_if_due(run, now) else ""
-        if run.kind == "manual":  # a hand-dropped model whose deployment did not finish
-            done = self.promotion.promote(run, force=not run.metrics, unservable_is_rejection=True)
+        if run.kind == "manual":  # a hand-dropped model or an operator's action whose deployment did not finish
+            done = self.promotion.promote(run, force=run.forced or not run.metrics,
+                                          unservable_is_rejection=run.trigger != "http")
             return "promoted" if done.status == "Done" else ""
         if run.status in ("Trained", "Deploying"):  # its model landed where no trigger saw it, or a retry is due
             return "promoted" if self.promotion.promote(run).status == "Done" else ""

@@ -22,11 +22,16 @@ HTTP = {
     "status": ("status", ["GET"]),
     "runs_reject": ("runs/{id}/reject", ["POST"]),
 }
-BLOB = {"training_data_landed": "training-data/{name}", "model_landed": "models/{name}.ilearner"}
+BLOB = {"training_data_landed": "training-data/{name}", "model_landed": "models/{name}"}
 
 
 def test_exactly_the_expected_functions(indexed):
-    assert set(indexed) == set(HTTP) | set(BLOB) | {"reconcile"}
+    assert set(indexed) == set(HTTP) | set(BLOB) | {"reconcile", "azureml_job_event"}
+
+
+def test_the_azure_ml_job_events_come_through_an_event_grid_trigger(indexed):
+    spec = indexed["azureml_job_event"]
+    assert spec.trigger_type == "eventGridTrigger" and spec.trigger_parameter == "event"
 
 
 def test_http_routes_methods_and_function_auth_level(indexed):

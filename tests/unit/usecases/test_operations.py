@@ -167,11 +167,6 @@ def test_a_patched_model_that_cannot_load_is_rolled_back():
     assert history(w)[0] == ("patch", "RolledBack")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG shared/usecases/operations.py Operations.patch_model/rollback: the "
-                   "operator's action builds a Run (manual-<id>) but never stores it (no ledger.create_run), against "
-                   "DESIGN.md 7 'Every operator action ... is a run: stored before its first effect, reconciled like "
-                   "any other': GET /api/runs/<its id> is 404, and an attempt left Pending (a check that could not be "
-                   "made) is never finished by reconcile")
 def test_a_manual_patch_is_a_run_stored_before_its_first_effect_and_reconciled_like_any_other():
     w = world()
     w.endpoint("acme")
