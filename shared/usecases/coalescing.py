@@ -41,8 +41,9 @@ class Coalescing:
         if window > 0:
             landed = datetime.fromisoformat(run.data_time.replace("Z", "+00:00")).astimezone(UTC)
             self._wait_until(landed + timedelta(seconds=window), run)
-            newer = self.storage.newest_sibling(ref, ".csv", lambda b: self._same_endpoints(run, b))
-            if newer is not None and (newer.last_modified, newer.name) > (landed, ref.name):
+            newer = self.storage.newest_sibling(ref, ".csv", lambda b: self._same_endpoints(run, b) and
+                                                self._newer(run, ref, b, landed))
+            if newer is not None:
                 by = run_id_for(f"{ref.container}/{newer.name}", newer.etag)
                 supersede(self.ledger, self.events, run, by, f"newer data for the same endpoints ({newer.name}) "
                           "landed within RETRAIN_COALESCE_SECONDS")
@@ -50,6 +51,16 @@ class Coalescing:
         if self.settings.cancel_superseded_jobs:
             self._cancel_older_jobs(run)
         return False
+
+    def _newer(self, run: Run, ref: BlobRef, other: BlobInfo, landed: datetime) -> bool:
+        """Whether a file beside the run's holds newer data, in the one total order of runs (`Run.order`): a later
+        Last-Modified; within the same second, its run's order - a file not taken in yet is newer, since its run
+        will be taken in after this one."""
+        stamp = other.last_modified.replace(microsecond=0)
+        if stamp != landed.replace(microsecond=0):
+            return stamp > landed
+        theirs = self.ledger.get_run(run_id_for(f"{ref.container}/{other.name}", other.etag))
+        return theirs is None or theirs.order > run.order
 
     def _same_endpoints(self, run: Run, other: BlobInfo) -> bool:
         """Whether a file beside the run's retrains the same endpoints (its route, with the endpoints it names)."""

@@ -52,8 +52,10 @@ class Verifier:
             return Verdict()  # nothing to score with: the GET is all the proof there is
         if not self._scorable(ep):
             return Verdict("the endpoint has no usable ApiLocation for a smoke request")
+        # The model being replaced did not answer (it cannot load): its errors go on until the switch, so only an
+        # error after the switch time counts against the new one.
         return self._until_answering(ep, row, lambda got: old_answers is None or got != old_answers,
-                                     keepalive=keepalive)
+                                     errors_expected=old_answers is None, keepalive=keepalive)
 
     def _scorable(self, ep: Endpoint) -> bool:
         return bool(ep.ApiLocation and ep.PrimaryKey and self.settings.rrs_host_allowed(ep.ApiLocation))

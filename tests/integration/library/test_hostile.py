@@ -367,3 +367,24 @@ def test_a_fan_outs_events_wait_in_grouped_rows_through_an_outage_and_a_half_sen
     got = [e for e in h.events("EndpointUpdated") if e["data"]["runId"] == run.id]
     assert {e["data"]["endpoint"] for e in got} == set(tenants)
     assert len({e["id"] for e in got}) == 120  # resent ones keep their id: a consumer deduplicates
+
+
+def test_an_endpoint_left_serving_a_broken_model_is_repaired_while_the_service_still_switches(start_emulator,
+                                                                                              harness):
+    """Issue 21: the repair's smoke request gets the broken model's errors until the switch; those are expected (the
+    model being replaced did not answer), so the good model goes in instead of the broken one being put back."""
+    emu = start_emulator("--propagation-seconds", "3")
+    h = harness(emu.manifest, RETRAIN_ENDPOINTS="", RETRAIN_VERIFY_SWITCH_SECONDS="6",
+                RETRAIN_VERIFY_POLL_SECONDS="0.5")
+    tenant = h.new_endpoint("fix")
+    good = h.app.intake.accept(h.upload_data(f"{tenant}/good.csv", drift=0.5))
+    h.wait_job(good.job_id)
+    broken = BlobRef("models", f"{tenant}/broken.ilearner")
+    h.put(broken, BROKEN_MODEL.encode())
+    location = h.app.services.serving("default")._location(  # left by hand, outside the app
+        __import__("shared.ports.serving", fromlist=["ModelRef"]).ModelRef(broken.path))
+    h.mgmt().patch_model(tenant, h.settings.targets[0].resource_name, location)
+    time.sleep(3.5)  # it serves the broken model now: every request fails
+    result = h.app.operations.patch_model(None, tenant, str(good.model_path), caller="oncall")
+    assert result.outcome == "Deployed", result
+    assert h.serving(tenant) == good.model_path and h.score(tenant) > 0

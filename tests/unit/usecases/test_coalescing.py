@@ -131,3 +131,20 @@ def test_a_cancel_the_service_refuses_leaves_the_older_run_going():
     assert older is not None and newer is not None
     assert w.run(older.id).status == "Training" and w.run(newer.id).status == "Training"
     assert not w.events.of(RunSuperseded)
+
+
+def test_two_files_in_the_same_second_are_ordered_by_when_they_were_taken_in_not_by_name():
+    """Last-Modified has one-second resolution: within one second the total order of runs decides (issue 21) - the
+    file taken in later is the newer data, whatever its name."""
+    from shared.records import BlobRef
+
+    w = world(RETRAIN_COALESCE_SECONDS="0.05")
+    w.endpoint("acme")
+    first = w.drop("acme/zz-first.csv", seed=1)
+    second = BlobRef(first.container, "acme/aa-second.csv")  # the same second, a name that sorts first
+    w.storage.put(second, w.storage.read_bytes(first).replace(b"\n", b"\r\n", 1))
+    older = w.app.intake.accept(first)
+    newer = w.app.intake.accept(second)
+    assert older is not None and newer is not None and older.data_time == newer.data_time
+    assert w.run(older.id).status == "Superseded" and w.run(older.id).superseded_by == newer.id
+    assert w.run(newer.id).status == "Training"
