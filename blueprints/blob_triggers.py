@@ -1,6 +1,11 @@
-"""Blob triggers (Event Grid source): training data landed -> validate and start the BES job; a model landed ->
-promote it (gate, fan-out PATCH, verify). The blob arrives as a `BlobClient` (SDK-type binding) and is streamed by
-the library; an `InputStream` would load the whole file into memory.
+"""Blob triggers (Event Grid source): training data landed -> validate and start the BES job; a file landed in
+models/ -> promote a run's model (gate, fan-out PATCH, verify), deploy a hand-dropped one, or say why the file is
+not taken. The blob arrives as a `BlobClient` (SDK-type binding) and is streamed by the library; an `InputStream`
+would load the whole file into memory.
+
+The models trigger takes every name (`models/{name}`), not only `.ilearner`: a file the app does not take must
+leave a reason (rejected/, a run on the status page, a log line), and one trigger that sees the whole container
+is simpler than a second function (and its own Event Grid subscription) for the rest.
 
 An exception here makes the host retry the blob (then poison it): that is wanted only for transient failures,
 which the library raises after its own retry budget. Bad input is handled - moved to `rejected/` - not raised.
@@ -31,7 +36,7 @@ def training_data_landed(client: blob.BlobClient, context: func.Context) -> None
 
 
 @bp.function_name("model_landed")
-@bp.blob_trigger(arg_name="client", path="models/{name}.ilearner", connection="AzureWebJobsStorage",
+@bp.blob_trigger(arg_name="client", path="models/{name}", connection="AzureWebJobsStorage",
                  source=func.BlobSource.EVENT_GRID)
 def model_landed(client: blob.BlobClient, context: func.Context) -> None:
     with invocation(context):

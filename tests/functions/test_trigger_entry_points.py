@@ -95,12 +95,18 @@ def test_a_transient_failure_past_the_budget_raises_so_the_host_retries(wire):
     assert len(h.jobs_for(ref.path)) == 1
 
 
-def test_other_files_in_models_are_ignored(app):
+def test_a_file_in_models_that_is_not_a_model_is_not_taken_and_says_why(app, caplog):
+    """Issue 21: the trigger saw only .ilearner names, so anything else under models/ was silent."""
     h = app
-    ref = BlobRef("models", f"notes-{uuid.uuid4().hex[:6]}.txt")
+    ref = BlobRef("models", f"notes-{uuid.uuid4().hex[:6]}.csv")
     h.put(ref, b"hello")
-    run_function(blob_triggers.model_landed, blob_client(ref))
-    assert h.app.storage.exists(ref)
+    with caplog.at_level(logging.INFO):
+        run_function(blob_triggers.model_landed, blob_client(ref))
+    assert not h.app.storage.exists(ref)
+    assert h.app.storage.read_bytes(BlobRef("rejected", f"models/{ref.name}")) == b"hello"
+    assert b"UnsupportedFileType" in h.app.storage.read_bytes(BlobRef("rejected", f"models/{ref.name}.reason.json"))
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert f"{ref.path} is not taken (UnsupportedFileType)" in said and "Rejected" in said
 
 
 def test_the_reconcile_timer_runs_and_logs_a_summary(app, caplog):

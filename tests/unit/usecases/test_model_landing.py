@@ -1,13 +1,16 @@
-"""A `.ilearner` landing in models/ on the fakes: a run's model is promoted; a model a person dropped there is
-deployed to the endpoints its path routes to (gated only when an evaluation sits beside it), or moved to
-rejected/ with the reason when it is empty, routes nowhere, or no endpoint will serve it."""
+"""A file landing in models/ on the fakes: a run's model is promoted and its other outputs left to it; a model a
+person dropped there is deployed to the endpoints its path routes to (gated only when an evaluation sits beside
+it), or moved to rejected/ with the reason when it is empty, routes nowhere or only to the default endpoint, or no
+endpoint will serve it; any other file is not taken and says why."""
 
 from __future__ import annotations
+
+import logging
 
 from shared.events import EndpointUpdated, ModelRejected
 from shared.records import BlobRef
 from tests.fakes.world import World, world
-from tests.unit.usecases.helpers import reason_file
+from tests.unit.usecases.helpers import land, reason_file
 
 CREATED = "experiment/model.ilearner"
 
@@ -20,12 +23,60 @@ def drop_model(w: World, name: str, data: bytes = b"a model", evaluation: str | 
     return ref
 
 
-def test_only_ilearner_files_are_acted_on():
+def test_a_file_that_is_not_a_model_is_not_taken_and_says_why():
+    """Issue 21: a .csv or random bytes under models/ were silent (the trigger saw only .ilearner names)."""
     w = world()
     w.endpoint("acme")
-    for name in ("acme/evaluation.csv", "acme/notes.txt"):
-        assert w.app.model_landing.landed(drop_model(w, name)) is None
-    assert not w.ledger.runs and "put_in_service" not in [c[0] for c in w.studio.calls]
+    for name in ("acme/notes.txt", "acme/data.csv", "random-bytes", "evaluation.csv"):
+        ref = drop_model(w, name, data=bytes(range(256)))
+        result = w.app.model_landing.landed(ref)
+        assert result is not None and result.status == "Rejected", name
+        assert w.run(result.run_id).status == "Rejected" and "UnsupportedFileType" in str(w.run(result.run_id).error)
+        assert not w.storage.exists(ref) and reason_file(w, f"models/{name}")["code"] == "UnsupportedFileType"
+        assert [e.code for e in w.events.of(ModelRejected, result.run_id)] == ["UnsupportedFileType"]
+    kept = drop_model(w, "acme/evaluation.csv")  # read when a model lands beside it
+    assert w.app.model_landing.landed(kept) is None and w.storage.exists(kept)
+    assert "put_in_service" not in [c[0] for c in w.studio.calls]
+
+
+def test_a_runs_outputs_are_left_to_it_and_a_stray_file_in_its_folder_is_not_taken(caplog):
+    """Issue 21: another .ilearner in a run's folder promoted the run again, logging 'Deployed' for a file that was
+    in fact ignored."""
+    w = world()
+    w.endpoint("acme")
+    run = w.trained("acme/d.csv")
+    assert land(w, run).status == "Done"
+    calls = len(w.studio.calls)
+    with caplog.at_level(logging.INFO, logger="shared.usecases.model_landing"):
+        evaluation = BlobRef.parse(str(w.run(run.id).evaluation_path))
+        assert w.app.model_landing.landed(evaluation) is None
+        stray = drop_model(w, f"{run.id}/notes.ilearner")
+        result = w.app.model_landing.landed(stray)
+    assert result is not None and result.status == "Rejected" and result.run_id != run.id
+    assert reason_file(w, f"models/{run.id}/notes.ilearner")["code"] == "NotTheRunsModel"
+    assert len(w.studio.calls) == calls and w.run(run.id).status == "Deployed"
+    said = [r.getMessage() for r in caplog.records]
+    assert any(f"output of run {run.id}" in m for m in said) and any("not taken (NotTheRunsModel)" in m for m in said)
+    # a run whose outputs are folders (Azure ML: model/ and evaluation/): every file in them is the run's
+    azureml = w.trained("acme/e.csv", seed=2)
+    w.ledger.runs[azureml.id].model_path = f"models/{azureml.id}/model"
+    w.ledger.runs[azureml.id].evaluation_path = f"models/{azureml.id}/evaluation/evaluation.csv"
+    for name in ("model/model.json", "model/MLmodel", "evaluation/evaluation.csv", "evaluation/metrics.json"):
+        assert w.app.model_landing.landed(drop_model(w, f"{azureml.id}/{name}")) is None, name
+    other = w.app.model_landing.landed(drop_model(w, f"{azureml.id}/other.txt"))
+    assert other is not None and other.status == "Rejected"
+
+
+def test_a_hand_dropped_model_for_the_default_endpoint_is_not_taken_and_says_why():
+    """Issue 21: no event, no rejected/ copy - the fan-out refused the default endpoint and nothing else was said."""
+    w = world()
+    ref = drop_model(w, "default/hand.ilearner")
+    result = w.app.model_landing.landed(ref)
+    assert result is not None and result.status == "Rejected"
+    assert w.run(result.run_id).status == "Rejected" and str(w.run(result.run_id).error).startswith("DefaultEndpoint")
+    assert not w.storage.exists(ref) and reason_file(w, "models/default/hand.ilearner")["code"] == "DefaultEndpoint"
+    assert [e.code for e in w.events.of(ModelRejected, result.run_id)] == ["DefaultEndpoint"]
+    assert "put_in_service" not in [c[0] for c in w.studio.calls]
 
 
 def test_a_runs_model_landing_promotes_that_run():
