@@ -1,25 +1,22 @@
 """The blob storage adapter (`BlobStore` on Azure Blob Storage): clients from settings (connection string or managed
-identity), streaming reads, create-only writes, moving rejected files aside with a reason, SAS grants. The SDK's
-errors become the project's own (NotFound, AlreadyExists, Stale) here."""
+identity), streaming reads, create-only writes, SAS grants; moving rejected files aside with a reason is
+`rejected.py`'s. The SDK's errors become the project's own (NotFound, AlreadyExists, Stale) here."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import queue
-import re
 import threading
-import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import BlobProperties, BlobServiceClient, ContentSettings
 
+from shared.adapters.rejected import RejectedArea
 from shared.adapters.sas import SasMinter, SasPolicy
 from shared.adapters.transport import pooled_transport, sdk_retries
 from shared.errors import AlreadyExists, NotFound, Stale
@@ -27,10 +24,10 @@ from shared.ports.blobs import (
     BlobInfo,
     BlobStore,
     Grant,
+    Rejection,
     SasPurpose,
     decode_metadata,
     encode_metadata,
-    rejected_names,
 )
 from shared.records import BlobRef
 from shared.settings import Settings
@@ -111,6 +108,8 @@ class Storage(BlobStore):
                                           **sdk_retries(retries))
         self.account_key: str | None = getattr(self.blob.credential, "account_key", None)
         self.minter = SasMinter(self.blob, self.account_key, SasPolicy.from_settings(settings))
+        self.rejections = RejectedArea(self.blob, settings.rejected_container, lambda ref: self.blob.get_blob_client(
+            ref.container, ref.name).url + self.grant(ref, SasPurpose.COPY_ASIDE).token)
 
     @property
     def base(self) -> str:
@@ -161,32 +160,6 @@ class Storage(BlobStore):
             raise ValueError(f"{ref.path} is larger than {limit} bytes")
         return bytes(data)
 
-    def _write_reason(self, ref: BlobRef, body: dict[str, Any], version: str | None) -> None:
-        """A `.reason.json`, written once, marked with the version it describes: a retry finds the one an earlier
-        try wrote (it says the same). For a moved file (`version` given) a reason of another version found there
-        is replaced: the file beside it is this version's (its copy was made under that name), so that reason
-        described a file that is no longer there."""
-        client = self.blob.get_blob_client(ref.container, ref.name)
-        data, settings = json.dumps(body, indent=2).encode(), ContentSettings(content_type="application/json")
-        metadata = {"sourceetag": version} if version is not None else None
-        try:
-            client.upload_blob(data, overwrite=False, metadata=metadata, content_settings=settings)
-        except ResourceExistsError:
-            there = client.get_blob_properties()
-            if version is None or (there.metadata or {}).get("sourceetag") == version:
-                return
-            log.warning("%s described another version of the file; replaced by this rejection's reason", ref.path)
-            client.upload_blob(data, overwrite=True, metadata=metadata, content_settings=settings,
-                               etag=there.etag, match_condition=MatchConditions.IfNotModified)
-
-    def _version_at(self, ref: BlobRef) -> str | None:
-        """The `sourceetag` a rejected/ blob is marked with ('' when unmarked), or None when there is none."""
-        try:
-            props = self.blob.get_blob_client(ref.container, ref.name).get_blob_properties()
-        except ResourceNotFoundError:
-            return None
-        return str((props.metadata or {}).get("sourceetag") or "")
-
     def create(self, ref: BlobRef, data: bytes, content_type: str, metadata: dict[str, str] | None = None) -> bool:
         """Write a new blob, never over an existing one. True when written; False when a blob with the very same
         content is there already (a retried upload); AlreadyExists for different content."""
@@ -204,66 +177,13 @@ class Storage(BlobStore):
             raise AlreadyExists(f"{ref.path} exists already with other content") from None
 
     def reject(self, ref: BlobRef, reason: dict[str, Any]) -> BlobRef:
-        """Move a file to the rejected container (copy, then delete) with `<name>.reason.json` beside it.
-
-        Nothing is lost: each version of a file gets its own name in rejected/ (the plain path when free, else
-        `<stem>~<version>.<ext>`), never overwriting an earlier rejection; the source is deleted only once the
-        copy is complete, and only if it has not changed since. Idempotent: a retry finds its own copy again.
-        """
-        source = self.blob.get_blob_client(ref.container, ref.name)
-        try:
-            props = source.get_blob_properties()
-        except ResourceNotFoundError:
-            return self._rejected_names(ref, "")[0]  # moved already
-        version = str(props.etag).strip('"')
-        target = self._copy_aside(ref, version)
-        body = dict(reason, source=ref.path, sourceEtag=version, rejectedAt=datetime.now(UTC).isoformat())
-        self._write_reason(BlobRef(target.container, target.name + ".reason.json"), body, version)
-        try:
-            source.delete_blob(etag=props.etag, match_condition=MatchConditions.IfNotModified)
-        except ResourceModifiedError:
-            log.warning("%s changed while being rejected; the new version is kept in place", ref.path)
-        except ResourceNotFoundError:
-            pass
-        return target
+        return self.rejections.reject(ref, reason)
 
     def note_unreadable(self, ref: BlobRef, reason: dict[str, Any]) -> BlobRef:
-        """For a file that cannot be read back (so neither moved nor deleted): a `.reason.json` in rejected/ under
-        a name that can be, saying where the file is and why it stays there."""
-        safe = re.sub(r"[\\\x00-\x1f\x7f]", "_", ref.name)
-        safe = "/".join({".": "_dot_", "..": "_dotdot_"}.get(part, part) for part in safe.split("/"))
-        note = BlobRef(self.settings.rejected_container, f"{ref.container}/{safe}.reason.json")
-        body = dict(reason, source=ref.path, stays=True, rejectedAt=datetime.now(UTC).isoformat())
-        self._write_reason(note, body, None)
-        return note
+        return self.rejections.note_unreadable(ref, reason)
 
-    def _rejected_names(self, ref: BlobRef, version: str) -> list[BlobRef]:
-        return rejected_names(self.settings.rejected_container, ref, version)
-
-    def _copy_aside(self, ref: BlobRef, version: str) -> BlobRef:
-        """Copy this version of `ref` to the first free rejected/ name (or find where an earlier try put it)."""
-        url = self.blob.get_blob_client(ref.container, ref.name).url + self.grant(ref, SasPurpose.COPY_ASIDE).token
-        for target in self._rejected_names(ref, version):
-            if self._version_at(BlobRef(target.container, target.name + ".reason.json")) not in (None, version):
-                continue  # the reason file of another version holds this name (its file deleted by hand)
-            dest = self.blob.get_blob_client(target.container, target.name)
-            try:
-                copy = dest.start_copy_from_url(url, metadata=encode_metadata({"sourceetag": version,
-                                                                               "source": ref.path}),
-                                                match_condition=MatchConditions.IfMissing)
-            except ResourceExistsError:
-                if self._version_at(target) == version:
-                    return target  # an earlier try of this very rejection
-                continue  # an earlier rejection of another version: keep it, use the next name
-            status = copy.get("copy_status")
-            deadline = time.monotonic() + 600
-            while status == "pending" and time.monotonic() < deadline:
-                time.sleep(0.2)
-                status = dest.get_blob_properties().copy.status
-            if status != "success":
-                raise OSError(f"copying {ref.path} to {target.path} did not complete ({status})")
-            return target
-        raise AlreadyExists(f"{ref.path}: every rejected/ name for this version is taken")
+    def rejected(self, limit: int) -> list[Rejection]:
+        return self.rejections.rejected(limit)
 
     def newest_sibling(self, ref: BlobRef, suffix: str,
                        where: Callable[[BlobInfo], bool] = lambda _: True) -> BlobInfo | None:
@@ -273,17 +193,3 @@ class Storage(BlobStore):
                                                                include=["metadata"])
                     if isinstance(b, BlobProperties) and b.name != ref.name and b.name.lower().endswith(suffix)]
         return max((b for b in siblings if where(b)), key=lambda b: (b.last_modified, b.name), default=None)
-
-    def rejected(self, limit: int) -> list[tuple[BlobInfo, dict[str, Any]]]:
-        container = self.blob.get_container_client(self.settings.rejected_container)
-        files = [b for b in container.list_blobs() if not b.name.endswith(".reason.json")]
-        files.sort(key=lambda b: b.last_modified, reverse=True)
-        out = []
-        for blob in files[:limit]:
-            try:
-                reason = json.loads(self.read_bytes(BlobRef(container.container_name, blob.name + ".reason.json"),
-                                                    limit=65536))
-            except Exception:  # noqa: BLE001 - a missing or odd reason file does not stop the listing
-                reason = {}
-            out.append((blob_info(blob), reason if isinstance(reason, dict) else {}))
-        return out

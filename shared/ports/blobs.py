@@ -18,6 +18,10 @@ from shared.records import BlobRef
 # percent-encoded (non-ASCII, control characters and '%' itself) and decoded where read, so any blob name can be
 # put into metadata. Both implementations of the port do this.
 _METADATA_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
+# rejected/ holds `<container>/<name>` (a moved file) and `<container>/<name>.reason.json` (its reason); beside
+# them, one empty blob per rejection under this prefix, named so that a listing returns the newest first (the
+# status page reads one page of it, never the whole container). No container name can start with '_'.
+REJECTED_INDEX = "_index/"
 
 
 def encode_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
@@ -26,6 +30,24 @@ def encode_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
 
 def decode_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
     return {key: unquote(value) for key, value in (metadata or {}).items()}
+
+
+def rejection_index_name(at: datetime, path: str) -> str:
+    """The index entry of a rejection made `at` to `path` (in rejected/): newer sorts first (an inverted time in
+    milliseconds), the path's hash breaks ties; the same rejection always gets the same name (a retry finds it)."""
+    inverted = 10**13 - 1 - int(at.timestamp() * 1000)
+    return f"{REJECTED_INDEX}{inverted:013d}-{hashlib.sha256(path.encode()).hexdigest()[:12]}"
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A rejection as the index records it: where the file (or a note about it) is in rejected/, where it came
+    from, why and when."""
+
+    path: str  # <rejected container>/<container>/<name> (for a file that stays put: its note's path)
+    source: str  # <container>/<name> it came from
+    code: str
+    at: str  # ISO 8601
 
 
 def rejected_names(folder: str, ref: BlobRef, version: str) -> list[BlobRef]:
@@ -96,12 +118,13 @@ class BlobStore(ABC):
     def reject(self, ref: BlobRef, reason: dict[str, Any]) -> BlobRef:
         """Move a file to rejected/ (copy, then delete if unchanged) with `<name>.reason.json` beside it; each
         version gets its own name there, and a name is taken while either its file or its reason file belongs to
-        another version (a reason file always describes the file beside it); a retry finds its own copy. Returns
-        where it went."""
+        another version (a reason file always describes the file beside it); a retry finds its own copy; the
+        rejection is indexed (see `rejected`). Returns where it went."""
 
     @abstractmethod
     def note_unreadable(self, ref: BlobRef, reason: dict[str, Any]) -> BlobRef:
-        """For a file that cannot be read back: a reason file in rejected/ saying where it is and why it stays."""
+        """For a file that cannot be read back: a reason file in rejected/ saying where it is and why it stays
+        (indexed like a rejection)."""
 
     @abstractmethod
     def newest_sibling(self, ref: BlobRef, suffix: str,
@@ -110,8 +133,9 @@ class BlobStore(ABC):
         (Last-Modified, name)."""
 
     @abstractmethod
-    def rejected(self, limit: int) -> list[tuple[BlobInfo, dict[str, Any]]]:
-        """The newest files in rejected/ with their reasons (an unreadable reason is {})."""
+    def rejected(self, limit: int) -> list[Rejection]:
+        """The `limit` newest rejections, newest first, from the index alone (one listing page: the size of
+        rejected/ does not matter). Files rejected before the index existed are not listed."""
 
     @abstractmethod
     def grant(self, ref: BlobRef, purpose: SasPurpose) -> Grant:

@@ -47,5 +47,6 @@ class StatusPage:
                               self.settings.gate.metrics)
 
     def _rejected(self) -> list[dict[str, Any]]:
-        return [{"name": info.name, "code": reason.get("code"), "at": reason.get("rejectedAt")}
-                for info, reason in self.storage.rejected(MAX_REJECTED)]
+        """The newest rejections (one page of rejected/'s index, whatever its size)."""
+        return [{"name": r.path.split("/", 1)[-1], "source": r.source, "code": r.code, "at": r.at}
+                for r in self.storage.rejected(MAX_REJECTED)]

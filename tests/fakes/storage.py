@@ -15,13 +15,16 @@ from typing import Any
 
 from shared.errors import AlreadyExists, NotFound, Stale
 from shared.ports.blobs import (
+    REJECTED_INDEX,
     BlobInfo,
     BlobStore,
     Grant,
+    Rejection,
     SasPurpose,
     decode_metadata,
     encode_metadata,
     rejected_names,
+    rejection_index_name,
 )
 from shared.records import BlobRef
 
@@ -56,6 +59,7 @@ class FakeBlobStore(BlobStore):
         self.grants: list[tuple[BlobRef, SasPurpose]] = []
         self._etags = itertools.count(1)
         self._lock = threading.RLock()
+        self.listed_pages = 0  # listings of rejected/ (each reads one page)
 
     # ---- what tests use to arrange ------------------------------------------------------------------------
     def put(self, ref: BlobRef, data: bytes, metadata: dict[str, str] | None = None) -> BlobInfo:
@@ -135,9 +139,13 @@ class FakeBlobStore(BlobStore):
                     continue  # an earlier rejection of another version: keep it
                 if there is None:
                     self.put(target, source.data, encode_metadata({"sourceetag": version, "source": ref.path}))
+                at = self.clock.now.isoformat()
                 if beside is None or beside.metadata.get("sourceetag") != version:
-                    body = dict(reason, source=ref.path, sourceEtag=version, rejectedAt=self.clock.now.isoformat())
-                    self.put(reason_ref, json.dumps(body).encode(), {"sourceetag": version})
+                    body = dict(reason, source=ref.path, sourceEtag=version, rejectedAt=at)
+                    self.put(reason_ref, json.dumps(body).encode(), {"sourceetag": version, "rejectedat": at})
+                else:
+                    at = beside.metadata.get("rejectedat", at)  # an earlier try's: its index entry
+                self._index(target.path, ref.path, str(reason.get("code") or ""), at)
                 self.blobs.pop((ref.container, ref.name), None)
                 return target
             raise AlreadyExists(f"{ref.path}: every rejected/ name for this version is taken")
@@ -147,9 +155,19 @@ class FakeBlobStore(BlobStore):
 
     def note_unreadable(self, ref: BlobRef, reason: dict[str, Any]) -> BlobRef:
         note = BlobRef(self.rejected_container, f"{ref.container}/{ref.name.replace(chr(92), '_')}.reason.json")
-        if not self.exists(note):
-            self.put(note, json.dumps(dict(reason, source=ref.path, stays=True)).encode())
+        with self._lock:
+            at = self.clock.now.isoformat()
+            if not self.exists(note):
+                self.put(note, json.dumps(dict(reason, source=ref.path, stays=True, rejectedAt=at)).encode(),
+                         {"rejectedat": at})
+            self._index(note.path, ref.path, str(reason.get("code") or ""),
+                        self.blobs[(note.container, note.name)].metadata.get("rejectedat", at))
         return note
+
+    def _index(self, path: str, source: str, code: str, at: str) -> None:
+        entry = BlobRef(self.rejected_container, rejection_index_name(datetime.fromisoformat(at), path))
+        if not self.exists(entry):
+            self.put(entry, b"", encode_metadata({"path": path, "source": source, "code": code, "at": at}))
 
     def newest_sibling(self, ref: BlobRef, suffix: str,
                        where: Callable[[BlobInfo], bool] = lambda _: True) -> BlobInfo | None:
@@ -159,18 +177,12 @@ class FakeBlobStore(BlobStore):
         infos = [i for i in (self.info(s) for s in siblings) if where(i)]
         return max(infos, key=lambda b: (b.last_modified, b.name), default=None)
 
-    def rejected(self, limit: int) -> list[tuple[BlobInfo, dict[str, Any]]]:
-        files = [self.info(BlobRef(self.rejected_container, n)) for n in self.names(self.rejected_container)
-                 if not n.endswith(".reason.json")]
-        files.sort(key=lambda b: b.last_modified, reverse=True)
-        out = []
-        for info in files[:limit]:
-            try:
-                reason = json.loads(self.read_bytes(BlobRef(self.rejected_container, info.name + ".reason.json")))
-            except (NotFound, ValueError):
-                reason = {}
-            out.append((info, reason))
-        return out
+    def rejected(self, limit: int) -> list[Rejection]:
+        """One page of the index (its names sort newest first), as the service lists it."""
+        self.listed_pages += 1
+        entries = [n for n in self.names(self.rejected_container) if n.startswith(REJECTED_INDEX)][:limit]
+        metas = [decode_metadata(self.blobs[(self.rejected_container, n)].metadata) for n in entries]
+        return [Rejection(m.get("path", ""), m.get("source", ""), m.get("code", ""), m.get("at", "")) for m in metas]
 
     def grant(self, ref: BlobRef, purpose: SasPurpose) -> Grant:
         self.grants.append((ref, purpose))

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from shared.ports.blobs import REJECTED_INDEX
 from shared.records import BlobRef, PromoteResult, Record, Run
 from tests.fakes.world import World
 
@@ -30,7 +31,8 @@ def reason_file(w: World, path: str) -> dict[str, Any]:
 
 
 def rejected_names(w: World) -> list[str]:
-    return w.storage.names(w.settings.rejected_container)
+    """The files and reason files in rejected/ (not its index)."""
+    return [n for n in w.storage.names(w.settings.rejected_container) if not n.startswith(REJECTED_INDEX)]
 
 
 def age_run(w: World, run_id: str, **fields: Any) -> None:
