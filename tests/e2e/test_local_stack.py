@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -117,6 +118,56 @@ def test_an_azureml_rollback_over_http_is_a_traffic_switch_to_the_previous_deplo
     assert localdev(["--stack", str(client.stack.state_path), "score", name, "--rows", "2"]) == 0
     out = capsys.readouterr().out
     assert f"deployment {by_model[first]} answered, serving {first}" in out and out.count("P(income >50K)") == 2
+
+
+@pytest.fixture(scope="module")
+def first_model_slow_deployment(aml_client: Client) -> tuple[dict, int, list[int]]:
+    """A new Azure ML endpoint's first model, its deployment taking 6 s to create (a real one takes minutes): the
+    endpoint's view, the PUTs of endpoints while it went live, and how long each azureml_job_event invocation for
+    its job took (ms)."""
+    client = aml_client
+    name = client.new_endpoint("first")
+    admin, aml_admin = client.m["admin_url"], client.m["azureml"]["admin_url"]
+    (counter,) = client.http.post(f"{admin}/faults", json={"route": "azureml.put_endpoint", "method": "PUT"},
+                                  timeout=10).json()  # no fault: it only counts
+    stuck = client.http.post(f"{aml_admin}/deployment-faults", json={"endpoint": name, "stuck_seconds": 6,
+                                                                       "count": 1}, timeout=10)
+    assert stuck.status_code == 201, stuck.text
+    try:
+        path = f"training-data/{name}/first.csv"
+        client.upload("training-data", path.removeprefix("training-data/"), csv_text(1500, seed=4).encode())
+        view = client.wait_for("the first model", lambda: deployed(client, name, path), timeout=90)
+        puts = next(r["hits"] for r in client.http.get(f"{admin}/faults", timeout=10).json()
+                    if r["id"] == counter["id"])
+    finally:
+        client.http.delete(f"{admin}/faults/{counter['id']}", timeout=10)
+        client.http.delete(f"{aml_admin}/deployment-faults", timeout=10)
+    job = client.call("GET", f"runs/{view['current']['runId']}").json()["jobId"]
+    log = (client.stack.workdir / "functions.log").read_text()
+    ids = set(re.findall(rf"\[invocation=([0-9a-f-]+)\] job {job}:", log))
+    took = [int(ms) for i, ms in re.findall(r"Executed 'Functions.azureml_job_event' \(\w+, Id=([0-9a-f-]+), "
+                                            r"Duration=(\d+)ms\)", log) if i in ids]
+    return view, puts, took
+
+
+@pytest.mark.xfail(strict=True, reason="shared/adapters/azureml/serving.py AzureMLServing.verify PUTs the endpoint "
+                   "once per traffic step even when no earlier deployment takes traffic: every step is {new: 100}, "
+                   "so a new endpoint's first model waits for one redundant endpoint update (~30 s in Azure) per "
+                   "extra step")
+def test_a_new_azureml_endpoints_first_model_takes_one_traffic_update(first_model_slow_deployment):
+    view, puts, _ = first_model_slow_deployment
+    assert view["history"][0]["outcome"] == "Deployed"
+    assert puts == 1  # {new: 100} once
+
+
+@pytest.mark.xfail(strict=True, reason="blueprints/azureml_events.py runs the whole promotion (gate, deployment "
+                   "create, traffic steps, verification: minutes on Azure ML) inside the Event Grid delivery; Event "
+                   "Grid waits 30 s for an answer, then redelivers - each redelivery another invocation waiting on "
+                   "the lease (a subset of realistic timings: 26 invocations, 14 timed-out deliveries, up to 165 s)")
+def test_the_job_event_is_answered_before_the_deployment_is_done(first_model_slow_deployment):
+    view, _, took = first_model_slow_deployment
+    assert view["history"][0]["outcome"] == "Deployed" and took
+    assert max(took) < 3000, took  # the deployment took 6 s to create
 
 
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads the host's environment from /proc")

@@ -186,8 +186,10 @@ class AzureMLDemo:
                     raise DemoFailed(f"{event['type']}: {data.get('reason') or data.get('message') or data}")
                 if event["type"] == "Retrain.EndpointUpdated" and data.get("endpoint") == ENDPOINT:
                     landing.verified = _wall(event["time"])
-                    if not landing.full_traffic:  # 100 % came and went between two polls
-                        landing.full_traffic = landing.verified
+                    # 100 % came before the verification (seen late, or between two polls): no later than it
+                    landing.full_traffic = min(landing.full_traffic or landing.verified, landing.verified)
+                    landing.steps = [(min(at, landing.verified) if what.startswith("traffic") else at, what)
+                                     for at, what in landing.steps]
                     stage("verified", f"verified: {ENDPOINT} answers from {landing.deployment} with 100 % traffic "
                                       "(Retrain.EndpointUpdated)", landing.verified)
                     return
