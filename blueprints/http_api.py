@@ -15,6 +15,7 @@ from shared.errors import Refused
 from shared.http_bodies import (
     CreateEndpoint,
     Decision,
+    EndpointQuery,
     NoQuery,
     PatchModel,
     RetrainFromBlob,
@@ -69,8 +70,10 @@ def endpoints_list(req: func.HttpRequest, context: func.Context) -> func.HttpRes
 @bp.route(route="endpoints/{name}", methods=["GET"])
 @api
 def endpoints_get(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    query = parse_query(req, TargetQuery)
-    return json_response(retraining_for_http().views.endpoint(query.target, req.route_params["name"]))
+    query = parse_query(req, EndpointQuery)
+    return json_response(retraining_for_http().views.endpoint(query.target, req.route_params["name"],
+                                                              history_limit=query.history_limit,
+                                                              before=query.before))
 
 
 @bp.function_name("endpoints_patch_model")

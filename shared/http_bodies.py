@@ -43,6 +43,11 @@ class TargetQuery(Query):
     target: str | None = Field(None, min_length=1, max_length=64)
 
 
+class EndpointQuery(TargetQuery):
+    history_limit: int = Field(20, ge=1, le=500)
+    before: str | None = Field(None, pattern=r"^\d{4}-\d\d-\d\dT[0-9:.]+Z$", description="an attempt's createdAt")
+
+
 class RunsQuery(Query):
     status: str | None = Field(None, max_length=1000)
     limit: int = Field(50, ge=1, le=500)

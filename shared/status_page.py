@@ -1,23 +1,20 @@
-"""The status page as HTML, from a snapshot of what the app knows (no I/O here): every endpoint with the model
-it serves, since when and from which run, with a chart (inline SVG) of the gate metric over its deployments -
-rollbacks and rejections marked; the last runs with their state and reasons; runs awaiting approval; the files
-in rejected/. No external assets, no JavaScript."""
+"""The status page as HTML, from a snapshot of what the app knows (no I/O here): when it was made; every endpoint with
+the model it serves, since when, from which run and who forced it, with a chart (inline SVG, `status_chart`) of
+the gate metric over its newest deployments on a time axis with the gate's line - rollbacks, rejections and forced
+deployments marked - and a link to older ones; the last runs with their state, metric, how many endpoints they
+reached and reasons; runs awaiting approval; the newest rejections. Times are relative to when the page was made.
+No external assets, no JavaScript."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from html import escape
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from shared.records import Deployment, Run
-
-MARKS = {  # outcome -> (shape, colour, label)
-    "Deployed": ("circle", "#2e7d32", "deployed"),
-    "Created": ("circle", "#607d8b", "created"),
-    "RolledBack": ("cross", "#c62828", "rolled back (did not serve)"),
-    "Rejected": ("triangle", "#ef6c00", "rejected by the gate"),
-    "rollback": ("diamond", "#1565c0", "operator rollback"),
-}
+from shared.status_chart import FORCED, MARKS, chart, relative
 
 
 @dataclass
@@ -27,8 +24,10 @@ class EndpointStatus:
     serving: str | None
     since: str | None
     run_id: str | None
-    history: list[Deployment] = field(default_factory=list)  # newest first
+    history: list[Deployment] = field(default_factory=list)  # the newest, newest first
     deployments: list[dict[str, Any]] = field(default_factory=list)  # a service's deployments (Azure ML)
+    history_total: int | None = None  # the whole history's length (None: `history` is all of it)
+    forced_by: str | None = None  # who forced the deployment serving now past the gate
 
 
 @dataclass
@@ -40,6 +39,8 @@ class StatusSnapshot:
     waiting: list[Run]
     rejected: list[dict[str, Any]]
     gated: tuple[str, ...] = ()  # every gated metric: shown beside runs
+    made_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    gate_line: float | None = None  # the gate's bound on its first metric: drawn on each chart
 
 
 def _metrics(values: dict[str, float], gated: tuple[str, ...]) -> str:
@@ -52,50 +53,32 @@ def _cell(value: object) -> str:
     return f"<td>{escape(str(value)) if value not in (None, '') else '&ndash;'}</td>"
 
 
-def chart(history: list[Deployment], metric: str, width: int = 300, height: int = 110) -> str:
-    """The gate metric over an endpoint's deployments (oldest left), as inline SVG."""
-    points = [d for d in reversed(history) if d.metric is not None or d.operation == "rollback"
-              or d.outcome in ("RolledBack", "Rejected")]
-    values = [d.metric for d in points if d.metric is not None]
-    title = f"<title>{escape(metric)} over the deployments of this endpoint</title>"
-    if not values:
-        return (f'<svg class="chart" width="{width}" height="{height}" role="img">{title}<text x="10" y="{height // 2}"'
-                f' font-size="12" fill="#777">no {escape(metric)} recorded yet</text></svg>')
-    low, high = min(values), max(values)
-    low, high = (low - 0.05, high + 0.05) if high - low < 0.1 else (low, high)
-    pad, step = 24, (width - 48) / max(1, len(points) - 1)
+def _reached(run: Run) -> str:
+    """How many of a run's endpoints serve its model (Deployed or Unchanged) of how many it went to."""
+    total = sum(run.outcomes.values())
+    if not total:
+        return "<td>&ndash;</td>"
+    reached = run.outcomes.get("Deployed", 0) + run.outcomes.get("Unchanged", 0)
+    return f'<td class="reached">{reached} of {total}</td>'
 
-    def y(value: float) -> float:
-        return height - pad - (value - low) / (high - low) * (height - 2 * pad)
 
-    marks, line = [], []
-    last = values[0]
-    for i, dep in enumerate(points):
-        x = pad + i * step
-        value = last = dep.metric if dep.metric is not None else last  # no metric: drawn at the level before
-        key = "rollback" if dep.operation == "rollback" else dep.outcome
-        shape, colour, label = MARKS.get(key, ("circle", "#9e9e9e", dep.outcome.lower()))
-        tip = f"<title>{escape(dep.created_at)} {escape(label)} {escape(metric)} {value:.4f}</title>"
-        cx, cy = x, y(value)
-        if dep.outcome in ("Deployed", "Created"):
-            line.append(f"{cx:.1f},{cy:.1f}")
-        if shape == "circle":
-            marks.append(f'<circle class="mark {key}" cx="{cx:.1f}" cy="{cy:.1f}" r="4" fill="{colour}">{tip}</circle>')
-        elif shape == "cross":
-            marks.append(f'<path class="mark {key}" d="M{cx - 4:.1f},{cy - 4:.1f} L{cx + 4:.1f},{cy + 4:.1f} '
-                         f'M{cx - 4:.1f},{cy + 4:.1f} L{cx + 4:.1f},{cy - 4:.1f}" stroke="{colour}" '
-                         f'stroke-width="2.5">{tip}</path>')
-        elif shape == "triangle":
-            marks.append(f'<polygon class="mark {key}" points="{cx:.1f},{cy - 5:.1f} {cx - 5:.1f},{cy + 4:.1f} '
-                         f'{cx + 5:.1f},{cy + 4:.1f}" fill="{colour}">{tip}</polygon>')
-        else:
-            marks.append(f'<polygon class="mark {key}" points="{cx:.1f},{cy - 5:.1f} {cx + 5:.1f},{cy:.1f} '
-                         f'{cx:.1f},{cy + 5:.1f} {cx - 5:.1f},{cy:.1f}" fill="{colour}">{tip}</polygon>')
-    axis = (f'<text x="2" y="{pad - 8}" font-size="10" fill="#555">{high:.3f}</text>'
-            f'<text x="2" y="{height - 4}" font-size="10" fill="#555">{low:.3f}</text>')
-    path = f'<polyline points="{" ".join(line)}" fill="none" stroke="#90a4ae" stroke-width="1.5"/>' if line else ""
-    return (f'<svg class="chart" width="{width}" height="{height}" role="img" '
-            f'xmlns="http://www.w3.org/2000/svg">{title}{axis}{path}{"".join(marks)}</svg>')
+def _older(endpoint: EndpointStatus) -> str:
+    """'newest 30 of 2,000 deployments' with a link to older ones (the endpoint's API answer, a page at a time)."""
+    shown = len(endpoint.history)
+    total = endpoint.history_total if endpoint.history_total is not None else shown
+    if total <= shown or not endpoint.history:
+        return ""
+    query = urlencode({"target": endpoint.target, "historyLimit": 100, "before": endpoint.history[-1].created_at})
+    return (f'<div class="older">newest {shown} of {total:,} deployments - <a href="endpoints/'
+            f'{quote(endpoint.name)}?{escape(query)}">older</a></div>')
+
+
+def _endpoint_row(e: EndpointStatus, snapshot: StatusSnapshot) -> str:
+    forced = f'<div class="forced">forced by {escape(e.forced_by)}</div>' if e.forced_by else ""
+    return (f"<tr><td>{escape(e.target)}/{escape(e.name)}</td><td class=\"model\">{escape(e.serving or '-')}"
+            f"{forced}{_deployments(e)}</td><td>{relative(e.since, snapshot.made_at)}</td>"
+            f"{_cell(e.run_id[:12] if e.run_id else None)}"
+            f"<td>{chart(e.history, snapshot.metric, snapshot.gate_line)}{_older(e)}</td></tr>")
 
 
 def _deployments(endpoint: EndpointStatus) -> str:
@@ -109,23 +92,24 @@ def _deployments(endpoint: EndpointStatus) -> str:
 
 
 def render(snapshot: StatusSnapshot) -> str:
+    now = snapshot.made_at
     legend = "".join(f'<span style="color:{c}">&#9632; {escape(label)}</span> ' for _, c, label in MARKS.values())
-    endpoint_rows = "".join(
-        f"<tr><td>{escape(e.target)}/{escape(e.name)}</td><td class=\"model\">{escape(e.serving or '-')}"
-        f"{_deployments(e)}</td>"
-        f"{_cell(e.since)}{_cell(e.run_id[:12] if e.run_id else None)}"
-        f"<td>{chart(e.history, snapshot.metric)}</td></tr>" for e in snapshot.endpoints)
+    legend += f'<span style="color:{FORCED}">&#9675; forced past the gate (who: hover)</span> '
+    if snapshot.gate_line is not None:
+        legend += f'<span style="color:#c62828">- - the gate: {escape(snapshot.metric)} {snapshot.gate_line:g}</span>'
+    endpoint_rows = "".join(_endpoint_row(e, snapshot) for e in snapshot.endpoints)
     run_rows = "".join(
         f'<tr>{_cell(r.id[:12])}<td class="status {escape(r.status)}">{escape(r.status)}</td>'
         f"{_cell(r.data_path or r.model_path)}{_cell(r.trigger + (' by ' + r.caller if r.caller else ''))}"
-        f"{_metrics(r.metrics, snapshot.gated)}{_cell(r.updated_at)}{_cell(r.error)}</tr>" for r in snapshot.runs)
+        f"{_metrics(r.metrics, snapshot.gated)}{_reached(r)}<td>{relative(r.updated_at, now)}</td>"
+        f"{_cell(r.error)}</tr>" for r in snapshot.runs)
     waiting_rows = "".join(
         f"<tr>{_cell(r.id)}{_metrics(r.metrics, snapshot.gated or (snapshot.metric,))}<td>"
         + "; ".join(f"{escape(str(x.get('endpoint')))} serves {escape(str(x.get('servingModel')))} "
                     f"({escape(snapshot.metric)} {escape(str(x.get('servingMetric')))})" for x in r.endpoint_results)
         + f"</td><td><code>POST /api/runs/{escape(r.id)}/approve</code> or <code>/reject</code></td></tr>"
         for r in snapshot.waiting) or '<tr><td colspan="4">none</td></tr>'
-    rejected_rows = "".join(f"<tr>{_cell(f['name'])}{_cell(f.get('code'))}{_cell(f.get('at'))}</tr>"
+    rejected_rows = "".join(f"<tr>{_cell(f['name'])}{_cell(f.get('code'))}<td>{relative(f.get('at'), now)}</td></tr>"
                             for f in snapshot.rejected) or '<tr><td colspan="3">none</td></tr>'
     shown = (f"{len(snapshot.endpoints)} of {snapshot.endpoint_count}" if snapshot.endpoint_count >
              len(snapshot.endpoints) else str(snapshot.endpoint_count))
@@ -137,8 +121,12 @@ td,th{{border-bottom:1px solid #ddd;padding:.35rem .6rem;text-align:left;vertica
 th{{background:#f5f5f5}} td.model{{word-break:break-all;max-width:22rem}}
 .Deployed{{color:#2e7d32}} .Failed,.RolledBack,.Rejected{{color:#c62828}}
 .BelowGate,.Superseded,.Cancelled{{color:#ef6c00}} code{{font-size:.85rem}}
+time,td.reached{{white-space:nowrap}} .forced{{color:#6a1b9a;font-size:.8rem}} .older{{font-size:.8rem;color:#555}}
+p.made{{color:#555;font-size:.85rem}}
 </style></head><body>
 <h1>Retraining status</h1>
+<p class="made">Made {escape(now.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"))}; times below are relative to it
+(hover for the exact time).</p>
 <h2>Endpoints ({shown})</h2><p>{legend}</p>
 <table id="endpoints"><tr><th>endpoint</th><th>serves</th><th>since</th><th>from run</th>
 <th>{escape(snapshot.metric)} over its deployments</th></tr>{endpoint_rows}</table>
@@ -146,10 +134,10 @@ th{{background:#f5f5f5}} td.model{{word-break:break-all;max-width:22rem}}
 <table id="waiting"><tr><th>run</th><th>gated metrics</th><th>now serving</th><th>decide</th></tr>
 {waiting_rows}</table>
 <h2>Last runs</h2>
-<table id="runs"><tr><th>run</th><th>state</th><th>file</th><th>trigger</th><th>gated metrics</th><th>updated</th>
-<th>reason</th></tr>
+<table id="runs"><tr><th>run</th><th>state</th><th>file</th><th>trigger</th><th>gated metrics</th>
+<th>endpoints reached</th><th>updated</th><th>reason</th></tr>
 {run_rows}</table>
-<h2>Files in rejected/</h2>
-<table id="rejected"><tr><th>file</th><th>code</th><th>rejected at</th></tr>{rejected_rows}</table>
+<h2>Newest rejections (rejected/)</h2>
+<table id="rejected"><tr><th>file</th><th>code</th><th>rejected</th></tr>{rejected_rows}</table>
 </body></html>
 """

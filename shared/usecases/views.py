@@ -7,17 +7,27 @@ import re
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from shared.decisions import find_target
 from shared.errors import NotFound, Refused
 from shared.ports.ledger import Ledger
 from shared.ports.services import Services
 from shared.ports.serving import EndpointInfo
-from shared.records import RUN_STATUSES, Run
+from shared.records import RUN_STATUSES, Deployment, Run
 from shared.settings import Settings
 
 RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 RUN_HIDDEN = {"claimed_by", "claimed_until", "smoke_row"}
+HISTORY_LIMIT = 20  # an endpoint's history shown by default: the newest attempts, with a link to older ones
+
+
+def history_page(history: list[Deployment], limit: int, before: str | None) -> tuple[list[Deployment], str | None]:
+    """The `limit` newest attempts created before `before` (all when None) from a history (newest first), and the
+    cursor for the next page (the last one's time), or None when there is nothing older."""
+    older = [d for d in history if before is None or d.created_at < before]
+    page = older[:limit]
+    return page, page[-1].created_at if len(older) > limit else None
 
 
 def run_view(run: Run) -> dict[str, Any]:
@@ -33,21 +43,29 @@ class Views:
     ledger: Ledger
     services: Services
 
-    def endpoint(self, target_name: str | None, name: str, ep: EndpointInfo | None = None) -> dict[str, Any]:
-        """An endpoint: the service's view (no keys), what the ledger says it serves, and its history."""
+    def endpoint(self, target_name: str | None, name: str, ep: EndpointInfo | None = None,
+                 history_limit: int = HISTORY_LIMIT, before: str | None = None) -> dict[str, Any]:
+        """An endpoint: the service's view (no keys), what the ledger says it serves, and one page of its history
+        (the newest `history_limit` attempts before `before`; `historyNext` is the link to older ones)."""
         target = find_target(self.settings, target_name)
         serving = self.services.serving(target)
         ep = ep or serving.endpoint(name)
         if ep is None:
             raise NotFound(f"endpoint '{name}' does not exist on target '{target.name}'")
         cur = self.ledger.current(target.name, name)
+        history = self.ledger.history(target.name, name)
+        page, cursor = history_page(history, history_limit, before)
+        query = {"target": target_name} if target_name else {}
         return {
             "name": ep.name, "target": target.name, "kind": target.kind, **ep.details,
             "isDefault": ep.name == serving.protected_endpoint(),
             "managed": bool(cur and cur.deployment_id),  # False: not adopted yet (the app never changed it)
             "model": {"baseLocation": ep.model_base, "relativeLocation": ep.model_path},
             "current": cur.model_dump(by_alias=True, exclude={"lease_owner", "lease_until"}) if cur else None,
-            "history": [d.model_dump(by_alias=True) for d in self.ledger.history(target.name, name)],
+            "history": [d.model_dump(by_alias=True) for d in page],
+            "historyTotal": len(history),
+            "historyNext": f"/api/endpoints/{name}?" + urlencode({**query, "historyLimit": history_limit,
+                                                                   "before": cursor}) if cursor else None,
         }
 
     def endpoints(self, target_name: str | None = None) -> list[dict[str, Any]]:

@@ -180,3 +180,16 @@ def test_an_approval_answers_with_a_status_that_fits_how_the_deployment_went(app
         assert status == 200 or answer.headers["Location"] == f"/api/runs/{run.id}"
     else:
         assert answer.code == code and answer.json["error"]["run"]["status"] == ended
+
+
+def test_an_endpoints_answer_pages_its_history_and_refuses_a_bad_cursor(app):
+    h = app()
+    name = h.new_endpoint("page")
+    answer = call_http(http_api.endpoints_get, "GET", f"endpoints/{name}", route_params={"name": name},
+                       params={"historyLimit": "1"})
+    assert answer.status == 200 and len(answer.json["history"]) == 1 and answer.json["historyTotal"] == 1
+    assert answer.json["historyNext"] is None
+    for params in ({"historyLimit": "0"}, {"historyLimit": "many"}, {"before": "yesterday"}):
+        bad = call_http(http_api.endpoints_get, "GET", f"endpoints/{name}", route_params={"name": name},
+                        params=params)
+        assert (bad.status, bad.code) == (400, "InvalidRequest"), bad.text

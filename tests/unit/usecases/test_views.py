@@ -4,11 +4,14 @@
 from __future__ import annotations
 
 import copy
+import json
+from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
 
 import pytest
 
 from shared.errors import NotFound, Refused
-from shared.records import BlobRef
+from shared.records import BlobRef, Deployment, iso
 from shared.usecases.views import run_view
 from tests.fakes.world import World, data_text, world
 from tests.unit.usecases.helpers import land
@@ -182,3 +185,46 @@ def test_the_status_snapshot_of_a_deployed_endpoint_says_since_when_and_from_whi
     attempt = w.ledger.get_deployment("default", "acme", f"run-{run_id}")
     assert attempt is not None and (acme.run_id, acme.since) == (run_id, attempt.created_at)
     assert acme.serving == str(BlobRef("models", f"{run_id}/model.ilearner").path)
+
+
+# ---- at scale (issue 21: 2,000 deployments made a 340 KB page and an 814 KB answer) --------------------------------
+def long_history(w: World, endpoint: str = "acme", count: int = 2000) -> list[str]:
+    """`count` attempts on an endpoint, one a minute, some forced, some rolled back; their times, oldest first."""
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    times = []
+    for i in range(count):
+        when = iso(start + timedelta(minutes=i))
+        times.append(when)
+        w.ledger.add_deployment(Deployment(
+            id=f"d{i:05d}", target="default", endpoint=endpoint, outcome="RolledBack" if i % 7 == 3 else "Deployed",
+            run_id=f"{i:032x}", model_path=f"models/{i:032x}/model.ilearner", metric=0.7 + (i % 50) / 200,
+            metrics={"AUC": 0.7 + (i % 50) / 200}, forced=i % 11 == 5, caller="dave" if i % 11 == 5 else None,
+            created_at=when))
+    return times
+
+
+def test_an_endpoints_history_is_paged_newest_first_with_a_link_to_older_ones():
+    w = world()
+    w.endpoint("acme")
+    long_history(w)
+    newest_first = [d.created_at for d in w.ledger.history("default", "acme")]  # its creation, then the 2,000
+    answer = w.app.views.endpoint(None, "acme")
+    assert len(json.dumps(answer)) < 40_000 and len(answer["history"]) == 20 and answer["historyTotal"] == 2001
+    assert [d["createdAt"] for d in answer["history"]] == newest_first[:20]
+    assert answer["historyNext"] == f"/api/endpoints/acme?historyLimit=20&before={quote(newest_first[19], safe='')}"
+    older = w.app.views.endpoint(None, "acme", history_limit=500, before=newest_first[19])
+    assert [d["createdAt"] for d in older["history"]] == newest_first[20:520] and older["historyNext"]
+    last = w.app.views.endpoint("default", "acme", history_limit=500, before=newest_first[-3])
+    assert [d["createdAt"] for d in last["history"]] == newest_first[-2:] and last["historyNext"] is None
+
+
+def test_the_status_page_stays_small_with_2000_deployments_and_links_to_the_rest():
+    w = world()
+    w.endpoint("acme")
+    long_history(w)
+    page = w.app.status.html()
+    assert len(page.encode()) < 60_000, len(page.encode())
+    assert "newest 30 of 2,001 deployments" in page and 'href="endpoints/acme?target=default&amp;historyLimit=100' \
+        in page
+    assert page.count('class="mark ') <= 30 and 'class="gate"' in page and 'class="time-axis"' in page
+    assert w.storage.listed_pages == 1  # rejected/: one page of its index
