@@ -34,6 +34,7 @@ from shared.usecases.status import StatusPage
 from shared.usecases.submission import JobSubmission
 from shared.usecases.training import TrainingJobs
 from shared.usecases.views import Views
+from shared.usecases.watch import Watching
 
 
 def identity_for(settings: Settings) -> Any:
@@ -71,8 +72,9 @@ class UseCases:
         self.dry_run = DryRun(s, storage, ledger, services)
         self.status = StatusPage(s, storage, ledger, services)
         self.approvals = Approvals(s, ledger, events, self.promotion)
+        self.watching = Watching(s, ledger, services, events, self.operations)
         self.reconciler = Reconciler(s, ledger, services, events, self.intake, self.jobs, self.promotion,
-                                     self.approvals)
+                                     self.approvals, self.watching)
 
 
 class Retraining(UseCases):

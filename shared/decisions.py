@@ -28,8 +28,8 @@ RUN_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
                             "BelowGate"}),
     "Rejected": frozenset(),
     "BelowGate": frozenset(),
-    "Deployed": frozenset(),
-    "PartiallyDeployed": frozenset(),
+    "Deployed": frozenset({"RolledBack"}),  # its watch found it stopped serving
+    "PartiallyDeployed": frozenset({"RolledBack"}),
     "RolledBack": frozenset(),
     "Failed": frozenset(),
     "Superseded": frozenset(),

@@ -166,6 +166,20 @@ class Current(Record):
         self.data_order, self.metrics = dep.data_order, dict(dep.metrics)
 
 
+class Watch(Record):
+    """A deployment watched after it went live: until `until`, reconcile checks that every endpoint whose pointer
+    names the deployment (`id`) still answers with the model, and rolls back one that stopped."""
+
+    id: str  # the deployment id watched (`run-<run id>`: one watch for a run's whole fan-out)
+    target: str
+    run_id: str | None = None
+    model_path: str | None = None
+    model_base: str | None = None
+    until: str  # ISO time the watch ends
+    smoke_row: Row = None
+    created_at: str = Field(default_factory=now_iso)
+
+
 @dataclass
 class BlobRef:
     """A blob in the app's storage account: `container/name`."""

@@ -111,6 +111,8 @@ class Settings(BaseSettings):
     # The real service took ~30 s to serve a PATCHed model: how long verification waits for proof it switched.
     verify_switch_seconds: float = Field(45, ge=0, validation_alias="RETRAIN_VERIFY_SWITCH_SECONDS")
     verify_poll_seconds: float = Field(2, gt=0, validation_alias="RETRAIN_VERIFY_POLL_SECONDS")
+    # After a deployment is verified, reconcile keeps checking it this long and rolls back one that stops serving.
+    watch_minutes: float = Field(30, ge=0, validation_alias="RETRAIN_WATCH_MINUTES")
     smoke_row: Annotated[dict[str, Any] | None, NoDecode] = Field(None, validation_alias="RETRAIN_SMOKE_ROW")
     # Endpoint leases and run claims: renewed by their holder while it works, over this long after it died.
     lease_seconds: float = Field(30, ge=5, validation_alias="RETRAIN_LEASE_SECONDS")

@@ -26,6 +26,7 @@ from shared.adapters.deployment_book import DeploymentTransactions
 from shared.adapters.run_index import RunIndex
 from shared.adapters.table_rows import attempt_key, current_key, from_entity, leased_by_other, target_key, to_entity
 from shared.adapters.transport import pooled_transport, sdk_retries
+from shared.adapters.watch_rows import WatchRows
 from shared.decisions import ACTIVE_RUN_STATUSES
 from shared.errors import LeaseBusy, Stale
 from shared.ports.ledger import Ledger
@@ -41,7 +42,7 @@ def table_names(prefix: str) -> tuple[str, str, str]:
     return f"{prefix}Runs", f"{prefix}Deployments", f"{prefix}Outbox"
 
 
-class TableLedger(DeploymentTransactions, Ledger):
+class TableLedger(DeploymentTransactions, WatchRows, Ledger):
     """The runs and deployments tables (and the outbox table, for the event adapter)."""
 
     def __init__(self, settings: Settings, credential: Any = None, retries: int = 3) -> None:

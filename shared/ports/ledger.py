@@ -10,7 +10,7 @@ from typing import Any
 
 from shared.decisions import advance
 from shared.errors import ClaimLost, NotFound, RunMoved, Stale
-from shared.records import Current, Deployment, Run, RunStatus
+from shared.records import Current, Deployment, Run, RunStatus, Watch
 
 CHANGE_TRIES = 5
 
@@ -142,6 +142,20 @@ class Ledger(ABC):
     @abstractmethod
     def finish_many(self, items: list[tuple[Deployment, Current]], owner: str) -> list[Deployment]:
         """`finish` for up to BATCH_ENDPOINTS endpoints; returns those whose lease was taken over."""
+
+
+    # ---- watches ---------------------------------------------------------------------------------------------
+    @abstractmethod
+    def add_watch(self, watch: Watch) -> None:
+        """Watch a deployment (writing it again replaces it)."""
+
+    @abstractmethod
+    def watches(self) -> list[Watch]:
+        """Every watch, oldest first."""
+
+    @abstractmethod
+    def end_watch(self, watch: Watch) -> None:
+        """Stop watching (one gone already is no error)."""
 
 
 BATCH_ENDPOINTS = 50  # endpoints begun or finished together (two table operations each; a transaction holds 100)

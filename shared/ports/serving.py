@@ -98,5 +98,10 @@ class ServingTarget(ABC):
         """Put back what served before, and check it answers as before; None on success, else why not."""
 
     @abstractmethod
+    def check(self, name: str, model: ModelRef, smoke_row: dict[str, str] | None) -> Verdict:
+        """Does the endpoint still serve `model` and answer (one look, no waiting)? A problem that is `transient`
+        (throttling, timeouts) says nothing about the model."""
+
+    @abstractmethod
     def health(self) -> dict[str, Any]:
         """One quick look at the service: {"ok": bool, ...}."""

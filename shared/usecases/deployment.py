@@ -204,6 +204,13 @@ class EndpointDeployer:
         except ServiceError as exc:
             return self._put_failed(subject, dep, exc)
         verdict = serving.verify(endpoint, model, row, before, lambda: self.renew_lease(cur))
+        if not verdict.ok and row is not None and before.answers is None:
+            # What it replaces did not answer either (a model that cannot load, still switching out): putting that
+            # back helps nobody. Unproven: the attempt stays open and is checked again.
+            problem = f"{verdict.problem}; the model it replaces did not answer either: it is checked again later"
+            self.events.publish(EndpointUpdateFailed(subject=subject, run_id=dep.run_id, endpoint=endpoint,
+                                                     model=dep.model_path, reason=problem, will_retry=True))
+            return "Pending", problem
         if not verdict.ok:
             problem = str(verdict.problem)
             rolled = serving.restore(endpoint, before, row, lambda: self.renew_lease(cur))

@@ -20,6 +20,7 @@ from shared.ports.serving import EndpointInfo, ModelRef
 from shared.records import BlobRef, Current, Deployment, EndpointResult, Run, iso, now_iso
 from shared.settings import Settings, Target
 from shared.usecases.deployment import DeploymentPlan, EndpointDeployer
+from shared.usecases.watch_start import start_watch
 
 
 @dataclass
@@ -156,6 +157,8 @@ class Operations:
         if not runs:
             return  # decided under the lease that there was nothing to do: no run was stored
         final = final_status([result])
+        if final == "Deployed":
+            start_watch(self.settings, self.ledger, runs[0])
         if final != "Deploying":
             self.ledger.change(runs[0], final, result.reason if final != "Deployed" else None,
                                outcomes={result.outcome: 1}, endpoint_results=[{

@@ -24,6 +24,7 @@ from shared.settings import Settings, Target
 from shared.usecases.fanout import FanOut
 from shared.usecases.superseding import supersede
 from shared.usecases.training import TrainingJobs
+from shared.usecases.watch_start import start_watch
 
 ENDED_JOB_STATUSES = ("Completed", "Failed", "Canceled", "Finished", "Cancelled")
 
@@ -116,6 +117,8 @@ class Promotion:
             self.ledger.change(run, **recorded)
         else:
             self.ledger.change(run, final, reason if final != "Deployed" else None, **recorded)
+        if final in ("Deployed", "PartiallyDeployed"):
+            start_watch(self.settings, self.ledger, run)
 
     def _await_approval(self, run: Run, target: Target) -> PromoteResult:
         """Wait for an operator, showing the new model's metric beside each endpoint's serving one. Of runs for the

@@ -21,6 +21,7 @@ from shared.usecases.approvals import Approvals
 from shared.usecases.intake import TrainingIntake
 from shared.usecases.promotion import Promotion
 from shared.usecases.training import TrainingJobs
+from shared.usecases.watch import Watching
 
 log = logging.getLogger("shared.usecases.reconcile")
 
@@ -37,6 +38,7 @@ class Reconciler:
     jobs: TrainingJobs
     promotion: Promotion
     approvals: Approvals
+    watching: Watching
 
     def reconcile(self) -> dict[str, int]:
         """One pass over every unfinished run (however much history there is); one run's failure is logged and
@@ -59,6 +61,11 @@ class Reconciler:
                 except Exception:
                     log.exception("reconcile of run %s failed; going on with the others", run.id)
                     summary["errors"] += 1
+        try:
+            summary.update(self.watching.check_all())
+        except Exception:
+            log.exception("the watches could not be checked; the next pass tries again")
+            summary["errors"] += 1
         return summary
 
     def _index_older_ledger(self) -> None:

@@ -19,7 +19,7 @@ from typing import TypeVar
 from shared.decisions import ACTIVE_RUN_STATUSES
 from shared.errors import LeaseBusy, Stale
 from shared.ports.ledger import LeasedAttempt, Ledger
-from shared.records import Current, Deployment, Record, Run, now_iso
+from shared.records import Current, Deployment, Record, Run, Watch, now_iso
 
 R = TypeVar("R", bound=Record)
 
@@ -33,6 +33,7 @@ class FakeLedger(Ledger):
         self.runs: dict[str, Run] = {}
         self.attempts: dict[tuple[str, str, str], Deployment] = {}
         self.pointers: dict[tuple[str, str], Current] = {}
+        self.watched: dict[tuple[str, str], Watch] = {}
         self.writes = 0
         self.on_write: Callable[[str, Record], None] | None = None  # see the module's docstring
         self._etags = itertools.count(1)
@@ -241,6 +242,18 @@ class FakeLedger(Ledger):
             except Stale:
                 lost.append(dep)
         return lost
+
+    def add_watch(self, watch: Watch) -> None:
+        with self._locked():
+            self.watched[(watch.target, watch.id)] = self._stored(watch)
+
+    def watches(self) -> list[Watch]:
+        with self._locked():
+            return sorted((self._out(w) for w in self.watched.values()), key=lambda w: w.created_at)
+
+    def end_watch(self, watch: Watch) -> None:
+        with self._locked():
+            self.watched.pop((watch.target, watch.id), None)
 
     def active(self) -> list[Run]:
         return [r for r in self.runs.values() if r.status in ACTIVE_RUN_STATUSES]

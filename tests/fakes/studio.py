@@ -233,6 +233,15 @@ class FakeServing(ServingTarget):
         keepalive()
         return self.studio.restore(name, before)
 
+    def check(self, name: str, model: ModelRef, smoke_row: dict[str, str] | None) -> Verdict:
+        self.studio._call("check", name)
+        ep = self.studio.endpoints[name]
+        if ep.model_path != model.path:
+            return Verdict(f"the endpoint serves {ep.model_path!r} now, not {model.path!r}")
+        if model.path in self.studio.broken_models:
+            return Verdict("the smoke scoring request failed: the model cannot be loaded")
+        return Verdict()
+
     def health(self) -> dict[str, Any]:
         return {"ok": "health" not in self.studio.faults or not self.studio.faults["health"]}
 

@@ -4,14 +4,21 @@ failed deployment's logs."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Any
 
 from shared.adapters.azureml.arm import Arm
+from shared.adapters.azureml.training import AzureMLTraining
 from shared.errors import ServiceError
-from shared.ports.serving import Keepalive
+from shared.ports.serving import Keepalive, ModelRef
 
 LOG_TAIL = 40
+
+
+def model_version(model: ModelRef) -> str:
+    """A model's registered version: a number derived from its path (the same model, the same version)."""
+    return str(int(hashlib.sha256(model.path.encode()).hexdigest()[:12], 16))
 
 
 class EndpointChanges:
@@ -63,3 +70,19 @@ class EndpointChanges:
             body["identity"] = endpoint["identity"]
         self.arm.operation("PUT", f"/onlineEndpoints/{name}", f"traffic of {name}", body, "original-uri",
                            self.deadline(), keepalive)
+
+    def register(self, model: ModelRef, training: AzureMLTraining, known: dict[str, str | None]) -> str:
+        """The model's version id, registered once (from the app's storage, where its job wrote it); a registered
+        version's id is used as it is."""
+        if model.path.lower().startswith("/subscriptions/"):
+            return model.path
+        version = model_version(model)
+        path = f"/models/{self.config.model_name}/versions/{version}"
+        found = self.arm.find(path, f"get model {self.config.model_name}:{version}")
+        if found is None:
+            body = {"properties": {"modelUri": training.uri(model.path, folder=True), "modelType": "CustomModel",
+                                   "jobName": model.job_id, "tags": {"retrain.path": model.path}}}
+            found = self.arm.json("PUT", path, f"register model {self.config.model_name}:{version}", body)
+        model_id = str(found.get("id") or f"{self.config.workspace_id}{path}")
+        known[model_id] = model.path
+        return model_id

@@ -25,10 +25,6 @@ def deployment_name(model: ModelRef) -> str:
     return "m" + hashlib.sha256(model.path.encode()).hexdigest()[:15]
 
 
-def model_version(model: ModelRef) -> str:
-    return str(int(hashlib.sha256(model.path.encode()).hexdigest()[:12], 16))
-
-
 class AzureMLServing(ServingTarget):
     label = "azureml"
 
@@ -88,6 +84,18 @@ class AzureMLServing(ServingTarget):
     def endpoint_names(self) -> list[str]:
         return [str(e["name"]) for e in self.arm.pages("/onlineEndpoints", "list endpoints")]
 
+    def check(self, name: str, model: ModelRef, smoke_row: dict[str, str] | None) -> Verdict:
+        try:
+            found = self.endpoint(name)
+            if found is None or found.model_path != model.path:
+                return Verdict(f"the endpoint serves {found.model_path if found else None!r} now, not "
+                               f"{model.path!r}")
+            if smoke_row:
+                self.scoring.score(self.arm.get(f"/onlineEndpoints/{name}", f"get endpoint {name}"), smoke_row)
+        except AzureMLError as exc:
+            return Verdict(f"the check failed: {exc.describe()}", transient=exc.transient)
+        return Verdict()
+
     def health(self) -> dict[str, Any]:
         try:
             workspace = self.arm.get("", "get workspace")
@@ -121,7 +129,13 @@ class AzureMLServing(ServingTarget):
         props = endpoint.get("properties") or {}
         state = {"traffic": dict(props.get("traffic") or {}), "mirror": dict(props.get("mirrorTraffic") or {}),
                  "deployments": sorted(d["name"] for d in deployments)}
-        return Observed(self.info(endpoint, deployments), None, state)
+        answers = None
+        if smoke_row and any((props.get("traffic") or {}).values()):
+            try:
+                answers = self.scoring.score(endpoint, smoke_row)
+            except AzureMLError:
+                answers = None  # it does not answer now
+        return Observed(self.info(endpoint, deployments), answers, state)
 
     def _deployment_for(self, name: str, model: ModelRef) -> str:
         """The endpoint's deployment that serves `model` (a model from the app's storage, or a registered version's
@@ -132,22 +146,6 @@ class AzureMLServing(ServingTarget):
                                                                                 self._path_of(props.get("model"))):
                 return str(d["name"])
         return deployment_name(model)
-
-    def _register(self, model: ModelRef) -> str:
-        """The model's version id, registered once (from the app's storage, where its job wrote it); a registered
-        version's id is used as it is."""
-        if model.path.lower().startswith("/subscriptions/"):
-            return model.path
-        version = model_version(model)
-        path = f"/models/{self.config.model_name}/versions/{version}"
-        found = self.arm.find(path, f"get model {self.config.model_name}:{version}")
-        if found is None:
-            body = {"properties": {"modelUri": self.training.uri(model.path, folder=True), "modelType": "CustomModel",
-                                   "jobName": model.job_id, "tags": {"retrain.path": model.path}}}
-            found = self.arm.json("PUT", path, f"register model {self.config.model_name}:{version}", body)
-        model_id = str(found.get("id") or f"{self.config.workspace_id}{path}")
-        self._models[model_id] = model.path
-        return model_id
 
     def put_in_service(self, name: str, model: ModelRef, keepalive: Keepalive = lambda: None) -> None:
         """A deployment of the model with no traffic, Succeeded (or an AzureMLError saying why not)."""
@@ -161,8 +159,9 @@ class AzureMLServing(ServingTarget):
             self.changes.delete(name, deployment, keepalive)
         elif found is None:
             self.changes.prune(name, keepalive)
+        model_id = self.changes.register(model, self.training, self._models)
         body = {"location": self.location(), "sku": {"name": "Default", "capacity": self.config.instance_count},
-                "properties": {"endpointComputeType": "Managed", "model": self._register(model),
+                "properties": {"endpointComputeType": "Managed", "model": model_id,
                                "instanceType": self.config.instance_type}}
         try:
             self.arm.operation("PUT", path, f"deploy {deployment} to {name}", body, "original-uri", self._deadline(),

@@ -88,6 +88,22 @@ class ClassicServing(ServingTarget):
                 keepalive: Keepalive) -> str | None:
         return self.verifier.restore(self.target, name, before.state, smoke_row, before.answers, keepalive)
 
+    def check(self, name: str, model: ModelRef, smoke_row: dict[str, str] | None) -> Verdict:
+        try:
+            ep = self.studio.management(self.target).get_endpoint(name)
+        except ServiceError as exc:
+            return Verdict(f"the check's GET failed: {describe(exc)}", transient=True)
+        shown = ep.model_path(self.resource)
+        if shown != model.path:
+            return Verdict(f"the endpoint serves {shown!r} now, not {model.path!r}")
+        if smoke_row is None or not (ep.ApiLocation and ep.PrimaryKey):
+            return Verdict()
+        try:
+            self.studio.scoring(str(ep.ApiLocation), str(ep.PrimaryKey)).score([smoke_row], max_attempts=1)
+        except ServiceError as exc:
+            return Verdict(f"the smoke scoring request failed: {describe(exc)}", transient=exc.transient)
+        return Verdict()
+
     def health(self) -> dict[str, Any]:
         try:
             service = self.studio.management(self.target).get_service(max_attempts=1, read_timeout=HEALTH_TIMEOUT)

@@ -388,3 +388,27 @@ def test_an_endpoint_left_serving_a_broken_model_is_repaired_while_the_service_s
     result = h.app.operations.patch_model(None, tenant, str(good.model_path), caller="oncall")
     assert result.outcome == "Deployed", result
     assert h.serving(tenant) == good.model_path and h.score(tenant) > 0
+
+
+def test_a_broken_model_that_switches_in_after_verification_is_rolled_back_by_its_watch(start_emulator, harness):
+    """Issue 21: the real switch takes longer than verification waited, so a broken model was recorded Deployed and
+    failed every request for good. Its watch (reconcile) now finds it failing and rolls it back."""
+    emu = start_emulator("--propagation-seconds", "4")
+    h = harness(emu.manifest, RETRAIN_ENDPOINTS="", RETRAIN_VERIFY_SWITCH_SECONDS="0.5",
+                RETRAIN_VERIFY_POLL_SECONDS="0.2")
+    tenant = h.new_endpoint("late")
+    good_model = h.serving(tenant)
+    ref = BlobRef("models", f"{tenant}/late-broken.ilearner")
+    h.put(ref, BROKEN_MODEL.encode())
+    result = h.app.model_landing.landed(ref)
+    assert [e.outcome for e in result.endpoints] == ["Deployed"]  # the old model still answered: it looked fine
+    time.sleep(5)  # now the broken model serves, and fails
+    summary = h.app.reconciler.reconcile()
+    assert summary["rolledBack"] == 1, summary
+    time.sleep(5)
+    assert h.serving(tenant) == good_model and h.score(tenant) > 0
+    assert h.app.ledger.get_run(result.run_id).status == "RolledBack"
+    h.app.reconciler.reconcile()  # the rollback, unproven while the broken model switched out, is proven now
+    cur = h.app.ledger.current("default", tenant)
+    assert cur is not None and cur.model_path == good_model
+    assert h.app.ledger.get_run(str(cur.run_id)).status == "Deployed"
