@@ -81,7 +81,7 @@ class TrainingIntake:
                     return run
             try:
                 named = endpoints_override(props.metadata.get(ENDPOINTS_METADATA))
-                return self._accept(run, ref, props.size, named)
+                return self._accept(run, ref, props.size, named, trigger)
             except (ClaimLost, RunMoved):
                 log.warning("run %s: another invocation took the work over", run.id)
                 run.claimed_by = None  # not ours any more: the row is left to whoever took it
@@ -177,9 +177,10 @@ class TrainingIntake:
             yield chunk
             failpoints.reached("mid-validation")
 
-    def _accept(self, run: Run, ref: BlobRef, size: int, endpoints: list[str] | None = None) -> Run:
+    def _accept(self, run: Run, ref: BlobRef, size: int, endpoints: list[str] | None = None,
+                trigger: str = "blob") -> Run:
         if run.rows is not None:  # validated and announced by an earlier try: only the submit is left
-            return run if self.coalescing.settle(run, ref) else self.submission.submit(run, ref)
+            return self._go_on(run, ref, trigger)
         s = self.settings
         placed: dict[str, Any] = {}
         try:
@@ -206,6 +207,13 @@ class TrainingIntake:
         self.events.publish(TrainingDataAccepted(subject=ref.path, run_id=run.id, blob=ref.path, rows=report.rows,
                                                  bytes=report.bytes, labels=report.label_counts, target=run.target,
                                                  endpoints=run.endpoints))
+        return self._go_on(run, ref, trigger)
+
+    def _go_on(self, run: Run, ref: BlobRef, trigger: str) -> Run:
+        """After validation: wait out the coalescing window, then submit - except in an HTTP call, which never waits
+        the window: the run stays Accepted (claim released) and the file's storage event, or reconcile, goes on."""
+        if trigger == "http" and self.settings.coalesce_seconds > 0:
+            return self.ledger.change(run, release_claim=True)
         return run if self.coalescing.settle(run, ref) else self.submission.submit(run, ref)
 
     def _reject(self, run: Run, ref: BlobRef, exc: DataRejected, placed: dict[str, Any]) -> Run:

@@ -148,3 +148,18 @@ def test_two_files_in_the_same_second_are_ordered_by_when_they_were_taken_in_not
     assert older is not None and newer is not None and older.data_time == newer.data_time
     assert w.run(older.id).status == "Superseded" and w.run(older.id).superseded_by == newer.id
     assert w.run(newer.id).status == "Training"
+
+
+def test_an_upload_never_waits_the_coalescing_window_in_the_request_its_storage_event_goes_on():
+    """Issue 21: the window was waited inside the HTTP call (an upload answered after it). Now the upload answers
+    with the run Accepted (validated, no job yet) and the file's own storage event settles and submits it."""
+    w = world(RETRAIN_COALESCE_SECONDS="30")
+    w.endpoint("acme")
+    from tools.emulator.census import csv_text
+
+    run = w.app.intake.from_upload("acme/new.csv", csv_text(120, 3).encode(), caller="uploader")
+    assert run is not None and run.status == "Accepted" and run.rows == 120 and run.claimed_by is None
+    assert not w.studio.jobs
+    later = w.app.intake.accept(__import__("shared.records", fromlist=["BlobRef"]).BlobRef(
+        w.settings.data_container, "acme/new.csv"))  # the storage event of the uploaded file
+    assert later is not None and later.id == run.id and later.status == "Training" and len(w.studio.jobs) == 1
