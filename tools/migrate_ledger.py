@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import sys
 import time
@@ -68,8 +69,14 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"migrate_ledger: {_problem(exc)}", file=sys.stderr)
         return 2
-    with _environment(values or {}):
-        return _migrate(values)
+    sdk_log = logging.getLogger("azure")
+    level = sdk_log.level
+    sdk_log.setLevel(logging.ERROR)  # the SDKs' own multi-line warnings: the failure is said in one line below
+    try:
+        with _environment(values or {}):
+            return _migrate(values)
+    finally:
+        sdk_log.setLevel(level)
 
 
 def _migrate(values: dict[str, str] | None) -> int:
