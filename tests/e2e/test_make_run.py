@@ -1,6 +1,7 @@
 """`make run` (python -m tools.localdev.run) as a user runs it: it comes up, writes local.settings.json and
-.local/stack.json, serves the app, and stops everything on SIGTERM; started again while its port is taken, it
-moves the app and its storage-event subscriptions together."""
+.local/stack.json, serves the app, and stops everything on SIGTERM; a second one in the same folder says where the
+first runs and exits; started again while its port is taken, it moves the app and its storage-event subscriptions
+together."""
 
 from __future__ import annotations
 
@@ -55,6 +56,11 @@ def test_make_run_comes_up_writes_its_files_and_stops_cleanly_on_sigterm(tmp_pat
             assert private.stat().st_mode & 0o077 == 0, private  # they hold keys: owner only
         health = requests.get(f"{state['functions_url']}/api/health", timeout=30)
         assert health.status_code == 200 and health.json()["status"] == "ok"
+        second = subprocess.run([sys.executable, "-m", "tools.localdev.run", "--workdir", str(tmp_path / "local"),
+                                 "--settings-file", str(settings), "--func", "no"], cwd=PROJECT_ROOT,
+                                capture_output=True, text=True, timeout=60)  # issue 21: a second stack started
+        assert second.returncode == 1 and f"already running at {state['functions_url']}" in second.stderr, second
+        assert json.loads((tmp_path / "local" / "stack.json").read_text()) == state  # the first one's, untouched
         manifest = json.loads(Path(state["emulator_manifest"]).read_text())
         aml, ident = manifest["azureml"], manifest["identity"]  # the Azure ML stand-in is up beside the classic one
         token = requests.get(ident["endpoint"], headers={"X-IDENTITY-HEADER": ident["header"]}, timeout=10, params={

@@ -7,17 +7,26 @@ which wins over the file.
 
 `--target azureml` (`make run TARGET=azureml`): the app's one target is the Azure ML stand-in's workspace (state in
 `.local/azureml`, settings in a private file there); `--identity` nests its state in the target's folder.
+
+One stack per state folder: a run holds an exclusive lock on `<workdir>/run.lock` while it lives (the OS drops it
+when the process ends, however it ends), so a second `make run` in the same folder says "already running at <url>"
+(from the stack's state file, checked live) and exits 1 instead of starting a second stack on the same data.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import signal
 import sys
 import time
 from pathlib import Path
 from types import FrameType
+from typing import IO
+
+import requests
 
 from tools.localdev.azurite import PROJECT_ROOT
 from tools.localdev.stack import AZUREML_KEYS, JOB_EVENT_FUNCTION, STACK_KEYS, Stack
@@ -28,6 +37,46 @@ _stop = False
 def _on_signal(signum: int, frame: FrameType | None) -> None:
     global _stop
     _stop = True
+
+
+def hold_lock(workdir: Path) -> IO[str] | None:
+    """This run's exclusive lock on the state folder (kept open while it runs), or None when another process
+    holds it."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    handle = (workdir / "run.lock").open("a+")
+    try:
+        if sys.platform == "win32":
+            import msvcrt
+
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def already_running(workdir: Path) -> str:
+    """What to say when another run holds the folder: its URL when its host answers, else that it is starting or
+    stopping."""
+    holder = (workdir / "run.lock").read_text().strip() if (workdir / "run.lock").exists() else "?"
+    try:
+        url = str(json.loads((workdir / "stack.json").read_text())["functions_url"])
+        live = requests.get(f"{url}/admin/host/status", timeout=3).ok
+    except (OSError, ValueError, KeyError, requests.RequestException):
+        url, live = "", False
+    if live:
+        return (f"make run: already running at {url} (HTTP API {url}/api; state in {workdir}, process {holder}): "
+                "use it, or stop it (Ctrl-C where it runs) first")
+    return (f"make run: another make run (process {holder}) is starting or stopping in {workdir}; wait for it, or "
+            "stop it first")
 
 
 def usage(stack: Stack) -> str:
@@ -46,16 +95,17 @@ The stack is up ({stack.host_kind}).{mode}
   Emulator      {stack.emulator.url}   (manifest: {stack.emulator.manifest_path})
   Host log      {stack.workdir / 'functions.log'}
 
-Try:
-  curl -s {api}/health
-  curl -s -X POST {api}/endpoints -H 'Content-Type: application/json' \\
+Try (in another terminal, from this folder):
+  API={api}
+  curl -s $API/health
+  curl -s -X POST $API/endpoints -H 'Content-Type: application/json' \\
        -d '{{"name": "tenant-a", "description": "first tenant"}}'
   .venv/bin/python -m tools.emulator.census --rows 5000 --seed 1 --drift 1 --out /tmp/new.csv
-  curl -s -X POST '{api}/retrain?name=tenant-a/new.csv' -H 'Content-Type: text/csv' --data-binary @/tmp/new.csv
-  curl -s {api}/runs
-  curl -s {api}/endpoints/tenant-a
-  curl -s -X POST {api}/endpoints/tenant-a/rollback
-  curl -s -X POST {api}/retrain -H 'Content-Type: application/json' \\
+  curl -s -X POST "$API/retrain?name=tenant-a/new.csv" -H 'Content-Type: text/csv' --data-binary @/tmp/new.csv
+  curl -s $API/runs
+  curl -s $API/endpoints/tenant-a
+  curl -s -X POST $API/endpoints/tenant-a/rollback
+  curl -s -X POST $API/retrain -H 'Content-Type: application/json' \\
        -d '{{"blob": "training-data/tenant-a/new.csv", "dryRun": true}}'
 Or drop a CSV into the training-data container (training-data/tenant-a/<file>.csv retrains tenant-a).
 Ctrl-C stops everything.
@@ -92,17 +142,18 @@ A management token (from the local managed-identity endpoint, as ManagedIdentity
   (a scoring token: resource=https://ml.azure.com; the workspace's events as its topic received them:
    {m['admin_url']}/eventgrid/topics/{aml['events_topic']}/events)
 
-Try:
-  curl -s {api}/health
-  curl -s -X POST {api}/endpoints -H 'Content-Type: application/json' \\
+Try (in another terminal, from this folder):
+  API={api}
+  curl -s $API/health
+  curl -s -X POST $API/endpoints -H 'Content-Type: application/json' \\
        -d '{{"name": "tenant-a", "description": "first tenant"}}'      # an online endpoint, no deployment yet
   .venv/bin/python -m tools.emulator.census --rows 5000 --seed 1 --drift 1 --out /tmp/new.csv
   {helpers} drop /tmp/new.csv training-data/tenant-a/new.csv   # a job, then a new deployment
-  curl -s {api}/runs
-  curl -s {api}/endpoints/tenant-a          # its deployments, their traffic and model versions
+  curl -s $API/runs
+  curl -s $API/endpoints/tenant-a          # its deployments, their traffic and model versions
   {helpers} score tenant-a               # through its scoringUri with an Entra token
-  curl -s -X POST {api}/endpoints/tenant-a/rollback   # after a second model: a traffic switch back
-  curl -s -X POST {api}/retrain -H 'Content-Type: application/json' \\
+  curl -s -X POST $API/endpoints/tenant-a/rollback   # after a second model: a traffic switch back
+  curl -s -X POST $API/retrain -H 'Content-Type: application/json' \\
        -d '{{"blob": "training-data/tenant-a/new.csv", "dryRun": true}}'
 Or drop a CSV into the training-data container (training-data/tenant-a/<file>.csv retrains tenant-a).
 Ctrl-C stops everything.
@@ -137,9 +188,14 @@ def main(argv: list[str] | None = None) -> int:
         args.workdir = PROJECT_ROOT / ".local" / ("azureml" if azureml else "")
         if args.identity:
             args.workdir = args.workdir / "identity"
+    lock = hold_lock(args.workdir)
+    if lock is None:
+        print(already_running(args.workdir), file=sys.stderr)
+        return 1
+    under_func = args.func == "yes" or (args.func == "auto" and shutil.which("func") is not None)
     if args.identity:
         project_file = PROJECT_ROOT / "local.settings.json"
-        if args.func != "no" and project_file.exists() and \
+        if under_func and project_file.exists() and \
                 "AzureWebJobsStorage" in json.loads(project_file.read_text()).get("Values", {}):
             print("make run: --identity under Core Tools needs a local.settings.json without AzureWebJobsStorage "
                   "(Core Tools would hand the app its connection string); move the file aside or use --func no",
@@ -193,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         print("make run: stopping", flush=True)
         stack.stop()
+        lock.close()
     return 0
 
 
