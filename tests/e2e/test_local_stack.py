@@ -150,10 +150,6 @@ def first_model_slow_deployment(aml_client: Client) -> tuple[dict, int, list[int
     return view, puts, took
 
 
-@pytest.mark.xfail(strict=True, reason="shared/adapters/azureml/serving.py AzureMLServing.verify PUTs the endpoint "
-                   "once per traffic step even when no earlier deployment takes traffic: every step is {new: 100}, "
-                   "so a new endpoint's first model waits for one redundant endpoint update (~30 s in Azure) per "
-                   "extra step")
 def test_a_new_azureml_endpoints_first_model_takes_one_traffic_update(first_model_slow_deployment):
     view, puts, _ = first_model_slow_deployment
     assert view["history"][0]["outcome"] == "Deployed"

@@ -188,7 +188,8 @@ class AzureMLServing(ServingTarget):
             old = {d: share for d, share in before.state["traffic"].items() if share and d != new}
             if self.config.mirror_percent and old:
                 self.changes.set_traffic(name, before.state["traffic"], {new: self.config.mirror_percent}, keepalive)
-            for step in self.config.traffic_steps:
+            steps = self.config.traffic_steps if old else [100]  # nothing else takes traffic: all of it at once
+            for step in steps:
                 self.changes.set_traffic(name, _shares(old, new, step), {}, keepalive)
                 failpoints.reached("azureml-traffic-step")
                 keepalive()
