@@ -137,7 +137,7 @@ p.made{{color:#555;font-size:.85rem}}
 <table id="runs"><tr><th>run</th><th>state</th><th>file</th><th>trigger</th><th>gated metrics</th>
 <th>endpoints reached</th><th>updated</th><th>reason</th></tr>
 {run_rows}</table>
-<h2>Newest rejections (rejected/)</h2>
+<h2>Files in rejected/</h2>
 <table id="rejected"><tr><th>file</th><th>code</th><th>rejected</th></tr>{rejected_rows}</table>
 </body></html>
 """
