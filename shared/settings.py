@@ -45,7 +45,23 @@ def _json_setting(value: object, kind: type, what: str) -> object:
     return value
 
 
-class Settings(BaseSettings):
+class FanOutSettings(BaseSettings):
+    """How a fan-out runs: in one invocation ("inline": each endpoint's verification waits in a thread), or spread
+    over queue messages ("queue": batches on RETRAIN_WORK_QUEUE, each endpoint re-checked by a message due after
+    the switch); the most Studio calls a second the whole app makes to one target (0: no ceiling), shared by at
+    most RETRAIN_MAX_INSTANCES instances (Flex Consumption's maximumInstanceCount): each takes its share."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=False, case_sensitive=False)
+
+    storage_queue_uri: str | None = Field(None, validation_alias="AzureWebJobsStorage__queueServiceUri")
+    fanout_mode: Literal["inline", "queue"] = Field("inline", validation_alias="RETRAIN_FANOUT_MODE")
+    work_queue: str = Field("retrain-work", validation_alias="RETRAIN_WORK_QUEUE",
+                            pattern=r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+    target_calls_per_second: float = Field(0, ge=0, validation_alias="RETRAIN_TARGET_CALLS_PER_SECOND")
+    max_instances: int = Field(100, ge=1, le=1000, validation_alias="RETRAIN_MAX_INSTANCES")
+
+
+class Settings(FanOutSettings):
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=False, case_sensitive=False)
 
     storage_connection_string: SecretStr | None = Field(None, validation_alias="AzureWebJobsStorage")
@@ -120,6 +136,9 @@ class Settings(BaseSettings):
     interactive_wait_seconds: float = Field(20, ge=0, validation_alias="RETRAIN_INTERACTIVE_WAIT_SECONDS")
     reconcile_schedule: str = Field("0 */5 * * * *", validation_alias="RETRAIN_RECONCILE_SCHEDULE")
     approval: Literal["auto", "manual"] = Field("auto", validation_alias="RETRAIN_APPROVAL")
+    # Operator actions: `key` (any function key; local runs) or `entra` (an Entra principal with the app role).
+    operator_auth: Literal["key", "entra"] = Field("key", validation_alias="RETRAIN_OPERATOR_AUTH")
+    operator_role: str = Field("Retrain.Operator", validation_alias="RETRAIN_OPERATOR_ROLE")
     coalesce_seconds: float = Field(0, ge=0, le=600, validation_alias="RETRAIN_COALESCE_SECONDS")
     cancel_superseded_jobs: bool = Field(True, validation_alias="RETRAIN_CANCEL_SUPERSEDED_JOBS")
     approval_expiry_hours: float = Field(72, gt=0, validation_alias="RETRAIN_APPROVAL_EXPIRY_HOURS")

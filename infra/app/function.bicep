@@ -28,6 +28,9 @@ param jsonSettings object
 param secretUris object
 param eventTopicEndpoint string
 
+@description('The Entra app registration (client id) whose app role RETRAIN_OPERATOR_ROLE operator actions need; empty: any function key opens them (RETRAIN_OPERATOR_AUTH=key)')
+param operatorAuthClientId string = ''
+
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
 }
@@ -81,8 +84,9 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   }
 }
 
-// The reconcile timer's binding reads %RETRAIN_RECONCILE_SCHEDULE%: without the setting the host indexes nothing.
-var bindingDefaults = { RETRAIN_RECONCILE_SCHEDULE: '0 */5 * * * *' }
+// The reconcile timer's binding reads %RETRAIN_RECONCILE_SCHEDULE% and the fan-out's queue trigger %RETRAIN_WORK_QUEUE%:
+// without them the host indexes nothing.
+var bindingDefaults = { RETRAIN_RECONCILE_SCHEDULE: '0 */5 * * * *', RETRAIN_WORK_QUEUE: 'retrain-work' }
 var teamSettings = toObject(filter(items(appSettings), s => !empty(s.value)), s => s.key, s => string(s.value))
 var teamJsonSettings = toObject(filter(items(jsonSettings), s => !empty(s.value)), s => s.key, s => string(s.value))
 var secretSettings = toObject(filter(items(secretUris), s => !empty(s.value)), s => s.key, s => '@Microsoft.KeyVault(SecretUri=${s.value})')
@@ -106,14 +110,49 @@ var platformSettings = {
   RETRAIN_MODELS_CONTAINER: containers.models
   RETRAIN_REJECTED_CONTAINER: containers.rejected
   RETRAIN_TABLE_PREFIX: tablePrefix
+  // The instances a target's call ceiling (RETRAIN_TARGET_CALLS_PER_SECOND) is shared by: the plan's scale-out limit.
+  RETRAIN_MAX_INSTANCES: string(maximumInstanceCount)
   // Events: published with the managed identity (the topic has local auth disabled, so no key).
   RETRAIN_EVENTGRID_ENDPOINT: eventTopicEndpoint
+  // Operator actions: an Entra principal with the operator app role when App Service Authentication is configured.
+  RETRAIN_OPERATOR_AUTH: empty(operatorAuthClientId) ? 'key' : 'entra'
 }
 
 resource siteSettings 'Microsoft.Web/sites/config@2024-04-01' = {
   parent: site
   name: 'appsettings'
   properties: union(bindingDefaults, teamSettings, teamJsonSettings, secretSettings, platformSettings)
+}
+
+// App Service Authentication with Entra ID: it vouches for callers (X-MS-CLIENT-PRINCIPAL, stripped from client
+// requests) without requiring sign-in - uploads keep working with a function key - and the app requires the operator
+// role for operator actions (blueprints/principal.py).
+resource auth 'Microsoft.Web/sites/config@2024-04-01' = if (!empty(operatorAuthClientId)) {
+  parent: site
+  name: 'authsettingsV2'
+  properties: {
+    platform: {
+      enabled: true
+    }
+    globalValidation: {
+      requireAuthentication: false
+      unauthenticatedClientAction: 'AllowAnonymous'
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: {
+          clientId: operatorAuthClientId
+          openIdIssuer: '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
+        }
+        validation: {
+          allowedAudiences: [
+            'api://${operatorAuthClientId}'
+          ]
+        }
+      }
+    }
+  }
 }
 
 output name string = site.name
