@@ -14,10 +14,12 @@ from shared.adapters.events import EventPublisher
 from shared.adapters.ledger import TableLedger
 from shared.adapters.outbox import Outbox
 from shared.adapters.storage import Storage
+from shared.adapters.work_queue import StorageWorkQueue
 from shared.logs import register_secret
 from shared.ports.blobs import BlobStore
 from shared.ports.events import EventSink
 from shared.ports.ledger import Ledger
+from shared.ports.queues import WorkQueue
 from shared.ports.services import Services, TargetKind
 from shared.settings import Settings, get_settings
 from shared.usecases.approvals import Approvals
@@ -25,6 +27,7 @@ from shared.usecases.coalescing import Coalescing
 from shared.usecases.deployment import EndpointDeployer
 from shared.usecases.dry_run import DryRun
 from shared.usecases.fanout import FanOut
+from shared.usecases.fanout_queue import QueuedFanOut
 from shared.usecases.intake import TrainingIntake
 from shared.usecases.model_landing import ModelLanding
 from shared.usecases.operations import Operations
@@ -55,17 +58,20 @@ class UseCases:
     """The use cases, wired over the ports they talk to (the real adapters, or fakes in tests)."""
 
     def __init__(self, settings: Settings, storage: BlobStore, ledger: Ledger, events: EventSink,
-                 services: Services) -> None:
+                 services: Services, queue: WorkQueue | None = None) -> None:
         self.settings, self.storage, self.ledger, self.events, self.services = (settings, storage, ledger, events,
                                                                                 services)
         s = settings
         gate = s.gate
         self.deployer = EndpointDeployer(s, ledger, services, events, gate)
+        self.queue = queue
+        self.fanout_work = QueuedFanOut(self.deployer, queue, self._promote_by_id) if queue is not None else None
         self.jobs = TrainingJobs(s, storage, ledger, services, events)
         submission = JobSubmission(ledger, services, events)
         coalescing = Coalescing(s, storage, ledger, services, events)
         self.intake = TrainingIntake(s, storage, ledger, services, events, submission, coalescing)
-        self.promotion = Promotion(s, ledger, services, events, self.jobs, FanOut(self.deployer), gate)
+        fanout = FanOut(self.deployer, self.fanout_work)
+        self.promotion = Promotion(s, ledger, services, events, self.jobs, fanout, gate)
         self.model_landing = ModelLanding(s, storage, ledger, services, events, self.promotion)
         self.operations = Operations(s, storage, ledger, services, events, self.deployer, gate)
         self.views = Views(s, ledger, services)
@@ -75,6 +81,12 @@ class UseCases:
         self.watching = Watching(s, ledger, services, events, self.operations)
         self.reconciler = Reconciler(s, ledger, services, events, self.intake, self.jobs, self.promotion,
                                      self.approvals, self.watching)
+
+    def _promote_by_id(self, run_id: str) -> None:
+        """A queued fan-out's tally: the run's promotion again (it reads how far its endpoints got)."""
+        run = self.ledger.get_run(run_id)
+        if run is not None:
+            self.promotion.promote(run)
 
 
 class Retraining(UseCases):
@@ -100,8 +112,10 @@ class Retraining(UseCases):
         classic = ClassicKind(settings, storage, interactive_policy(settings) if interactive else None)
         self.studio = classic.studio  # the Studio (classic) clients, for tools and tests
         azureml = AzureMLKind(settings, storage, credential, interactive)
+        queue = StorageWorkQueue(settings, settings.work_queue, credential, retries)
         super().__init__(settings, storage, ledger, events, Services(settings.targets, {
-            "classic": classic, "azureml": azureml, **(kinds or {})}))
+            "classic": classic, "azureml": azureml, **(kinds or {})}), queue)
+        self.work_queue = queue
         self.storage: Storage = storage
         self.ledger: TableLedger = ledger
         self.events: EventPublisher = events
@@ -110,6 +124,7 @@ class Retraining(UseCases):
         """Create the containers and tables when missing (locally; in Azure the template creates them)."""
         self.storage.ensure_containers()
         self.ledger.prepare()
+        self.work_queue.ensure()
 
     def close(self) -> None:
         self.services.close()

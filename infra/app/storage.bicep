@@ -67,6 +67,18 @@ resource poisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@202
   name: 'webjobs-blobtrigger-poison'
 }
 
+// The fan-out's work queue (RETRAIN_WORK_QUEUE's default; the fanout_work trigger) and where the host puts a message
+// that failed maxDequeueCount times.
+resource workQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: 'retrain-work'
+}
+
+resource workPoisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: 'retrain-work-poison'
+}
+
 output name string = account.name
 output id string = account.id
 output blobEndpoint string = account.properties.primaryEndpoints.blob

@@ -56,6 +56,7 @@ class ServingTarget(ABC):
     """One target's scoring endpoints. Errors: `shared.errors.ServiceError`."""
 
     label = "service"  # what the health check calls the service
+    proves_later = False  # verify_once and recall are implemented: a swap can be proven by scheduled looks
 
     @abstractmethod
     def protected_endpoint(self) -> str | None:
@@ -96,6 +97,18 @@ class ServingTarget(ABC):
     def restore(self, name: str, before: Observed, smoke_row: dict[str, str] | None,
                 keepalive: Keepalive) -> str | None:
         """Put back what served before, and check it answers as before; None on success, else why not."""
+
+    def verify_once(self, name: str, model: ModelRef, smoke_row: dict[str, str] | None, before: Observed,
+                    waited: float) -> Verdict | None:
+        """One look, `waited` seconds after `model` was put in service: a Verdict when it is decided (proven, or
+        failed), None when it is not proven yet (look again later; a Verdict that is `transient` once the wait is
+        past its bound). No waiting here: the caller schedules the next look."""
+        raise NotImplementedError(f"{type(self).__name__} proves a swap only by waiting (verify)")
+
+    def recall(self, name: str, previous: ModelRef | None, answers: Answers | None) -> Observed:
+        """What `observe` saw before a swap, rebuilt from what the ledger and a message keep (the model that served
+        - `previous` -, its answers): enough to `restore` it and to prove the swap in a later invocation."""
+        raise NotImplementedError(f"{type(self).__name__} cannot rebuild what it observed")
 
     @abstractmethod
     def check(self, name: str, model: ModelRef, smoke_row: dict[str, str] | None) -> Verdict:

@@ -22,7 +22,7 @@ from shared.gate import Gate
 from shared.ports.events import EventSink
 from shared.ports.ledger import LeasedAttempt, Ledger
 from shared.ports.services import Services
-from shared.ports.serving import EndpointInfo, ModelRef
+from shared.ports.serving import EndpointInfo, ModelRef, Observed, Verdict
 from shared.records import (
     ADOPTED,
     Current,
@@ -59,6 +59,14 @@ class DeploymentPlan:
 
 
 @dataclass
+class InService:
+    """A model put in service, not proven yet: what served before (to restore it) and the smoke row."""
+
+    before: Observed
+    row: dict[str, str] | None
+
+
+@dataclass
 class EndpointDeployer:
     """Deploys one model to one endpoint under the endpoint's lease."""
 
@@ -67,6 +75,7 @@ class EndpointDeployer:
     services: Services
     events: EventSink
     gate: Gate
+    throttled: Callable[[str, float | None], None] | None = None  # a target throttled us (Retry-After, if said)
 
     def acquire(self, target: Target, endpoint: str, owner: str) -> Current:
         return wait_for_lease(lambda: self.ledger.acquire(target.name, endpoint, owner, self.settings.lease_seconds))
@@ -183,6 +192,18 @@ class EndpointDeployer:
 
     def _swap(self, target: Target, model: ModelRef, run: Run | None, force: bool, dep: Deployment,
               cur: Current) -> tuple[Outcome, str | None]:
+        put = self.put_step(target, model, run, force, dep, cur)
+        if not isinstance(put, InService):
+            return put
+        before, row = put.before, put.row
+        verdict = self.services.serving(target).verify(dep.endpoint, model, row, before,
+                                                       lambda: self.renew_lease(cur))
+        return self.conclude(target, dep, cur, verdict, before, row)
+
+    def put_step(self, target: Target, model: ModelRef, run: Run | None, force: bool, dep: Deployment,
+                 cur: Current) -> tuple[Outcome, str | None] | InService:
+        """Up to the model put in service: (what served before, the smoke row) - or the outcome when it ends here
+        (superseded, not an improvement, the service did not take it)."""
         endpoint, subject = dep.endpoint, f"{target.name}/{dep.endpoint}"
         if dep.operation == "promote" and run is not None:
             newer = superseded_by(run, cur)
@@ -199,11 +220,18 @@ class EndpointDeployer:
         try:
             before = serving.observe(endpoint, row)
             if cur.deployment_id is None and before.endpoint.model_path:
-                self.adopt(target, before.endpoint, cur)
+                adopt(self.ledger, target, before.endpoint, cur)
             serving.put_in_service(endpoint, model, lambda: self.renew_lease(cur))
         except ServiceError as exc:
-            return self._put_failed(subject, dep, exc)
-        verdict = serving.verify(endpoint, model, row, before, lambda: self.renew_lease(cur))
+            return put_failed(self.events, subject, dep, exc, self.throttled)
+        return InService(before, row)
+
+    def conclude(self, target: Target, dep: Deployment, cur: Current, verdict: Verdict, before: Observed,
+                 row: dict[str, str] | None) -> tuple[Outcome, str | None]:
+        """The outcome of a decided verification: the pointer moved (on `cur`) and announced, or the old model put
+        back (when that helps), or left open to be tried again."""
+        endpoint, subject = dep.endpoint, f"{target.name}/{dep.endpoint}"
+        serving = self.services.serving(target)
         if not verdict.ok and row is not None and before.answers is None:
             # What it replaces did not answer either (a model that cannot load, still switching out): putting that
             # back helps nobody. Unproven: the attempt stays open and is checked again.
@@ -232,29 +260,34 @@ class EndpointDeployer:
                                             deployment_id=dep.id))
         return "Deployed", None
 
-    def adopt(self, target: Target, found: EndpointInfo, cur: Current) -> Deployment:
-        """Record what an endpoint the app did not create serves as its baseline ("adopted"), before the app first
-        changes it, so a rollback can return to it; `cur` (held under the endpoint's lease) points at it."""
-        baseline = Deployment(id=ADOPTED, target=target.name, endpoint=found.name, operation="adopt",
-                              outcome="Created", model_base=found.model_base, model_path=found.model_path,
-                              trigger="adopt", reason="served before the app managed the endpoint",
-                              created_at="1970-01-01T00:00:00.000Z")  # older than anything the app did there
-        stored, _ = self.ledger.add_deployment(baseline)
-        cur.serve(stored)
-        log.info("adopted endpoint %s serving %s", found.name, found.model_path)
-        return stored
 
-    def _put_failed(self, subject: str, dep: Deployment, exc: ServiceError) -> tuple[Outcome, str]:
-        """A model the service refused (the model's fault: final) or a call that did not get through (retried)."""
-        if exc.input_refused:
-            outcome: Outcome = "Failed"
-            reason = f"{MODEL_REFUSED}: {describe(exc)}"
-        elif exc.transient:
-            outcome, reason = "Pending", f"the model could not be put in service now ({describe(exc)}); it will be " \
-                                         "retried"
-        else:
-            outcome, reason = "Failed", f"the service did not take the model: {describe(exc)}"
-        self.events.publish(EndpointUpdateFailed(subject=subject, run_id=dep.run_id, endpoint=dep.endpoint,
-                                                 model=dep.model_path, reason=reason,
-                                                 will_retry=outcome == "Pending"))
-        return outcome, reason
+def adopt(ledger: Ledger, target: Target, found: EndpointInfo, cur: Current) -> Deployment:
+    """Record what an endpoint the app did not create serves as its baseline ("adopted"), before the app first
+    changes it, so a rollback can return to it; `cur` (held under the endpoint's lease) points at it."""
+    baseline = Deployment(id=ADOPTED, target=target.name, endpoint=found.name, operation="adopt",
+                          outcome="Created", model_base=found.model_base, model_path=found.model_path,
+                          trigger="adopt", reason="served before the app managed the endpoint",
+                          created_at="1970-01-01T00:00:00.000Z")  # older than anything the app did there
+    stored, _ = ledger.add_deployment(baseline)
+    cur.serve(stored)
+    log.info("adopted endpoint %s serving %s", found.name, found.model_path)
+    return stored
+
+
+def put_failed(events: EventSink, subject: str, dep: Deployment, exc: ServiceError,
+               throttled: Callable[[str, float | None], None] | None = None) -> tuple[Outcome, str]:
+    """A model the service refused (the model's fault: final) or a call that did not get through (retried); a
+    429 tells `throttled` (every instance holds off)."""
+    if exc.transient and throttled is not None and (exc.status == 429 or exc.retry_after):
+        throttled(dep.target, exc.retry_after)
+    if exc.input_refused:
+        outcome: Outcome = "Failed"
+        reason = f"{MODEL_REFUSED}: {describe(exc)}"
+    elif exc.transient:
+        outcome, reason = "Pending", f"the model could not be put in service now ({describe(exc)}); it will be " \
+                                     "retried"
+    else:
+        outcome, reason = "Failed", f"the service did not take the model: {describe(exc)}"
+    events.publish(EndpointUpdateFailed(subject=subject, run_id=dep.run_id, endpoint=dep.endpoint,
+                                        model=dep.model_path, reason=reason, will_retry=outcome == "Pending"))
+    return outcome, reason

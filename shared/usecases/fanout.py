@@ -18,6 +18,7 @@ from shared.ports.serving import ModelRef
 from shared.records import Current, Deployment, EndpointResult, Run
 from shared.settings import Target
 from shared.usecases.deployment import EndpointDeployer
+from shared.usecases.fanout_queue import QueuedFanOut
 
 log = logging.getLogger("shared.usecases.fanout")
 FLUSH_SECONDS = 1.0  # outcomes are written in full batches, or after this long, or at the end
@@ -25,10 +26,11 @@ POINTERS_AHEAD = 10  # batches whose `current` rows one read fetches
 
 
 class FanOut:
-    def __init__(self, deployer: EndpointDeployer) -> None:
+    def __init__(self, deployer: EndpointDeployer, queued: QueuedFanOut | None = None) -> None:
         self.deployer = deployer
         self.ledger = deployer.ledger
         self.settings = deployer.settings
+        self.queued = queued  # RETRAIN_FANOUT_MODE=queue: batches on the work queue, proofs scheduled
 
     def deploy(self, target: Target, endpoints: list[str], model: ModelRef, run: Run, force: bool,
                trigger: str) -> list[EndpointResult]:
@@ -41,6 +43,11 @@ class FanOut:
             else:
                 todo.append(ep)
         todo.sort()  # each batch's `current` rows are then one range query (no read of the target's other rows)
+        if self.queued is not None and self.settings.fanout_mode == "queue" and \
+                self.deployer.services.serving(target).proves_later:
+            for r in self.queued.dispatch(target, todo, model, run, force, trigger):
+                results[r.endpoint] = r
+            return [results[ep] for ep in dict.fromkeys(endpoints) if ep in results]
         ahead = _PointerPrefetch(self.ledger, target, todo)
         owner = uuid.uuid4().hex
         workers = max(1, min(self.settings.patch_concurrency, len(todo)))

@@ -13,7 +13,7 @@ from typing import Any
 from shared.errors import AlreadyExists, ServiceError
 from shared.ports.blobs import BlobStore, SasPurpose
 from shared.ports.services import TargetKind
-from shared.ports.serving import EndpointInfo, Keepalive, ModelRef, Observed, ServingTarget, Verdict
+from shared.ports.serving import Answers, EndpointInfo, Keepalive, ModelRef, Observed, ServingTarget, Verdict
 from shared.ports.training import JobPhase, JobState, SubmittedJob, TrainingService
 from shared.records import BlobRef
 from shared.settings import Target
@@ -58,6 +58,7 @@ class FakeStudio:
         self.finish_on_start = True  # a started job is Finished the next time it is asked about
         self.broken_models: set[str] = set()  # model paths that cannot load
         self.verdicts: list[Verdict] = []  # the next verifications' verdicts (else: OK unless the model is broken)
+        self.switching: dict[str, int] = {}  # per endpoint: scheduled looks that find it not switched yet
         self.faults: dict[str, list[FakeServiceError]] = {}
         self.calls: list[tuple[str, str]] = []
         self._ids = itertools.count(1)
@@ -193,6 +194,7 @@ class FakeTraining(TrainingService):
 
 class FakeServing(ServingTarget):
     label = "fake"
+    proves_later = True
 
     def __init__(self, studio: FakeStudio) -> None:
         self.studio = studio
@@ -232,6 +234,19 @@ class FakeServing(ServingTarget):
                 keepalive: Keepalive) -> str | None:
         keepalive()
         return self.studio.restore(name, before)
+
+    def verify_once(self, name: str, model: ModelRef, smoke_row: dict[str, str] | None, before: Observed,
+                    waited: float) -> Verdict | None:
+        """`studio.switching[name]` looks say "not yet" before the verdict `verify` would give."""
+        self.studio._call("verify_once", name)
+        if self.studio.switching.get(name, 0) > 0:
+            self.studio.switching[name] -= 1
+            return None
+        return self.studio.verify(name, model)
+
+    def recall(self, name: str, previous: ModelRef | None, answers: Answers | None) -> Observed:
+        return Observed(EndpointInfo(name, previous.path if previous else None, previous.base if previous else None),
+                        answers)
 
     def check(self, name: str, model: ModelRef, smoke_row: dict[str, str] | None) -> Verdict:
         self.studio._call("check", name)

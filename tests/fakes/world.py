@@ -4,7 +4,7 @@ drop data and models the way a user does."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from shared.composition import UseCases
@@ -13,6 +13,7 @@ from shared.records import BlobRef, Run
 from shared.settings import Settings, load_settings
 from tests.fakes.events import FakeEvents
 from tests.fakes.ledger import FakeLedger
+from tests.fakes.queues import FakeQueue
 from tests.fakes.storage import FakeBlobStore
 from tests.fakes.studio import FakeKind, FakeStudio
 from tools.emulator.census import csv_text
@@ -41,6 +42,7 @@ class World:
     events: FakeEvents
     kind: FakeKind
     app: UseCases
+    queue: FakeQueue = field(default_factory=FakeQueue)
 
     @property
     def studio(self) -> FakeStudio:
@@ -82,7 +84,9 @@ def world(**overrides: str) -> World:
     storage, ledger, events = FakeBlobStore(settings.rejected_container), FakeLedger(), FakeEvents()
     kind = FakeKind(storage)
     services = Services(settings.targets, {"classic": kind})
-    return World(settings, storage, ledger, events, kind, UseCases(settings, storage, ledger, events, services))
+    queue = FakeQueue()
+    return World(settings, storage, ledger, events, kind, UseCases(settings, storage, ledger, events, services,
+                                                                   queue), queue)
 
 
 def data_text(rows: int = 120, seed: int = 1, **replace: Any) -> str:

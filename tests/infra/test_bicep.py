@@ -88,8 +88,9 @@ def test_storage_account_is_keyless_and_creates_the_containers_tables_and_poison
     declared = [t.replace("${tablePrefix}", prefix) for t in parsed("app/storage.bicep")["variables"]["ledgerTables"]
                 ["value"]]
     assert declared == list(table_names(prefix))
-    (queue,) = resources("app/storage.bicep", "Microsoft.Storage/storageAccounts/queueServices/queues").values()
-    assert queue["config"]["name"] == "webjobs-blobtrigger-poison"
+    queues = resources("app/storage.bicep", "Microsoft.Storage/storageAccounts/queueServices/queues").values()
+    assert sorted(q["config"]["name"] for q in queues) == ["retrain-work", "retrain-work-poison",
+                                                           "webjobs-blobtrigger-poison"]
 
 
 def _role_ids(relative: str) -> dict[str, str]:

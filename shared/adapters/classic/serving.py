@@ -11,13 +11,13 @@ from typing import Any
 
 from shared.adapters.classic.clients import StudioClients
 from shared.adapters.classic.errors import StudioApiError
-from shared.adapters.classic.models import Endpoint, ResourceLocation
+from shared.adapters.classic.models import Endpoint, EndpointResource, ResourceLocation
 from shared.adapters.classic.training import ClassicTraining
 from shared.adapters.classic.verification import Verifier
 from shared.adapters.sas import needs_refresh
 from shared.errors import AlreadyExists, ServiceError, describe
 from shared.ports.blobs import BlobStore, SasPurpose
-from shared.ports.serving import EndpointInfo, Keepalive, ModelRef, Observed, ServingTarget, Verdict
+from shared.ports.serving import Answers, EndpointInfo, Keepalive, ModelRef, Observed, ServingTarget, Verdict
 from shared.records import BlobRef
 from shared.settings import Settings, Target
 
@@ -27,6 +27,7 @@ CACHED_LOCATIONS = 64
 
 class ClassicServing(ServingTarget):
     label = "studio"
+    proves_later = True
 
     def __init__(self, settings: Settings, target: Target, studio: StudioClients, storage: BlobStore,
                  training: ClassicTraining) -> None:
@@ -83,6 +84,20 @@ class ClassicServing(ServingTarget):
     def verify(self, name: str, model: ModelRef, smoke_row: dict[str, str] | None, before: Observed,
                keepalive: Keepalive) -> Verdict:
         return self.verifier.verify(self.target, name, model.path, smoke_row, before.answers, keepalive)
+
+    def verify_once(self, name: str, model: ModelRef, smoke_row: dict[str, str] | None, before: Observed,
+                    waited: float) -> Verdict | None:
+        return self.verifier.once(self.target, name, model.path, smoke_row, before.answers, waited)
+
+    def recall(self, name: str, previous: ModelRef | None, answers: Answers | None) -> Observed:
+        """The endpoint as it is now (its scoring address and key), with the previous model's location (no
+        token: a fresh one is minted for our own storage, or the endpoint is refreshed) in its resource."""
+        ep = self.studio.management(self.target).get_endpoint(name)
+        location = {"BaseLocation": previous.base, "RelativeLocation": previous.path} if previous else None
+        resources = [r for r in ep.Resources or [] if r.Name != self.resource]
+        resources.append(EndpointResource(Name=self.resource, Location=location))
+        before = ep.model_copy(update={"Resources": resources})
+        return Observed(self.info(before), answers, before)
 
     def restore(self, name: str, before: Observed, smoke_row: dict[str, str] | None,
                 keepalive: Keepalive) -> str | None:

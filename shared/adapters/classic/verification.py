@@ -57,6 +57,41 @@ class Verifier:
         return self._until_answering(ep, row, lambda got: old_answers is None or got != old_answers,
                                      errors_expected=old_answers is None, keepalive=keepalive)
 
+    def once(self, target: Target, endpoint: str, relative: str, row: dict[str, str] | None,
+             old_answers: Answers | None, waited: float) -> Verdict | None:
+        """One look of `verify`, `waited` seconds after the PATCH: a Verdict when decided, None when not proven
+        yet. The same rules as `_until_answering`, with the caller's clock in place of a loop."""
+        switch, poll = self.settings.verify_switch_seconds, self.settings.verify_poll_seconds
+        past_bound = waited >= 2 * switch + poll
+        try:
+            ep = self.studio.management(target).get_endpoint(endpoint)
+        except (StudioApiError, TransportError) as exc:
+            return Verdict(f"verification GET failed: {describe(exc)}", transient=True) if past_bound else None
+        shown = ep.model_path(str(target.resource_name))
+        if shown != relative:
+            return Verdict(f"the endpoint shows model {shown!r}, not {relative!r}")
+        if row is None:
+            return Verdict()
+        if not self._scorable(ep):
+            return Verdict("the endpoint has no usable ApiLocation for a smoke request")
+        try:
+            got = self.studio.scoring(str(ep.ApiLocation), str(ep.PrimaryKey)).score([row], max_attempts=1)
+        except StudioApiError as exc:
+            if not exc.transient and not (old_answers is None and waited < switch):
+                return Verdict(f"the smoke scoring request failed: {describe(exc)}")
+            last: BaseException = exc
+        except TransportError as exc:
+            last = exc
+        else:
+            if len(got) != 1:
+                return Verdict("the smoke scoring request returned no row")
+            if old_answers is None or got != old_answers or waited >= switch:
+                return Verdict()
+            return None
+        if past_bound:
+            return Verdict(f"the smoke scoring request could not be made: {describe(last)}", transient=True)
+        return None
+
     def _scorable(self, ep: Endpoint) -> bool:
         return bool(ep.ApiLocation and ep.PrimaryKey and self.settings.rrs_host_allowed(ep.ApiLocation))
 

@@ -1,0 +1,150 @@
+"""The fan-out spread over queue messages (RETRAIN_FANOUT_MODE=queue), on the fakes: batches, proofs scheduled
+after the switch (no thread waits), endpoints not switched yet looked at again, a failed proof rolled back,
+messages delivered twice or dying half-way, a lost batch dispatched again, and a 429 that holds everyone off.
+The fake queue moves its own clock to each message's time: nothing sleeps."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from shared.events import EndpointRolledBack, EndpointUpdated
+from shared.ports.ledger import BATCH_ENDPOINTS
+from shared.usecases.pace import throttle_key
+from tests.fakes.studio import FakeServiceError
+from tests.fakes.world import World, world
+from tests.unit.usecases.helpers import land
+
+CREATED = "experiment/model.ilearner"
+
+
+def fleet(count: int, **settings: str) -> tuple[World, list[str]]:
+    names = [f"ep-{i:03d}" for i in range(count)]
+    w = world(RETRAIN_FANOUT_MODE="queue", RETRAIN_ENDPOINTS=",".join(names), RETRAIN_VERIFY_SWITCH_SECONDS="30",
+              RETRAIN_VERIFY_POLL_SECONDS="2", **settings)
+    for name in names:
+        w.endpoint(name)
+    return w, names
+
+
+def handler(w: World) -> Any:
+    assert w.app.fanout_work is not None
+    return lambda body, count: w.app.fanout_work.handle(body)
+
+
+def kinds(w: World) -> list[str]:
+    return sorted(m.text.split('"kind":')[1].split('"')[1] for m in w.queue.messages.values())
+
+
+def assert_deployed_once(w: World, run_id: str, names: list[str], model: str | None) -> None:
+    stored = w.run(run_id)
+    assert stored.status == "Deployed" and stored.outcomes == {"Deployed": len(names)}
+    for name in names:
+        cur = w.ledger.current("default", name)
+        assert cur is not None and cur.deployment_id == f"run-{run_id}" and cur.lease_owner is None
+        assert w.studio.endpoints[name].model_path == model
+        assert [d.outcome for d in w.ledger.history("default", name)] == ["Deployed", "Created"]
+    assert sorted(e.endpoint for e in w.events.of(EndpointUpdated, run_id)) == names
+    assert not w.events.waiting
+
+
+def test_a_fan_out_is_batches_on_the_queue_and_each_proof_is_a_message_due_after_the_switch():
+    w, names = fleet(120)
+    run = w.trained("everyone.csv")
+    started = time.monotonic()
+    result = land(w, run)
+    assert result.status == "Pending" and {e.outcome for e in result.endpoints} == {"Pending"}
+    assert w.run(run.id).status == "Deploying"
+    batches = -(-120 // BATCH_ENDPOINTS)
+    assert kinds(w) == ["deploy"] * batches + ["tally"]
+    assert not [c for c in w.studio.calls if c[0] == "put_in_service"]  # nothing done in the promoting call
+    ran = w.queue.drain(handler(w))
+    assert time.monotonic() - started < 10  # 30 s of switch were waited by the queue, not by a thread
+    assert ran >= 2 * batches + 1 and w.queue.offset >= 30
+    assert_deployed_once(w, run.id, names, run.model_path)
+    assert len([c for c in w.studio.calls if c[0] == "put_in_service"]) == 120
+    assert w.studio.endpoints["default"].model_path == CREATED
+
+
+def test_an_endpoint_not_switched_yet_is_looked_at_again_later_and_a_broken_model_is_rolled_back():
+    w, names = fleet(6)
+    w.studio.switching = {"ep-001": 2, "ep-002": 1}
+    run = w.trained("some.csv")
+    land(w, run)
+    w.queue.drain(handler(w))
+    looks = [c[1] for c in w.studio.calls if c[0] == "verify_once"]
+    assert looks.count("ep-001") == 3 and looks.count("ep-002") == 2 and looks.count("ep-000") == 1
+    assert_deployed_once(w, run.id, names, run.model_path)
+
+    w2, names2 = fleet(3)
+    run2 = w2.trained("broken.csv")
+    w2.studio.broken_models.add(str(run2.model_path))
+    land(w2, run2)
+    w2.queue.drain(handler(w2))
+    assert w2.run(run2.id).status == "RolledBack"
+    assert {w2.studio.endpoints[n].model_path for n in names2} == {CREATED}
+    assert sorted(e.endpoint for e in w2.events.of(EndpointRolledBack, run2.id)) == names2
+
+
+def test_every_message_delivered_twice_verifies_each_endpoint_once():
+    w, names = fleet(70)
+    run = w.trained("twice.csv")
+    land(w, run)
+    fanout = w.app.fanout_work
+    assert fanout is not None
+
+    def twice(body: dict[str, Any], count: int) -> None:
+        fanout.handle(body)
+        fanout.handle(body)
+
+    w.queue.drain(twice)
+    assert_deployed_once(w, run.id, names, run.model_path)
+    proofs = [c for c in w.studio.calls if c[0] == "verify_once"]
+    assert len(proofs) == 70  # the second delivery of a proof found its endpoints finished
+
+
+def test_an_instance_dying_half_way_through_a_batch_leaves_it_to_the_redelivery():
+    w, names = fleet(60)
+    run = w.trained("crash.csv")
+    land(w, run)
+    w.studio.fail("put_in_service", times=1)  # answered as a transient error: Pending, lease released
+    w.studio.faults["verify_once"] = [FakeServiceError("instance died", transient=True)]
+    died = {"n": 0}
+    fanout = w.app.fanout_work
+    assert fanout is not None
+
+    def dies_once(body: dict[str, Any], count: int) -> None:
+        if body["kind"] == "prove" and not died["n"]:
+            died["n"] += 1
+            raise RuntimeError("the instance died")  # the message comes back after its visibility timeout
+        fanout.handle(body)
+
+    # One endpoint's PATCH failed transiently (its attempt stays open): when the fan-out's claim runs out, the
+    # tally dispatches what is not finished again, under a new claim.
+    w.queue.drain(dies_once)
+    assert died["n"] == 1
+    assert_deployed_once(w, run.id, names, run.model_path)
+    assert not w.queue.poison
+
+
+def test_a_429_holds_every_instance_off_for_its_retry_after():
+    w, names = fleet(4)
+    run = w.trained("slow.csv")
+    land(w, run)
+    error = FakeServiceError("throttled", transient=True, status=429)
+    error.retry_after = 20
+    w.studio.faults["put_in_service"] = [error]
+    w.queue.drain(handler(w))
+    assert w.queue.marks[throttle_key("default")] > 0
+    assert_deployed_once(w, run.id, names, run.model_path)
+
+
+def test_a_ceiling_on_calls_a_second_paces_one_instance_by_its_share():
+    w, _ = fleet(2, RETRAIN_TARGET_CALLS_PER_SECOND="200", RETRAIN_MAX_INSTANCES="2")
+    assert w.app.fanout_work is not None
+    pace = w.app.fanout_work.pace
+    assert pace.rate == 100
+    started = time.monotonic()
+    for _ in range(11):
+        pace.take("default", 2)
+    assert time.monotonic() - started >= 0.19
