@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import azure.functions as func
 
 from blueprints.http_support import JSON, ApiError, api, content_type, json_response, parse_body, parse_query
+from blueprints.principal import caller, operator
 from blueprints.runtime import retraining_for_http
 from shared.decisions import ACTIVE_RUN_STATUSES, find_target, model_refused
 from shared.errors import Refused
@@ -48,6 +49,7 @@ def endpoints_create(req: func.HttpRequest, context: func.Context) -> func.HttpR
     parse_query(req, NoQuery)
     body = parse_body(req, CreateEndpoint)
     app = retraining_for_http()
+    operator(req, app.settings)
     target = find_target(app.settings, body.target)
     if body.name == app.services.serving(target).protected_endpoint():  # refused before anything is written
         raise Refused(f"'{body.name}' is the default endpoint: it exists already, follows the experiment and is "
@@ -84,7 +86,7 @@ def endpoints_patch_model(req: func.HttpRequest, context: func.Context) -> func.
     body = parse_body(req, PatchModel)
     app = retraining_for_http()
     result = app.operations.patch_model(body.target, req.route_params["name"], body.model, force=body.force,
-                                        caller=caller(req))
+                                        caller=operator(req, app.settings))
     return _deployment_answer(result)
 
 
@@ -95,7 +97,8 @@ def endpoints_rollback(req: func.HttpRequest, context: func.Context) -> func.Htt
     parse_query(req, NoQuery)
     body = parse_body(req, Rollback) if req.get_body() else Rollback()
     app = retraining_for_http()
-    result = app.operations.rollback(body.target, req.route_params["name"], body.to, caller=caller(req))
+    result = app.operations.rollback(body.target, req.route_params["name"], body.to,
+                                     caller=operator(req, app.settings))
     return _deployment_answer(result)
 
 
@@ -170,7 +173,8 @@ def status(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
 @api
 def runs_approve(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     parse_query(req, NoQuery)
-    return _approval_answer(retraining_for_http().approvals.approve(req.route_params["id"], caller(req)))
+    app = retraining_for_http()
+    return _approval_answer(app.approvals.approve(req.route_params["id"], operator(req, app.settings)))
 
 
 @bp.function_name("runs_reject")
@@ -180,7 +184,8 @@ def runs_reject(req: func.HttpRequest, context: func.Context) -> func.HttpRespon
     parse_query(req, NoQuery)
     body = parse_body(req, Decision) if req.get_body() else Decision()
     app = retraining_for_http()
-    return json_response(run_view(app.approvals.reject(req.route_params["id"], caller(req), body.reason)))
+    return json_response(run_view(app.approvals.reject(req.route_params["id"], operator(req, app.settings),
+                                                       body.reason)))
 
 
 APPROVAL_ENDINGS = {  # how an approved run ended -> (status, code): the run is in the error's body
@@ -216,11 +221,6 @@ def _deployment_answer(result: EndpointResult) -> func.HttpResponse:
         raise ApiError(422, "ModelNotServable", result.reason or "the endpoint could not serve the model; it "
                        "was rolled back to its last good model", result=view)
     raise ApiError(502, "DeploymentFailed", result.reason or f"the deployment ended {result.outcome}", result=view)
-
-
-def caller(req: func.HttpRequest) -> str:
-    """Who is asking: the App Service authentication principal when there is one."""
-    return req.headers.get("x-ms-client-principal-name") or "anonymous"
 
 
 def _upload_name() -> str:

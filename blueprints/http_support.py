@@ -17,6 +17,7 @@ import azure.functions as func
 from azure.core.exceptions import AzureError, ServiceRequestError
 from pydantic import BaseModel, ValidationError
 
+from blueprints.principal import NotAnOperator
 from blueprints.runtime import invocation
 from shared.errors import AlreadyExists, NotFound, Refused, ServiceError, Stale
 from shared.http_bodies import JSON_BODY_LIMIT, Query
@@ -131,6 +132,8 @@ def api(handler: Handler) -> Handler:
                 return handler(req, context)
             except ApiError as exc:
                 return error_response(exc.status, exc.code, exc.message, exc.headers, **exc.extra)
+            except NotAnOperator as exc:
+                return error_response(exc.status, "OperatorRequired", str(exc))
             except NotFound as exc:
                 return error_response(404, "NotFound", str(exc))
             except Refused as exc:

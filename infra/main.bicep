@@ -77,6 +77,9 @@ param instanceMemoryMB int = 2048
 @description('Key Vault purge protection (cannot be turned off again; `azd down --purge` then cannot purge the vault).')
 param keyVaultPurgeProtection bool = false
 
+@description('The Entra app registration (client id) of the operators\' app role; empty: operator actions need only a function key')
+param operatorAuthClientId string = ''
+
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = { 'azd-env-name': environmentName }
 var tablePrefix = 'retrain'
@@ -207,6 +210,7 @@ module function 'app/function.bicep' = {
       RETRAIN_MANAGEMENT_KEY: vault.outputs.managementKeySecretUri
     }
     eventTopicEndpoint: events.outputs.topicEndpoint
+    operatorAuthClientId: operatorAuthClientId
   }
   // The Key Vault references and the identity-based host storage resolve only once the roles exist: without this the
   // site could start first and read the literal `@Microsoft.KeyVault(...)` (which shared/settings.py refuses).

@@ -136,6 +136,9 @@ class Settings(FanOutSettings):
     interactive_wait_seconds: float = Field(20, ge=0, validation_alias="RETRAIN_INTERACTIVE_WAIT_SECONDS")
     reconcile_schedule: str = Field("0 */5 * * * *", validation_alias="RETRAIN_RECONCILE_SCHEDULE")
     approval: Literal["auto", "manual"] = Field("auto", validation_alias="RETRAIN_APPROVAL")
+    # Operator actions: `key` (any function key; local runs) or `entra` (an Entra principal with the app role).
+    operator_auth: Literal["key", "entra"] = Field("key", validation_alias="RETRAIN_OPERATOR_AUTH")
+    operator_role: str = Field("Retrain.Operator", validation_alias="RETRAIN_OPERATOR_ROLE")
     coalesce_seconds: float = Field(0, ge=0, le=600, validation_alias="RETRAIN_COALESCE_SECONDS")
     cancel_superseded_jobs: bool = Field(True, validation_alias="RETRAIN_CANCEL_SUPERSEDED_JOBS")
     approval_expiry_hours: float = Field(72, gt=0, validation_alias="RETRAIN_APPROVAL_EXPIRY_HOURS")

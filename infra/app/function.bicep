@@ -28,6 +28,9 @@ param jsonSettings object
 param secretUris object
 param eventTopicEndpoint string
 
+@description('The Entra app registration (client id) whose app role RETRAIN_OPERATOR_ROLE operator actions need; empty: any function key opens them (RETRAIN_OPERATOR_AUTH=key)')
+param operatorAuthClientId string = ''
+
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
 }
@@ -111,12 +114,45 @@ var platformSettings = {
   RETRAIN_MAX_INSTANCES: string(maximumInstanceCount)
   // Events: published with the managed identity (the topic has local auth disabled, so no key).
   RETRAIN_EVENTGRID_ENDPOINT: eventTopicEndpoint
+  // Operator actions: an Entra principal with the operator app role when App Service Authentication is configured.
+  RETRAIN_OPERATOR_AUTH: empty(operatorAuthClientId) ? 'key' : 'entra'
 }
 
 resource siteSettings 'Microsoft.Web/sites/config@2024-04-01' = {
   parent: site
   name: 'appsettings'
   properties: union(bindingDefaults, teamSettings, teamJsonSettings, secretSettings, platformSettings)
+}
+
+// App Service Authentication with Entra ID: it vouches for callers (X-MS-CLIENT-PRINCIPAL, stripped from client
+// requests) without requiring sign-in - uploads keep working with a function key - and the app requires the operator
+// role for operator actions (blueprints/principal.py).
+resource auth 'Microsoft.Web/sites/config@2024-04-01' = if (!empty(operatorAuthClientId)) {
+  parent: site
+  name: 'authsettingsV2'
+  properties: {
+    platform: {
+      enabled: true
+    }
+    globalValidation: {
+      requireAuthentication: false
+      unauthenticatedClientAction: 'AllowAnonymous'
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: {
+          clientId: operatorAuthClientId
+          openIdIssuer: '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
+        }
+        validation: {
+          allowedAudiences: [
+            'api://${operatorAuthClientId}'
+          ]
+        }
+      }
+    }
+  }
 }
 
 output name string = site.name

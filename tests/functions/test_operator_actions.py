@@ -4,6 +4,8 @@ answers which model serves now and which did before."""
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
 
 import pytest
@@ -25,19 +27,27 @@ def trained_model(h, tenant: str) -> str:
     return str(run.model_path)
 
 
+def principal(name: str, *roles: str) -> dict[str, str]:
+    """The header App Service Authentication sets for a signed-in caller (and strips from client requests)."""
+    claims = [{"typ": "name", "val": name}] + [{"typ": "roles", "val": r} for r in roles]
+    raw = json.dumps({"auth_typ": "aad", "name_typ": "name", "role_typ": "roles", "claims": claims})
+    return {"x-ms-client-principal": base64.b64encode(raw.encode()).decode()}
+
+
 def patch(name: str, body: dict, **headers: str):
     return call_http(http_api.endpoints_patch_model, "POST", f"endpoints/{name}/model", body,
                      route_params={"name": name}, headers=headers)
 
 
-def test_a_manual_patch_below_the_gate_needs_force_and_is_recorded_as_forced_with_the_caller(app):
+def test_a_manual_patch_below_the_gate_needs_force_and_is_recorded_as_forced_with_the_caller(app, monkeypatch):
+    monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "true")  # App Service Authentication vouches for the caller
     h = app(RETRAIN_GATE_MINIMUM="0.995")
     name = h.new_endpoint("gate")
     model = trained_model(h, name)
     refused = patch(name, {"model": model})
     assert (refused.status, refused.code) == (409, "ModelRejected") and "force" in refused.json["error"]["message"]
     assert h.serving(name) != model
-    forced = patch(name, {"model": model, "force": True}, **{"x-ms-client-principal-name": "alice@contoso.com"})
+    forced = patch(name, {"model": model, "force": True}, **principal("alice@contoso.com"))
     assert forced.status == 200 and forced.json["outcome"] == "Deployed", forced.text
     top = h.app.ledger.history("default", name)[0]
     assert top.forced and top.caller == "alice@contoso.com" and top.model_path == model
@@ -50,7 +60,7 @@ def test_a_model_that_passes_the_gate_is_patched_without_force_and_not_marked_fo
     answer = patch(name, {"model": model})
     assert answer.status == 200 and answer.json["outcome"] == "Deployed"
     top = h.app.ledger.history("default", name)[0]
-    assert not top.forced and top.caller == "anonymous"
+    assert not top.forced and top.caller == "function-key"  # no principal vouched: a key holder
 
 
 def test_every_operator_answer_says_what_serves_now_and_before(app):
@@ -76,8 +86,9 @@ def test_an_upload_outside_a_tenant_folder_must_name_its_endpoints(app):
     assert (refused.status, refused.code) == (400, "TenantRequired") and "?endpoints=" in refused.text
     assert not h.app.storage.exists(BlobRef("training-data", upload))
     accepted = call_http(http_api.retrain, "POST", "retrain", data, params={"name": upload, "endpoints": name},
-                         headers={"Content-Type": "text/csv", "x-ms-client-principal-name": "bob"})
-    assert accepted.status == 202 and accepted.json["endpoints"] == [name] and accepted.json["caller"] == "bob"
+                         headers={"Content-Type": "text/csv", "x-ms-client-principal-name": "bob"})  # spoofed
+    assert accepted.status == 202 and accepted.json["endpoints"] == [name]
+    assert accepted.json["caller"] == "function-key"  # a header the client chose is never the recorded caller
     # the choice travels with the file: the storage event's delivery routes it the same way
     props = h.app.storage.info(BlobRef("training-data", upload))
     assert props.metadata["retrainendpoints"] == name
@@ -107,3 +118,26 @@ def test_a_dry_run_validates_and_routes_and_starts_nothing(app):
     assert not h.app.storage.exists(BlobRef("training-data", upload))  # nothing stored
     paths = {r.data_path for r in h.app.ledger.list_runs()}
     assert not {good.path, bad.path, f"training-data/{upload}"} & paths and not h.jobs_for(good.path)
+
+
+def test_with_entra_operator_auth_an_uploaders_key_cannot_act_as_an_operator(app, monkeypatch):
+    """Issue 21: one function key opened everything. With RETRAIN_OPERATOR_AUTH=entra an operator action needs a
+    signed-in principal holding the operator role; the upload (an uploader's key) still works."""
+    monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "true")
+    h = app(RETRAIN_OPERATOR_AUTH="entra")
+    name = h.new_endpoint("ops")
+    model = trained_model(h, name)
+    keyed = patch(name, {"model": model})
+    assert (keyed.status, keyed.code) == (401, "OperatorRequired") and h.serving(name) != model
+    spoofed = patch(name, {"model": model}, **{"x-ms-client-principal-name": "mallory"})
+    assert spoofed.status == 401
+    uploader = patch(name, {"model": model}, **principal("uma@contoso.com"))
+    assert (uploader.status, uploader.code) == (403, "OperatorRequired") and "Retrain.Operator" in uploader.text
+    back = call_http(http_api.endpoints_rollback, "POST", f"endpoints/{name}/rollback", route_params={"name": name})
+    assert back.status == 401
+    operator = patch(name, {"model": model}, **principal("olga@contoso.com", "Retrain.Operator"))
+    assert operator.status == 200 and h.serving(name) == model
+    assert h.app.ledger.history("default", name)[0].caller == "olga@contoso.com"
+    upload = call_http(http_api.retrain, "POST", "retrain", csv_text(300, seed=5).encode(),
+                       params={"name": f"{name}/up.csv"}, headers={"Content-Type": "text/csv"})
+    assert upload.status == 202, upload.text

@@ -52,6 +52,8 @@ PLATFORM = {
     "ENABLE_ORYX_BUILD": "as SCM_DO_BUILD_DURING_DEPLOYMENT",
     "FUNCTIONS_WORKER_PROCESS_COUNT": "Flex: per-instance concurrency is the plan's",
     "WEBSITE_SITE_NAME": "set by the platform in every instance",
+    "WEBSITE_AUTH_ENABLED": "set by App Service when App Service Authentication is on (authsettingsV2, "
+                            "infra/app/function.bicep): the app then trusts the X-MS-CLIENT-PRINCIPAL it sets",
 }
 
 
