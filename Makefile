@@ -7,7 +7,7 @@ PIP_STAMP := $(VENV)/.installed
 NPM_STAMP := node_modules/.installed
 BROWSER_STAMP := .venv/.browser
 
-.PHONY: deps run demo test test-unit lint format bench clean
+.PHONY: deps run demo test test-unit test-infra lint format bench clean
 
 $(PIP_STAMP): requirements.txt requirements-dev.txt
 	@echo "make: installing the Python packages (requirements-dev.txt) into $(VENV) - about a minute on a fresh machine"
@@ -44,9 +44,14 @@ demo: deps
 test: deps $(BROWSER_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-## test-unit: the fast tests alone (no Azurite, no emulator; seconds)
+## test-unit: the fast tests alone - decisions, records, every use case on the fakes (no Azurite, no emulator;
+## under 10 s); pytest prints the time
 test-unit: deps
-	$(PY) -m pytest -m unit $(PYTEST_ARGS)
+	$(PY) -m pytest -m unit -q $(PYTEST_ARGS)
+
+## test-infra: infra/, azure.yaml and the azd hooks checked against the code (no services; ~15 s)
+test-infra: deps
+	$(PY) -m pytest -m infra -q $(PYTEST_ARGS)
 
 lint: deps
 	$(PY) -m ruff check .

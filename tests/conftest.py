@@ -73,7 +73,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         parts = Path(str(item.fspath)).relative_to(PROJECT_ROOT / "tests").parts
         folder = parts[0] if len(parts) > 1 else "unit"
-        marker = {"unit": "unit", "infra": "unit", "functions": "functions", "integration": "integration",
+        marker = {"unit": "unit", "infra": "infra", "functions": "functions", "integration": "integration",
                   "contract": "contract", "e2e": "e2e"}.get(folder)
         if marker:
             item.add_marker(getattr(pytest.mark, marker))
