@@ -19,7 +19,7 @@ from shared.logs import register_secret
 from shared.ports.blobs import BlobStore
 from shared.ports.events import EventSink
 from shared.ports.ledger import Ledger
-from shared.ports.queues import WorkQueue
+from shared.ports.queues import WORK_QUEUE, WorkQueue
 from shared.ports.services import Services, TargetKind
 from shared.settings import Settings, get_settings
 from shared.usecases.approvals import Approvals
@@ -112,7 +112,7 @@ class Retraining(UseCases):
         classic = ClassicKind(settings, storage, interactive_policy(settings) if interactive else None)
         self.studio = classic.studio  # the Studio (classic) clients, for tools and tests
         azureml = AzureMLKind(settings, storage, credential, interactive)
-        queue = StorageWorkQueue(settings, settings.work_queue, credential, retries)
+        queue = StorageWorkQueue(settings, WORK_QUEUE, credential, retries)
         super().__init__(settings, storage, ledger, events, Services(settings.targets, {
             "classic": classic, "azureml": azureml, **(kinds or {})}), queue)
         self.work_queue = queue

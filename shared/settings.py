@@ -47,7 +47,7 @@ def _json_setting(value: object, kind: type, what: str) -> object:
 
 class FanOutSettings(BaseSettings):
     """How a fan-out runs: in one invocation ("inline": each endpoint's verification waits in a thread), or spread
-    over queue messages ("queue": batches on RETRAIN_WORK_QUEUE, each endpoint re-checked by a message due after
+    over queue messages ("queue": batches on the `retrain-work` queue, each endpoint re-checked by a message due after
     the switch); the most Studio calls a second the whole app makes to one target (0: no ceiling), shared by at
     most RETRAIN_MAX_INSTANCES instances (Flex Consumption's maximumInstanceCount): each takes its share."""
 
@@ -55,8 +55,6 @@ class FanOutSettings(BaseSettings):
 
     storage_queue_uri: str | None = Field(None, validation_alias="AzureWebJobsStorage__queueServiceUri")
     fanout_mode: Literal["inline", "queue"] = Field("inline", validation_alias="RETRAIN_FANOUT_MODE")
-    work_queue: str = Field("retrain-work", validation_alias="RETRAIN_WORK_QUEUE",
-                            pattern=r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
     target_calls_per_second: float = Field(0, ge=0, validation_alias="RETRAIN_TARGET_CALLS_PER_SECOND")
     max_instances: int = Field(100, ge=1, le=1000, validation_alias="RETRAIN_MAX_INSTANCES")
 

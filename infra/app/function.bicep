@@ -84,9 +84,8 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   }
 }
 
-// The reconcile timer's binding reads %RETRAIN_RECONCILE_SCHEDULE% and the fan-out's queue trigger %RETRAIN_WORK_QUEUE%:
-// without them the host indexes nothing.
-var bindingDefaults = { RETRAIN_RECONCILE_SCHEDULE: '0 */5 * * * *', RETRAIN_WORK_QUEUE: 'retrain-work' }
+// The reconcile timer's binding reads %RETRAIN_RECONCILE_SCHEDULE%: without the setting the host indexes nothing.
+var bindingDefaults = { RETRAIN_RECONCILE_SCHEDULE: '0 */5 * * * *' }
 var teamSettings = toObject(filter(items(appSettings), s => !empty(s.value)), s => s.key, s => string(s.value))
 var teamJsonSettings = toObject(filter(items(jsonSettings), s => !empty(s.value)), s => s.key, s => string(s.value))
 var secretSettings = toObject(filter(items(secretUris), s => !empty(s.value)), s => s.key, s => '@Microsoft.KeyVault(SecretUri=${s.value})')

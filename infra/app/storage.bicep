@@ -67,7 +67,7 @@ resource poisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@202
   name: 'webjobs-blobtrigger-poison'
 }
 
-// The fan-out's work queue (RETRAIN_WORK_QUEUE's default; the fanout_work trigger) and where the host puts a message
+// The fan-out's work queue (RETRAIN_FANOUT_MODE=queue; the fanout_work trigger reads it) and where the host puts a message
 // that failed maxDequeueCount times.
 resource workQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
   parent: queueService

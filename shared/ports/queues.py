@@ -10,6 +10,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
+WORK_QUEUE = "retrain-work"  # the fan-out's queue: its trigger's binding names it (infra creates it)
 MAX_DELAY_SECONDS = 7 * 24 * 3600  # the longest a storage queue keeps a message invisible
 
 

@@ -26,7 +26,13 @@ BLOB = {"training_data_landed": "training-data/{name}", "model_landed": "models/
 
 
 def test_exactly_the_expected_functions(indexed):
-    assert set(indexed) == set(HTTP) | set(BLOB) | {"reconcile", "azureml_job_event"}
+    assert set(indexed) == set(HTTP) | set(BLOB) | {"reconcile", "azureml_job_event", "fanout_work"}
+
+
+def test_the_fan_out_work_comes_through_a_queue_trigger_on_the_host_storage(indexed):
+    spec = indexed["fanout_work"]
+    assert spec.trigger_type == "queueTrigger" and spec.queue_name == "retrain-work"
+    assert spec.trigger["connection"] == "AzureWebJobsStorage" and spec.trigger_parameter == "msg"
 
 
 def test_the_azure_ml_job_events_come_through_an_event_grid_trigger(indexed):

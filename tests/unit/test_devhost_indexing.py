@@ -95,12 +95,28 @@ def test_two_functions_with_one_name_are_refused():
 def test_an_unsupported_trigger_is_refused_with_a_pointer_to_core_tools():
     app = make_app()
 
-    @app.queue_trigger(arg_name="m", queue_name="q", connection="AzureWebJobsStorage")
-    def q(m: func.QueueMessage) -> None:
+    @app.service_bus_queue_trigger(arg_name="m", queue_name="q", connection="ServiceBus")
+    def q(m: func.ServiceBusMessage) -> None:
         return None
 
     with pytest.raises(IndexingError, match="func start"):
         index(app, ENV)
+
+
+def test_a_queue_trigger_indexes_with_its_queue_and_needs_its_connection():
+    def queue_app() -> func.FunctionApp:
+        app = make_app()
+
+        @app.queue_trigger(arg_name="m", queue_name="%WORK%", connection="AzureWebJobsStorage")
+        def q(m: func.QueueMessage) -> None:
+            return None
+
+        return app
+
+    (spec,) = index(queue_app(), {**ENV, "WORK": "Retrain-Work"})
+    assert spec.trigger_type == "queueTrigger" and spec.queue_name == "retrain-work"
+    with pytest.raises(IndexingError, match="connection 'AzureWebJobsStorage' does not exist"):
+        index(queue_app(), {"WORK": "w1q"})
 
 
 def test_ncrontab_needs_six_fields_and_timespans_work():

@@ -2,7 +2,8 @@
 
 Reads `local.settings.json` (its Values become environment variables unless already set, as with Core Tools) and
 `host.json`, indexes the app (refusing what the host would), prints the functions and their URLs, and serves
-until Ctrl-C or SIGTERM.
+until Ctrl-C or SIGTERM. `--instances N` runs N-1 more processes that take queue messages beside this one (as
+instances the platform scaled out to do), each started with `--queues-only`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import logging
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -68,16 +70,26 @@ def describe(host: DevHost) -> str:
             hook = f"{host.base_url}/runtime/webhooks/blobs?functionName=Host.Functions.{spec.name}"
             lines.append(f"        {spec.name}: blobTrigger {spec.blob_container}/{spec.blob_pattern} "
                          f"({spec.blob_source}) {hook if spec.blob_source == 'EventGrid' else ''}")
+        elif spec.trigger_type == "queueTrigger":
+            lines.append(f"        {spec.name}: queueTrigger {spec.queue_name}")
         else:
-            lines.append(f"        {spec.name}: timerTrigger '{spec.schedule}'")
+            lines.append(f"        {spec.name}: {spec.trigger_type} '{spec.schedule or ''}'")
     return "\n".join(lines) + "\n"
 
 
-async def serve(host: DevHost) -> None:
+async def serve(host: DevHost, queues_only: bool = False) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if queues_only:  # an extra instance: queue messages only (HTTP and blob events go to the first instance)
+        host.start_queues()
+        logging.getLogger("devhost").info("Instance started: queue triggers only (%d)", len(host.listeners))
+        await stop.wait()
+        for task in host.tasks:
+            task.cancel()
+        await asyncio.gather(*host.tasks, return_exceptions=True)
+        return
     await host.start()
     print(describe(host), flush=True)
     logging.getLogger("devhost").info("Host started on %s (devhost; Core Tools not used)", host.base_url)
@@ -95,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settings", default="local.settings.json")
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--list", action="store_true", help="print the indexed functions as JSON and exit")
+    parser.add_argument("--instances", type=int, default=1, help="run as N instances: N-1 more processes take "
+                        "queue messages beside this one")
+    parser.add_argument("--queues-only", action="store_true", help="an extra instance: queue triggers only")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="[%(asctime)s] %(levelname)s %(name)s: %(message)s")
@@ -115,11 +130,18 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps([spec_summary(s) for s in specs], indent=2))
         return 0
     host = DevHost(specs, HostOptions(root, host_json, dict(os.environ), args.host, args.port))
+    extra = [subprocess.Popen([sys.executable, "-m", "tools.devhost", *(argv if argv is not None else sys.argv[1:]),
+                               "--queues-only", "--instances", "1"]) for _ in range(max(0, args.instances - 1))]
     try:
-        asyncio.run(serve(host))
+        asyncio.run(serve(host, args.queues_only))
     except OSError as exc:
         print(f"error: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
+    finally:
+        for proc in extra:
+            proc.terminate()
+        for proc in extra:
+            proc.wait(timeout=30)
     return 0
 
 

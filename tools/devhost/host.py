@@ -136,6 +136,7 @@ class DevHost:
         self._storage: BlobServiceClient | None = None
         self._in_progress: set[tuple[str, str, str, str]] = set()  # (function, container, name, ETag)
         self._in_progress_lock = threading.Lock()
+        self.listeners: list[Any] = []  # queue triggers' listeners
 
     # ---- lifecycle ------------------------------------------------------------------------------------------
     def web_app(self) -> web.Application:
@@ -159,6 +160,18 @@ class DevHost:
         for spec in self.specs.values():
             if spec.trigger_type == "timerTrigger":
                 self.tasks.append(loop.create_task(self._timer(spec)))
+        self.start_queues()
+
+    def start_queues(self) -> None:
+        """A listener per queue-triggered function (tools/devhost/queues.py)."""
+        from tools.devhost.queues import QueueListener, QueueOptions
+
+        loop = asyncio.get_running_loop()
+        for spec in self.specs.values():
+            if spec.trigger_type == "queueTrigger":
+                listener = QueueListener(spec, self.opts.environ, QueueOptions(self.opts.host_json), self._invoke)
+                self.listeners.append(listener)
+                self.tasks.append(loop.create_task(listener.run()))
 
     async def stop(self) -> None:
         for task in self.tasks:

@@ -16,7 +16,7 @@ from typing import Any
 
 import azure.functions as func
 
-SUPPORTED_TRIGGERS = ("httpTrigger", "blobTrigger", "timerTrigger", "eventGridTrigger")
+SUPPORTED_TRIGGERS = ("httpTrigger", "blobTrigger", "timerTrigger", "eventGridTrigger", "queueTrigger")
 _SETTING_REF = re.compile(r"%([^%]+)%")
 
 
@@ -40,6 +40,7 @@ class FunctionSpec:
     blob_source: str | None = None
     schedule: str | None = None
     run_on_startup: bool = False
+    queue_name: str | None = None
 
     @property
     def trigger_parameter(self) -> str:
@@ -140,6 +141,14 @@ def _spec(fn: Any, app: func.FunctionApp, env: Mapping[str, str]) -> FunctionSpe
             raise IndexingError(f"{name}: blob path '{path}' must be '<container>/<pattern>'")
         spec.blob_container, spec.blob_pattern = container, pattern
         spec.blob_source = str(trigger.get("source") or "LogsAndContainerScan")
+    elif spec.trigger_type == "queueTrigger":
+        connection = str(trigger.get("connection") or "AzureWebJobsStorage")
+        if not _connection_configured(connection, env):
+            raise IndexingError(f"{name}: storage account connection '{connection}' does not exist; make sure it "
+                                "is a defined app setting")
+        spec.queue_name = resolve_setting_refs(str(trigger.get("queueName") or ""), env, name).lower()
+        if not re.fullmatch(r"[a-z0-9](?:[a-z0-9-]{1,61})[a-z0-9]", spec.queue_name):
+            raise IndexingError(f"{name}: '{spec.queue_name}' is not a valid queue name")
     elif spec.trigger_type == "timerTrigger":
         schedule = resolve_setting_refs(str(trigger.get("schedule") or ""), env, name)
         from tools.devhost.timers import parse_schedule

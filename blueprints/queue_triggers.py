@@ -1,0 +1,25 @@
+"""The fan-out's work queue (RETRAIN_FANOUT_MODE=queue): batches of endpoints to put in service, scheduled proofs,
+and the tally of a run's fan-out - each message one call of the library (shared/usecases/fanout_queue.py). A message
+that fails is retried by the host and moved to `retrain-work-poison` after maxDequeueCount (host.json) tries;
+reconcile dispatches what such a message left unfinished."""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from blueprints.runtime import invocation, retraining
+from shared.ports.queues import WORK_QUEUE
+
+bp = func.Blueprint()
+log = logging.getLogger("blueprints.queue_triggers")
+
+
+@bp.function_name("fanout_work")
+@bp.queue_trigger(arg_name="msg", queue_name=WORK_QUEUE, connection="AzureWebJobsStorage")
+def fanout_work(msg: func.QueueMessage, context: func.Context) -> None:
+    with invocation(context):
+        work = retraining().fanout_work
+        assert work is not None  # the app's Retraining always has its queue
+        work.handle(msg.get_json())
