@@ -1,5 +1,6 @@
-"""The fan-out's work queue (RETRAIN_FANOUT_MODE=queue): batches of endpoints to put in service, scheduled proofs,
-and the tally of a run's fan-out - each message one call of the library (shared/usecases/fanout_queue.py). A message
+"""The work queue: a training job that ended (an Azure ML workspace event, answered at once and carried out here),
+and (RETRAIN_FANOUT_MODE=queue) batches of endpoints to put in service, scheduled proofs, and the tally of a run's
+fan-out - each message one call of the library (shared/usecases/fanout_queue.py). A message
 that fails is retried by the host and moved to `retrain-work-poison` after maxDequeueCount (host.json) tries;
 reconcile dispatches what such a message left unfinished."""
 
@@ -20,6 +21,13 @@ log = logging.getLogger("blueprints.queue_triggers")
 @bp.queue_trigger(arg_name="msg", queue_name=WORK_QUEUE, connection="AzureWebJobsStorage")
 def fanout_work(msg: func.QueueMessage, context: func.Context) -> None:
     with invocation(context):
-        work = retraining().fanout_work
+        body = msg.get_json()
+        app = retraining()
+        if isinstance(body, dict) and body.get("kind") == "job":  # a training job ended (blueprints/azureml_events)
+            result = app.promotion.on_job_event(str(body.get("job")), body.get("status"))
+            if result is not None:
+                log.info("job %s: run %s %s %s", body.get("job"), result.run_id, result.status, result.reason or "")
+            return
+        work = app.fanout_work
         assert work is not None  # the app's Retraining always has its queue
-        work.handle(msg.get_json())
+        work.handle(body)

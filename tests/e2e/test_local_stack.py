@@ -156,10 +156,6 @@ def test_a_new_azureml_endpoints_first_model_takes_one_traffic_update(first_mode
     assert puts == 1  # {new: 100} once
 
 
-@pytest.mark.xfail(strict=True, reason="blueprints/azureml_events.py runs the whole promotion (gate, deployment "
-                   "create, traffic steps, verification: minutes on Azure ML) inside the Event Grid delivery; Event "
-                   "Grid waits 30 s for an answer, then redelivers - each redelivery another invocation waiting on "
-                   "the lease (a subset of realistic timings: 26 invocations, 14 timed-out deliveries, up to 165 s)")
 def test_the_job_event_is_answered_before_the_deployment_is_done(first_model_slow_deployment):
     view, _, took = first_model_slow_deployment
     assert view["history"][0]["outcome"] == "Deployed" and took
