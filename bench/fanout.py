@@ -10,6 +10,10 @@ calls at the same concurrency with nothing else: what this machine allows. A ser
 endpoints (as Studio did): each size's endpoints are deleted after it is measured.
 
     python -m bench.fanout [--sizes 10,100,1000] [--endpoints 10000] [--latency-ms 20] [--concurrency 16]
+
+With `--switch-seconds S` and/or `--instances N` (default 2): the queued fan-out (RETRAIN_FANOUT_MODE=queue) on N
+devhost instances at the emulator's switch time S, beside today's single invocation at the same S
+(bench/fanout_queued.py).
 """
 
 from __future__ import annotations
@@ -116,7 +120,8 @@ def worker(args: argparse.Namespace) -> int:
     """One size's deployment in this (fresh) process; prints its figures as JSON."""
     manifest = json.loads(Path(args.manifest).read_text())
     app = library(manifest, RETRAIN_PATCH_CONCURRENCY=str(args.concurrency), RETRAIN_SMOKE_ROW=json.dumps(SMOKE),
-                  RETRAIN_TABLE_PREFIX=args.table_prefix)
+                  RETRAIN_TABLE_PREFIX=args.table_prefix, **({"RETRAIN_VERIFY_SWITCH_SECONDS": args.switch_seconds}
+                                                              if args.switch_seconds else {}))
     counter = CallCounter(app)
     endpoints = [f"{args.prefix}{i}" for i in range(args.count)]
     with PeakRss() as rss:
@@ -127,12 +132,13 @@ def worker(args: argparse.Namespace) -> int:
 
 
 def run_worker(manifest_path: Path, table_prefix: str, prefix: str, count: int, model: str,
-               concurrency: int) -> dict[str, Any]:
+               concurrency: int, switch: float | None = None) -> dict[str, Any]:
     import subprocess
 
     done = subprocess.run([sys.executable, "-m", "bench.fanout", "--worker", "--manifest", str(manifest_path),
                            "--table-prefix", table_prefix, "--prefix", prefix, "--count", str(count),
-                           "--model", model, "--concurrency", str(concurrency)],
+                           "--model", model, "--concurrency", str(concurrency),
+                           *(["--switch-seconds", f"{switch:g}"] if switch is not None else [])],
                           capture_output=True, text=True, timeout=3600)
     sys.stderr.write(done.stderr[-2000:])
     if done.returncode != 0:
@@ -170,6 +176,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--naive-max", type=int, default=1000, help="skip the naive loop above this N")
+    parser.add_argument("--switch-seconds", help="the emulator's switch time (--propagation-seconds); with "
+                        "--instances, RETRAIN_VERIFY_SWITCH_SECONDS too")
+    parser.add_argument("--instances", type=int, default=0, help="the queued fan-out on N host instances, beside "
+                        "today's single invocation (bench/fanout_queued.py)")
+    parser.add_argument("--inline-max", type=int, default=100, help="with --instances: measure the single "
+                        "invocation up to this N, compute it beyond")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     for hidden in ("--manifest", "--table-prefix", "--prefix", "--model"):
         parser.add_argument(hidden, help=argparse.SUPPRESS)
@@ -177,6 +189,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.worker:
         return worker(args)
+    if args.instances or args.switch_seconds:
+        from bench.fanout_queued import main_queued
+
+        args.instances = args.instances or 2
+        args.switch_seconds = args.switch_seconds or "0"
+        return main_queued(args)
     sizes = sorted({int(s) for s in args.sizes.split(",")} | ({1000, args.endpoints} if args.endpoints else set()))
     work = Path(tempfile.mkdtemp(prefix="bench-fanout-"))
     rows = []

@@ -85,8 +85,9 @@ class UseCases:
     def _promote_by_id(self, run_id: str) -> None:
         """A queued fan-out's tally: the run's promotion again (it reads how far its endpoints got)."""
         run = self.ledger.get_run(run_id)
-        if run is not None:
-            self.promotion.promote(run)
+        if run is not None:  # as reconcile moves it on (a manual run without metrics is deployed past the gate)
+            self.promotion.promote(run, force=run.forced or (run.kind == "manual" and not run.metrics),
+                                   unservable_is_rejection=run.kind == "manual" and run.trigger != "http")
 
 
 class Retraining(UseCases):
