@@ -9,7 +9,8 @@ import os
 # The crash test's steps: classic's, then Azure ML's (a new deployment Succeeded with no traffic; its first traffic
 # step taken, not yet checked)
 POINTS = ("after-accept", "mid-validation", "after-submit", "after-patch", "mid-fanout",
-          "azureml-deployment-created", "azureml-traffic-step")
+          "azureml-deployment-created", "azureml-traffic-step",
+          "queue-mid-batch")  # a queued batch's endpoints put in service, none proven, no proof message sent
 EXIT_CODE = 86
 
 

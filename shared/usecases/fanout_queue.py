@@ -18,14 +18,16 @@ again."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from shared import failpoints
 from shared.errors import LeaseBusy, Stale
-from shared.ports.ledger import BATCH_ENDPOINTS, LeasedAttempt
+from shared.ports.ledger import BATCH_ENDPOINTS, LeasedAttempt, Ledger
 from shared.ports.queues import WorkQueue
 from shared.ports.serving import EndpointInfo, ModelRef, Observed, Verdict
 from shared.records import Current, Deployment, EndpointResult, Run
@@ -35,7 +37,7 @@ from shared.usecases.pace import Pace
 
 log = logging.getLogger("shared.usecases.fanout_queue")
 CLAIM = "fanout:"
-TALLY_SECONDS = 5.0  # how often the end of a fan-out is looked for
+TALLY_SECONDS = 3.0  # how often the end of a fan-out is looked for
 
 
 def _model(body: dict[str, Any]) -> ModelRef:
@@ -49,6 +51,8 @@ class QueuedFanOut:
         self.ledger, self.settings = deployer.ledger, deployer.settings
         self.pace = Pace(self.settings, queue)
         deployer.throttled = self.pace.throttled
+        self._executor: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     # ---- the fan-out's start, and its end --------------------------------------------------------------------
     def dispatch(self, target: Target, todo: list[str], model: ModelRef, run: Run, force: bool,
@@ -58,9 +62,9 @@ class QueuedFanOut:
         dep_id = f"run-{run.id}"
         claimed = (run.claimed_by or "").startswith(CLAIM)
         if claimed and run.claimed_until > self.queue.now():
-            done = self.progress(target, todo, dep_id, thorough=False)
+            done = progress(self.ledger, target, todo, dep_id, thorough=False)
             return [done.get(ep) or EndpointResult(ep, "Pending", "in a queued batch", dep_id) for ep in todo]
-        done = self.progress(target, todo, dep_id, thorough=True) if claimed else {}
+        done = progress(self.ledger, target, todo, dep_id, thorough=True) if claimed else {}
         left = [ep for ep in todo if ep not in done]
         if not left:
             return [done[ep] for ep in todo]
@@ -79,30 +83,6 @@ class QueuedFanOut:
         log.info("run %s: %d endpoints in %d queued batches", run.id, len(left), -(-len(left) // BATCH_ENDPOINTS))
         return [done.get(ep) or EndpointResult(ep, "Pending", "in a queued batch", dep_id) for ep in todo]
 
-    def progress(self, target: Target, todo: list[str], dep_id: str, thorough: bool) -> dict[str, EndpointResult]:
-        """The endpoints whose part of the fan-out is over, read from their pointers (and, for those the pointer
-        does not name, their attempts). Not `thorough`: {} as soon as one endpoint is still being worked on."""
-        if not todo:
-            return {}
-        rows, now = self.ledger.currents(target.name, todo[0], todo[-1]), time.time()
-        done, unsure = {}, []
-        for ep in todo:
-            cur = rows.get(ep)
-            if cur is not None and cur.deployment_id == dep_id:
-                done[ep] = EndpointResult(ep, "Deployed", None, dep_id)
-            elif cur is None or (cur.lease_owner and cur.lease_until > now):
-                if not thorough:
-                    return {}
-            else:
-                unsure.append(ep)
-        for ep in unsure:
-            dep = self.ledger.get_deployment(target.name, ep, dep_id)
-            if dep is not None and dep.outcome != "Pending":
-                done[ep] = EndpointResult(ep, dep.outcome, dep.reason, dep_id)
-            elif not thorough:
-                return {}
-        return done
-
     # ---- a message -------------------------------------------------------------------------------------------
     def handle(self, body: dict[str, Any]) -> None:
         """One queue message (at least once: safe to run twice)."""
@@ -111,7 +91,9 @@ class QueuedFanOut:
             self._tally(body)
             return
         run = self.ledger.get_run(str(body["run"]))
-        if run is None or run.status != "Deploying" or run.claimed_by != CLAIM + body["owner"]:
+        # A batch dispatched again under a new owner drops the old owner's batches; its proofs still run (the
+        # endpoints they look at are leased by the old owner: nobody else finishes those).
+        if run is None or run.status != "Deploying" or (kind != "prove" and run.claimed_by != CLAIM + body["owner"]):
             log.info("a %s message of run %s is no longer needed", kind, body.get("run"))
             return
         target = self.settings.target(str(body["target"]))
@@ -135,9 +117,14 @@ class QueuedFanOut:
         if run is not None and run.status == "Deploying" and run.claimed_by == CLAIM + body["owner"]:
             self.queue.send(body, max(TALLY_SECONDS, self.settings.verify_poll_seconds))
 
-    def _pool(self, n: int) -> ThreadPoolExecutor:
-        return ThreadPoolExecutor(max_workers=max(1, min(self.settings.patch_concurrency, n)),
-                                  thread_name_prefix="fanout-batch")
+    def _pool(self) -> ThreadPoolExecutor:
+        """One pool for every message this instance runs at once (the host runs up to batchSize together): at most
+        RETRAIN_PATCH_CONCURRENCY endpoints in flight per instance."""
+        with self._pool_lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=self.settings.patch_concurrency,
+                                                    thread_name_prefix="fanout-work")
+            return self._executor
 
     def _deploy(self, body: dict[str, Any], run: Run, target: Target) -> None:
         model, owner, endpoints = _model(body), str(body["owner"]), list(body["endpoints"])
@@ -172,8 +159,8 @@ class QueuedFanOut:
             dep.outcome, dep.reason = step
             return dep, cur
 
-        with self._pool(len(began)) as pool:
-            outcomes = list(pool.map(put, began))
+        outcomes = list(self._pool().map(put, began))
+        failpoints.reached("queue-mid-batch")  # put in service, nothing recorded, no proof scheduled
         self._record([o for o in outcomes if isinstance(o, tuple)], owner, events)
         waiting = [o for o in outcomes if isinstance(o, dict)]
         if waiting:
@@ -225,8 +212,7 @@ class QueuedFanOut:
                 log.exception("the look at %s failed; it is tried again", item["endpoint"])
                 return item
 
-        with self._pool(len(items)) as pool:
-            outcomes = list(pool.map(safely, items))
+        outcomes = list(self._pool().map(safely, items))
         self._record([o for o in outcomes if isinstance(o, tuple)], owner, events)
         again = [o for o in outcomes if isinstance(o, dict)]
         if again:
@@ -239,3 +225,29 @@ class QueuedFanOut:
             for lost in self.ledger.finish_many(done[i:i + BATCH_ENDPOINTS], owner):
                 log.warning("the lease on %s was taken over while deploying %s", lost.endpoint, lost.id)
         events.send(stored)
+
+
+def progress(ledger: Ledger, target: Target, todo: list[str], dep_id: str,
+             thorough: bool) -> dict[str, EndpointResult]:
+    """The endpoints whose part of the fan-out is over, read from their pointers (and, for those the pointer
+    does not name, their attempts). Not `thorough`: {} as soon as one endpoint is still being worked on."""
+    if not todo:
+        return {}
+    rows, now = ledger.currents(target.name, todo[0], todo[-1]), time.time()
+    done, unsure = {}, []
+    for ep in todo:
+        cur = rows.get(ep)
+        if cur is not None and cur.deployment_id == dep_id:
+            done[ep] = EndpointResult(ep, "Deployed", None, dep_id)
+        elif cur is None or (cur.lease_owner and cur.lease_until > now):
+            if not thorough:
+                return {}
+        else:
+            unsure.append(ep)
+    for ep in unsure:
+        dep = ledger.get_deployment(target.name, ep, dep_id)
+        if dep is not None and dep.outcome != "Pending":
+            done[ep] = EndpointResult(ep, dep.outcome, dep.reason, dep_id)
+        elif not thorough:
+            return {}
+    return done

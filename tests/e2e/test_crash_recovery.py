@@ -11,8 +11,12 @@ traffic on the new, verified deployment, the previous one kept at 0 % and no oth
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,9 +25,11 @@ import pytest
 from shared.failpoints import EXIT_CODE, POINTS
 from tests.e2e.conftest import NEVER, SAMPLE_ROW, Client, start_stack
 from tools.emulator.census import csv_text
+from tools.localdev.azurite import PROJECT_ROOT
 
 AZUREML_POINTS = tuple(p for p in POINTS if p.startswith("azureml-"))
-CLASSIC_POINTS = tuple(p for p in POINTS if p not in AZUREML_POINTS)
+QUEUE_POINTS = tuple(p for p in POINTS if p.startswith("queue-"))
+CLASSIC_POINTS = tuple(p for p in POINTS if p not in AZUREML_POINTS + QUEUE_POINTS)
 
 
 @pytest.fixture(scope="module")
@@ -146,3 +152,53 @@ def test_an_azureml_host_killed_after_a_deployment_step_converges_after_restart_
     types = [e["type"].removeprefix("Retrain.") for e in client.events() if e["data"].get("runId") == run["id"]]
     for expected in ("TrainingDataAccepted", "JobSubmitted", "JobFinished", "EndpointUpdated"):
         assert expected in types, (point, types)
+
+
+@pytest.mark.parametrize("point", QUEUE_POINTS)
+def test_a_queued_fan_out_whose_instance_dies_half_way_finishes_on_another(point: str):
+    """RETRAIN_FANOUT_MODE=queue, 55 endpoints (two batches): the only instance dies with a batch put in service and
+    nothing recorded; a second instance (devhost --queues-only, as a scaled-out one) finishes the fan-out alone -
+    when the run's claim runs out, the tally dispatches what is unfinished again -; every endpoint is proven once,
+    and the events are those of one fan-out."""
+    stack = start_stack("crash-queue", propagation_seconds=2, RETRAIN_FANOUT_MODE="queue",
+                        RETRAIN_VERIFY_SWITCH_SECONDS="2", RETRAIN_LEASE_SECONDS="5", RETRAIN_JOB_POLL_SECONDS="0.2",
+                        RETRAIN_RECONCILE_SCHEDULE=NEVER)
+    other: subprocess.Popen[bytes] | None = None
+    try:
+        client = Client(stack)
+        endpoints = [client.new_endpoint("q") for _ in range(55)]
+        stack.restart_host(RETRAIN_FAILPOINT=point, RETRAIN_ENDPOINTS=",".join(endpoints))
+        data = f"crash-{point}-{uuid.uuid4().hex[:6]}.csv"
+        client.upload("training-data", data, csv_text(2000, seed=5, drift=0.9).encode())
+        client.wait_for(f"the instance to die at {point}", lambda: stack.host_proc is not None and
+                        stack.host_proc.poll() == EXIT_CODE, timeout=90)
+        model = next(e["data"]["model"] for e in client.events("JobFinished"))
+        assert sum(client.serving(ep) == model for ep in endpoints) > 0  # a batch was put in service, unproven
+        env = {**os.environ, **stack.settings, "RETRAIN_FAILPOINT": ""}
+        with open(stack.workdir / "instance-2.log", "wb") as log:
+            other = subprocess.Popen([sys.executable, "-m", "tools.devhost", "--queues-only", "--settings",
+                                      os.devnull], env=env, cwd=PROJECT_ROOT, stdout=log, stderr=log)
+
+        def finished() -> bool:
+            updated = Counter(e["data"]["endpoint"] for e in client.events("EndpointUpdated"))
+            return set(updated) == set(endpoints) and all(client.serving(ep) == model for ep in endpoints)
+
+        client.wait_for("the other instance to finish the fan-out", finished, timeout=150)
+        time.sleep(4)  # a late duplicate would show now
+        stack.restart_host(RETRAIN_FAILPOINT=None)  # the API, to read what the ledger says
+        run = client.wait_for("the run to be Deployed", lambda: (r := run_for(client, f"training-data/{data}"))
+                              and r["status"] == "Deployed" and r)
+        assert run["modelPath"] == model
+        events = [e for e in client.events() if e["data"].get("runId") == run["id"]]
+        updated = Counter(e["data"]["endpoint"] for e in events if e["type"] == "Retrain.EndpointUpdated")
+        assert updated == Counter({ep: 1 for ep in endpoints})  # each endpoint proven once, no more
+        assert not [e for e in events if e["type"] == "Retrain.EndpointRolledBack"]
+        for ep in endpoints[:5] + endpoints[-5:]:  # the ledger agrees with the service
+            view = client.call("GET", f"endpoints/{ep}").json()
+            assert view["current"]["runId"] == run["id"] and view["current"]["modelPath"] == client.serving(ep)
+            assert view["history"][0]["outcome"] == "Deployed"
+    finally:
+        if other is not None:
+            other.terminate()
+            other.wait(30)
+        stack.stop()

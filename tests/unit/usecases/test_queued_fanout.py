@@ -148,3 +148,20 @@ def test_a_ceiling_on_calls_a_second_paces_one_instance_by_its_share():
     for _ in range(11):
         pace.take("default", 2)
     assert time.monotonic() - started >= 0.19
+
+
+def test_a_fan_out_dispatched_again_while_its_proofs_wait_still_proves_each_endpoint_once():
+    w, names = fleet(60)
+    run = w.trained("again.csv")
+    land(w, run)
+    fanout = w.app.fanout_work
+    assert fanout is not None
+    for msg in w.queue.receive(16, 60):  # the batches run; their proofs wait for the switch
+        if msg.body["kind"] == "deploy":
+            fanout.handle(msg.body)
+            w.queue.delete(msg)
+    w.queue.offset += 1000  # the fan-out's claim ran out before the proofs were due
+    w.app.reconciler.reconcile()  # dispatches again: the leased endpoints are left to the first owner's proofs
+    w.queue.drain(handler(w))
+    assert_deployed_once(w, run.id, names, run.model_path)
+    assert len([c for c in w.studio.calls if c[0] == "verify_once"]) == 60
