@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from shared.records import run_id_for
-
 
 def burst(h, folder: str, files: int):
     refs = [h.upload_data(f"{folder}/burst-{i:02d}.csv", rows=150, seed=i) for i in range(files)]
@@ -25,9 +23,9 @@ def test_a_burst_of_20_files_for_one_endpoint_costs_one_job(harness):
     superseded = [r for r in runs if r.status == "Superseded"]
     assert len(trained) == 1 and len(superseded) == 19
     winner = trained[0]
-    newest = max(refs, key=lambda r: (h.app.storage.info(r).last_modified, r.name))
-    assert winner.data_path == newest.path and winner.id == run_id_for(newest.path,
-                                                                       str(h.app.storage.info(newest).etag))
+    # the newest data in the one total order of runs (Last-Modified, then when each was taken in: issue 21)
+    newest = max((h.app.ledger.get_run(r.id) for r in runs), key=lambda r: r.order)
+    assert winner.id == newest.id and winner.data_path == newest.data_path
     assert {r.superseded_by for r in superseded} == {winner.id}
     assert all(r.error.startswith("Superseded") for r in superseded)
 
