@@ -40,6 +40,7 @@ class Observed:
     endpoint: EndpointInfo
     answers: Answers | None
     state: Any = None  # the adapter's own record of the endpoint (to put it back exactly)
+    failing: bool = False  # it answered the smoke row with an error retrying cannot fix (its model cannot load)
 
 
 @dataclass

@@ -232,7 +232,7 @@ class EndpointDeployer:
         back (when that helps), or left open to be tried again."""
         endpoint, subject = dep.endpoint, f"{target.name}/{dep.endpoint}"
         serving = self.services.serving(target)
-        if not verdict.ok and row is not None and before.answers is None:
+        if not verdict.ok and before.failing:
             # What it replaces did not answer either (a model that cannot load, still switching out): putting that
             # back helps nobody. Unproven: the attempt stays open and is checked again.
             problem = f"{verdict.problem}; the model it replaces did not answer either: it is checked again later"

@@ -219,7 +219,8 @@ class FakeServing(ServingTarget):
         self.studio._call("observe", name)
         info = self.studio.info(name)
         assert info is not None
-        return Observed(info, [{"model": str(info.model_path)}])
+        broken = info.model_path in self.studio.broken_models  # it answers with an error retrying cannot fix
+        return Observed(info, None if broken else [{"model": str(info.model_path)}], failing=broken)
 
     def put_in_service(self, name: str, model: ModelRef, keepalive: Keepalive = lambda: None) -> None:
         keepalive()

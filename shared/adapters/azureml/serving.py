@@ -129,13 +129,13 @@ class AzureMLServing(ServingTarget):
         props = endpoint.get("properties") or {}
         state = {"traffic": dict(props.get("traffic") or {}), "mirror": dict(props.get("mirrorTraffic") or {}),
                  "deployments": sorted(d["name"] for d in deployments)}
-        answers = None
+        answers, failing = None, False
         if smoke_row and any((props.get("traffic") or {}).values()):
             try:
                 answers = self.scoring.score(endpoint, smoke_row)
-            except AzureMLError:
-                answers = None  # it does not answer now
-        return Observed(self.info(endpoint, deployments), answers, state)
+            except AzureMLError as exc:
+                failing = not exc.transient  # it does not answer, and not for throttling's sake
+        return Observed(self.info(endpoint, deployments), answers, state, failing)
 
     def _deployment_for(self, name: str, model: ModelRef) -> str:
         """The endpoint's deployment that serves `model` (a model from the app's storage, or a registered version's

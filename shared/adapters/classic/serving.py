@@ -71,7 +71,8 @@ class ClassicServing(ServingTarget):
 
     def observe(self, name: str, smoke_row: dict[str, str] | None) -> Observed:
         before = self.studio.management(self.target).get_endpoint(name)
-        return Observed(self.info(before), self.verifier.answers(before, smoke_row), before)
+        answers, failing = self.verifier.answers(before, smoke_row)
+        return Observed(self.info(before), answers, before, failing)
 
     def put_in_service(self, name: str, model: ModelRef, keepalive: Keepalive = lambda: None) -> None:
         mgmt = self.studio.management(self.target)
@@ -83,7 +84,8 @@ class ClassicServing(ServingTarget):
 
     def verify(self, name: str, model: ModelRef, smoke_row: dict[str, str] | None, before: Observed,
                keepalive: Keepalive) -> Verdict:
-        return self.verifier.verify(self.target, name, model.path, smoke_row, before.answers, keepalive)
+        return self.verifier.verify(self.target, name, model.path, smoke_row, before.answers, keepalive,
+                                    before.failing)
 
     def verify_once(self, name: str, model: ModelRef, smoke_row: dict[str, str] | None, before: Observed,
                     waited: float) -> Verdict | None:

@@ -28,17 +28,21 @@ class Verifier:
     studio: StudioClients
     locate: Callable[[str, str, object], ResourceLocation | None]
 
-    def answers(self, ep: Endpoint, row: dict[str, str] | None) -> Answers | None:
-        """How the endpoint answers the row now (one try), or None when it does not answer."""
+    def answers(self, ep: Endpoint, row: dict[str, str] | None) -> tuple[Answers | None, bool]:
+        """How the endpoint answers the row now (one try): its answers, or None when it does not answer - and
+        whether that is for good (an error retrying cannot fix: its model cannot load) rather than for now."""
         if row is None or not self._scorable(ep):
-            return None
+            return None, False
         try:
-            return self.studio.scoring(str(ep.ApiLocation), str(ep.PrimaryKey)).score([row], max_attempts=1)
-        except (StudioApiError, TransportError):
-            return None
+            return self.studio.scoring(str(ep.ApiLocation), str(ep.PrimaryKey)).score([row], max_attempts=1), False
+        except StudioApiError as exc:
+            return None, not exc.transient
+        except TransportError:
+            return None, False
 
     def verify(self, target: Target, endpoint: str, relative: str, row: dict[str, str] | None,
-               old_answers: Answers | None, keepalive: Callable[[], None] = lambda: None) -> Verdict:
+               old_answers: Answers | None, keepalive: Callable[[], None] = lambda: None,
+               old_failing: bool = False) -> Verdict:
         """Is the new model (`relative`) the one answering, and does it answer? `keepalive` is called while it
         waits (the caller's lease)."""
         try:
@@ -55,7 +59,7 @@ class Verifier:
         # The model being replaced did not answer (it cannot load): its errors go on until the switch, so only an
         # error after the switch time counts against the new one.
         return self._until_answering(ep, row, lambda got: old_answers is None or got != old_answers,
-                                     errors_expected=old_answers is None, keepalive=keepalive)
+                                     errors_expected=old_failing, keepalive=keepalive)
 
     def once(self, target: Target, endpoint: str, relative: str, row: dict[str, str] | None,
              old_answers: Answers | None, waited: float) -> Verdict | None:
