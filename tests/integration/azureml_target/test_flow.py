@@ -152,3 +152,27 @@ def test_no_key_or_connection_string_reaches_azure_ml(aml_harness):
     target = h.settings.targets[0]
     assert target.kind == "azureml" and target.management_key is None and target.bes_key is None
     assert "AccountKey" not in str(target.azureml) and "key" not in str(target.azureml.job).lower()
+
+
+def test_a_busy_endpoint_is_waited_out_within_the_budget(aml_harness):
+    """Azure ML allows one operation at a time per endpoint (409 Conflict while one runs): the deployment waits it
+    out and goes on, no error and nothing left behind."""
+    h = aml_harness()
+    name = endpoint(h)
+    good = trained(h, name, 1)
+    h.app.promotion.on_job_event(good.job_id, "Completed")
+    other = trained(h, name, 2)
+    arm = h.app.services.serving(h.settings.targets[0]).arm
+    aml_admin(h, "POST", "/deployment-faults", endpoint=name, deployment="busy", stuck_seconds=4, count=1)
+    try:  # someone else's deployment keeps the endpoint busy for 4 s
+        body = {"location": h.manifest["azureml"]["location"], "sku": {"name": "Default", "capacity": 1},
+                "properties": {"endpointComputeType": "Managed", "instanceType": "Standard_DS3_v2",
+                               "model": h.app.services.serving(h.settings.targets[0]).endpoint(name)
+                               .details["deployments"][0]["model"]}}
+        arm.send("PUT", f"/onlineEndpoints/{name}/deployments/busy", "someone else's deployment", body)
+        result = h.app.promotion.on_job_event(other.job_id, "Completed")
+    finally:
+        aml_admin(h, "DELETE", "/deployment-faults")
+    assert [e.outcome for e in result.endpoints] == ["Deployed"], result
+    assert serving(h, name) == f"models/{other.id}/model" and deployments(h, name)[next(
+        d for d, share in deployments(h, name).items() if share)] == 100
