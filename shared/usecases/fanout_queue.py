@@ -155,6 +155,7 @@ class QueuedFanOut:
                 step = ("Failed", f"unexpected error: {type(exc).__name__}")
             if isinstance(step, InService):
                 return {"endpoint": dep.endpoint, "since": self.queue.now(), "answers": step.before.answers,
+                        "failing": step.before.failing,
                         "created": dep.created_at, "prev": [cur.model_path, cur.model_base]}
             dep.outcome, dep.reason = step
             return dep, cur
@@ -191,13 +192,15 @@ class QueuedFanOut:
             answers = item["answers"]
             self.pace.take(target.name, 2)
             waited = self.queue.now() - float(item["since"])
-            light = Observed(EndpointInfo(ep, prev.path if prev else None, prev.base if prev else None), answers)
+            light = Observed(EndpointInfo(ep, prev.path if prev else None, prev.base if prev else None), answers,
+                             failing=bool(item.get("failing")))
             verdict = serving.verify_once(ep, model, row, light, waited)
             if verdict is None and waited < bound:
                 self.ledger.renew(cur, owner, s.verify_poll_seconds + s.lease_seconds)
                 return item
             verdict = verdict or Verdict(f"not proven within {bound:.0f} s", transient=True)
             before = light if verdict.ok else serving.recall(ep, prev, answers)
+            before.failing = light.failing
             with events.gathering():
                 dep.outcome, dep.reason = self.deployer.conclude(target, dep, cur, verdict, before, row)
             dep.duration_ms = int(waited * 1000)

@@ -89,7 +89,7 @@ class ClassicServing(ServingTarget):
 
     def verify_once(self, name: str, model: ModelRef, smoke_row: dict[str, str] | None, before: Observed,
                     waited: float) -> Verdict | None:
-        return self.verifier.once(self.target, name, model.path, smoke_row, before.answers, waited)
+        return self.verifier.once(self.target, name, model.path, smoke_row, before.answers, waited, before.failing)
 
     def recall(self, name: str, previous: ModelRef | None, answers: Answers | None) -> Observed:
         """The endpoint as it is now (its scoring address and key), with the previous model's location (no

@@ -62,7 +62,7 @@ class Verifier:
                                      errors_expected=old_failing, keepalive=keepalive)
 
     def once(self, target: Target, endpoint: str, relative: str, row: dict[str, str] | None,
-             old_answers: Answers | None, waited: float) -> Verdict | None:
+             old_answers: Answers | None, waited: float, old_failing: bool = False) -> Verdict | None:
         """One look of `verify`, `waited` seconds after the PATCH: a Verdict when decided, None when not proven
         yet. The same rules as `_until_answering`, with the caller's clock in place of a loop."""
         switch, poll = self.settings.verify_switch_seconds, self.settings.verify_poll_seconds
@@ -81,7 +81,7 @@ class Verifier:
         try:
             got = self.studio.scoring(str(ep.ApiLocation), str(ep.PrimaryKey)).score([row], max_attempts=1)
         except StudioApiError as exc:
-            if not exc.transient and not (old_answers is None and waited < switch):
+            if not exc.transient and not (old_failing and waited < switch):
                 return Verdict(f"the smoke scoring request failed: {describe(exc)}")
             last: BaseException = exc
         except TransportError as exc:

@@ -165,3 +165,24 @@ def test_a_fan_out_dispatched_again_while_its_proofs_wait_still_proves_each_endp
     w.queue.drain(handler(w))
     assert_deployed_once(w, run.id, names, run.model_path)
     assert len([c for c in w.studio.calls if c[0] == "verify_once"]) == 60
+
+
+def test_a_proof_that_fails_over_a_model_that_was_failing_too_does_not_put_that_one_back():
+    w, names = fleet(2)
+    broken_before = "experiment/broken.ilearner"
+    for name in names:
+        w.studio.endpoints[name].model_path = broken_before
+    w.studio.broken_models.add(broken_before)
+    run = w.trained("also-broken.csv")
+    w.studio.broken_models.add(str(run.model_path))
+    land(w, run)
+    fanout = w.app.fanout_work
+    assert fanout is not None
+    for _ in range(3):  # deploy, then prove: the message says the old model was failing
+        for msg in w.queue.receive(16, 60):
+            if msg.body["kind"] != "tally":
+                fanout.handle(msg.body)
+                w.queue.delete(msg)
+        w.queue.offset += 31
+    assert {w.studio.endpoints[n].model_path for n in names} == {run.model_path}  # not put back
+    assert {d.outcome for n in names for d in w.ledger.history("default", n) if d.run_id == run.id} == {"Pending"}
