@@ -38,6 +38,7 @@ from shared.settings import Settings, Target
 
 log = logging.getLogger("shared.usecases.deployment")
 LEASE_WAIT_SECONDS = 300
+CHECKED_AGAIN = ": it is checked again later"
 T = TypeVar("T")
 
 
@@ -232,10 +233,11 @@ class EndpointDeployer:
         back (when that helps), or left open to be tried again."""
         endpoint, subject = dep.endpoint, f"{target.name}/{dep.endpoint}"
         serving = self.services.serving(target)
-        if not verdict.ok and before.failing:
+        if not verdict.ok and before.failing and not (dep.reason or "").endswith(CHECKED_AGAIN):
             # What it replaces did not answer either (a model that cannot load, still switching out): putting that
-            # back helps nobody. Unproven: the attempt stays open and is checked again.
-            problem = f"{verdict.problem}; the model it replaces did not answer either: it is checked again later"
+            # back helps nobody. Unproven: the attempt stays open and is checked again - once; failing again, it
+            # is rolled back as any other (so it converges).
+            problem = f"{verdict.problem}; the model it replaces did not answer either{CHECKED_AGAIN}"
             self.events.publish(EndpointUpdateFailed(subject=subject, run_id=dep.run_id, endpoint=endpoint,
                                                      model=dep.model_path, reason=problem, will_retry=True))
             return "Pending", problem
