@@ -4,7 +4,9 @@ with an azureml target (the local managed identity, the local CA trusted)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +32,11 @@ def aml_emulator(start_emulator: Callable[..., EmulatorProcess], aml_tls: LocalT
 
 @pytest.fixture
 def aml_harness(monkeypatch: pytest.MonkeyPatch, harness: Callable[..., Any], aml_emulator: EmulatorProcess,
-                aml_tls: LocalTls) -> Callable[..., Any]:
+                aml_tls: LocalTls) -> Iterator[Callable[..., Any]]:
     """`aml_harness(**overrides)`: a Harness whose one target is the stand-in's workspace (kind azureml). The
     identity and CA settings are the process environment's (monkeypatch, set up first: undone after the harness)."""
+
+    made: list[Any] = []
 
     def make(**overrides: Any) -> Any:
         target = overrides.pop("azureml", {})
@@ -40,6 +44,19 @@ def aml_harness(monkeypatch: pytest.MonkeyPatch, harness: Callable[..., Any], am
                                str(aml_tls.ca), **target)
         for name in ("IDENTITY_ENDPOINT", "IDENTITY_HEADER", "AZURE_CLIENT_ID", "REQUESTS_CA_BUNDLE"):
             monkeypatch.setenv(name, env.pop(name))
-        return harness(aml_emulator.manifest, **{**env, **overrides})
+        made.append(harness(aml_emulator.manifest, **{**env, **overrides}))
+        return made[-1]
 
-    return make
+    def clear() -> None:
+        """The stand-in is shared by the session and has an instance quota, as the service does: endpoints (and their
+        deployments) left by earlier tests are deleted, so no test is refused for the quota others used."""
+        arm = made[0].app.services.serving(made[0].settings.targets[0]).arm
+        for endpoint in arm.pages("/onlineEndpoints", "list endpoints"):
+            with contextlib.suppress(Exception):
+                arm.operation("DELETE", f"/onlineEndpoints/{endpoint['name']}", "delete endpoint", None, "location",
+                              time.monotonic() + 30)
+
+    make()  # a first harness (its tables are unused if the test makes its own) to clear with
+    clear()
+    yield make
+    clear()
