@@ -14,7 +14,7 @@ from shared.adapters.classic.errors import StudioApiError
 from shared.adapters.classic.models import Endpoint, EndpointResource, ResourceLocation
 from shared.adapters.classic.training import ClassicTraining
 from shared.adapters.classic.verification import Verifier
-from shared.adapters.sas import needs_refresh
+from shared.adapters.sas import SasPolicy, needs_refresh
 from shared.errors import AlreadyExists, ServiceError, describe
 from shared.ports.blobs import BlobStore, SasPurpose
 from shared.ports.serving import Answers, EndpointInfo, Keepalive, ModelRef, Observed, ServingTarget, Verdict
@@ -156,7 +156,7 @@ class ClassicServing(ServingTarget):
 
     @property
     def storage_margin(self) -> timedelta:
-        return timedelta(minutes=self.settings.sas_refresh_margin_minutes)
+        return SasPolicy.from_settings(self.settings).refresh_margin
 
     def _from_job(self, model: ModelRef) -> ResourceLocation | None:
         if model.job_id is None:

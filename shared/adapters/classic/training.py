@@ -4,11 +4,9 @@ for exactly its input (read) and its two outputs (create/write) - never an accou
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from shared.adapters.classic.clients import StudioClients
 from shared.adapters.classic.models import AzureBlobDataReference, BatchJobRequest, ResourceLocation
-from shared.adapters.sas import needs_refresh
+from shared.adapters.sas import SasPolicy, needs_refresh
 from shared.ports.blobs import BlobStore, SasPurpose
 from shared.ports.training import JobState, SubmittedJob, TrainingService
 from shared.records import BlobRef
@@ -53,7 +51,7 @@ class ClassicTraining(TrainingService):
         documented way to a fresh token: GET the job again)."""
         status = self.studio.bes(self.target).get(job_id)
         ref = (status.Results or {}).get(self.settings.model_output)
-        margin = timedelta(minutes=self.settings.sas_refresh_margin_minutes)
+        margin = SasPolicy.from_settings(self.settings).refresh_margin
         if ref is None or not ref.SasBlobToken or not ref.BaseLocation or needs_refresh(ref.SasBlobToken, margin):
             return None
         return ResourceLocation(BaseLocation=ref.BaseLocation, RelativeLocation=ref.RelativeLocation,
