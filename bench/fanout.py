@@ -119,7 +119,8 @@ def ours(app: Retraining, counter: CallCounter, endpoints: list[str],
 def worker(args: argparse.Namespace) -> int:
     """One size's deployment in this (fresh) process; prints its figures as JSON."""
     manifest = json.loads(Path(args.manifest).read_text())
-    app = library(manifest, RETRAIN_PATCH_CONCURRENCY=str(args.concurrency), RETRAIN_SMOKE_ROW=json.dumps(SMOKE),
+    app = library(manifest, RETRAIN_FANOUT_MODE="inline", RETRAIN_PATCH_CONCURRENCY=str(args.concurrency),
+                  RETRAIN_SMOKE_ROW=json.dumps(SMOKE),
                   RETRAIN_TABLE_PREFIX=args.table_prefix, **({"RETRAIN_VERIFY_SWITCH_SECONDS": args.switch_seconds}
                                                               if args.switch_seconds else {}))
     counter = CallCounter(app)
@@ -203,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     with Azurite(work / "azurite", extra_args=["--inMemoryPersistence"]) as azurite, \
             EmulatorProcess(azurite.connection_string, work / "emu") as emu:
         table_prefix = f"fan{uuid.uuid4().hex[:8]}"
-        app = library(emu.manifest, RETRAIN_PATCH_CONCURRENCY=str(args.concurrency),
+        app = library(emu.manifest, RETRAIN_FANOUT_MODE="inline", RETRAIN_PATCH_CONCURRENCY=str(args.concurrency),
                       RETRAIN_SMOKE_ROW=json.dumps(SMOKE), RETRAIN_TABLE_PREFIX=table_prefix)
         print("training a model ...", file=sys.stderr, flush=True)
         model_path = str(trained_model(app).model_path)

@@ -238,3 +238,15 @@ def model_refused(result: EndpointResult) -> bool:
     """The model itself is the problem: the service would not take it (HTTP 400) or could not serve it."""
     return result.outcome == "RolledBack" or (result.outcome == "Failed" and
                                               (result.reason or "").startswith(MODEL_REFUSED))
+
+
+# ---- where a fan-out runs --------------------------------------------------------------------------------------
+def spread_over_queue(mode: str, proves_later: bool, endpoints: int, concurrency: int) -> bool:
+    """Whether work on `endpoints` endpoints goes on the work queue (RETRAIN_FANOUT_MODE) rather than running in the
+    invocation that starts it. Only a target whose swaps are proven by later looks can be queued. "auto": when the
+    work is more than one wave of `concurrency` endpoints - inline, each further wave would wait another switch
+    time in the same invocation (host.json's functionTimeout is 10 minutes); one wave finishes in its invocation
+    as it always did (the common single-endpoint retrain)."""
+    if mode == "inline" or not proves_later:
+        return False
+    return mode == "queue" or endpoints > concurrency

@@ -48,13 +48,15 @@ def _json_setting(value: object, kind: type, what: str) -> object:
 class FanOutSettings(BaseSettings):
     """How a fan-out runs: in one invocation ("inline": each endpoint's verification waits in a thread), or spread
     over queue messages ("queue": batches on the `retrain-work` queue, each endpoint re-checked by a message due after
-    the switch); the most Studio calls a second the whole app makes to one target (0: no ceiling), shared by at
-    most RETRAIN_MAX_INSTANCES instances (Flex Consumption's maximumInstanceCount): each takes its share."""
+    the switch), or ("auto", the default) on the queue when the target proves a swap by later looks and the fan-out
+    is more than one wave of RETRAIN_PATCH_CONCURRENCY endpoints, inline otherwise; the most Studio calls a second
+    the whole app makes to one target (0: no ceiling), shared by at most RETRAIN_MAX_INSTANCES instances (Flex
+    Consumption's maximumInstanceCount): each takes its share."""
 
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=False, case_sensitive=False)
 
     storage_queue_uri: str | None = Field(None, validation_alias="AzureWebJobsStorage__queueServiceUri")
-    fanout_mode: Literal["inline", "queue"] = Field("inline", validation_alias="RETRAIN_FANOUT_MODE")
+    fanout_mode: Literal["auto", "inline", "queue"] = Field("auto", validation_alias="RETRAIN_FANOUT_MODE")
     target_calls_per_second: float = Field(0, ge=0, validation_alias="RETRAIN_TARGET_CALLS_PER_SECOND")
     max_instances: int = Field(100, ge=1, le=1000, validation_alias="RETRAIN_MAX_INSTANCES")
 

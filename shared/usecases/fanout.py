@@ -12,6 +12,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from shared import failpoints
+from shared.decisions import spread_over_queue
 from shared.ports.events import EventBatch
 from shared.ports.ledger import BATCH_ENDPOINTS, LeasedAttempt, Ledger
 from shared.ports.serving import ModelRef
@@ -30,7 +31,7 @@ class FanOut:
         self.deployer = deployer
         self.ledger = deployer.ledger
         self.settings = deployer.settings
-        self.queued = queued  # RETRAIN_FANOUT_MODE=queue: batches on the work queue, proofs scheduled
+        self.queued = queued  # the queued path (RETRAIN_FANOUT_MODE): batches on the work queue, proofs scheduled
 
     def deploy(self, target: Target, endpoints: list[str], model: ModelRef, run: Run, force: bool,
                trigger: str) -> list[EndpointResult]:
@@ -43,8 +44,9 @@ class FanOut:
             else:
                 todo.append(ep)
         todo.sort()  # each batch's `current` rows are then one range query (no read of the target's other rows)
-        if self.queued is not None and self.settings.fanout_mode == "queue" and \
-                self.deployer.services.serving(target).proves_later:
+        if self.queued is not None and spread_over_queue(
+                self.settings.fanout_mode, self.deployer.services.serving(target).proves_later, len(todo),
+                self.settings.patch_concurrency):
             for r in self.queued.dispatch(target, todo, model, run, force, trigger):
                 results[r.endpoint] = r
             return [results[ep] for ep in dict.fromkeys(endpoints) if ep in results]

@@ -51,7 +51,8 @@ def test_a_host_killed_at_a_step_converges_after_restart_and_reconcile(crash_cli
     client, stack = crash_client, crash_client.stack
     endpoints = [client.new_endpoint(f"k{i}") for i in range(3)]
     stack.restart_host(RETRAIN_FAILPOINT=point, RETRAIN_ENDPOINTS=",".join(endpoints),
-                       RETRAIN_PATCH_CONCURRENCY="1" if point == "mid-fanout" else "16")
+                       RETRAIN_PATCH_CONCURRENCY="1" if point == "mid-fanout" else "16",
+                       RETRAIN_FANOUT_MODE="inline")  # the in-invocation fan-out's steps (the queued one: below)
     data = f"crash-{point}-{uuid.uuid4().hex[:6]}.csv"
     client.upload("training-data", data, csv_text(2000, seed=len(point), drift=0.9).encode())
     client.wait_for(f"the host to die at {point}", lambda: stack.host_proc is not None and

@@ -156,7 +156,7 @@ def test_a_model_the_service_refuses_everywhere_is_rejected_too():
 
 
 def test_a_model_one_endpoint_serves_is_kept_in_models():
-    w = world(RETRAIN_ENDPOINTS="acme,beta", RETRAIN_PATCH_CONCURRENCY="1")
+    w = world(RETRAIN_ENDPOINTS="acme,beta", RETRAIN_PATCH_CONCURRENCY="1", RETRAIN_FANOUT_MODE="inline")
     w.endpoint("acme")
     w.endpoint("beta")
     ref = drop_model(w, "both.ilearner")

@@ -133,7 +133,7 @@ def test_a_gate_over_several_metrics_needs_every_rule_and_records_every_gated_me
 
 # ---- fan-out ------------------------------------------------------------------------------------------------------
 def test_a_fan_out_to_120_endpoints_in_several_batches_deploys_each_once_and_publishes_every_event():
-    w = world(RETRAIN_PATCH_CONCURRENCY="8", RETRAIN_ENDPOINTS=",".join(names_of(120)))
+    w = world(RETRAIN_PATCH_CONCURRENCY="8", RETRAIN_ENDPOINTS=",".join(names_of(120)), RETRAIN_FANOUT_MODE="inline")
     names = many_endpoints(w, 120)
     assert len(names) > 2 * BATCH_ENDPOINTS
     run = w.trained("everyone.csv")
@@ -159,7 +159,7 @@ def test_a_fan_out_to_120_endpoints_in_several_batches_deploys_each_once_and_pub
 
 
 def test_star_means_every_endpoint_but_the_protected_one():
-    w = world(RETRAIN_ENDPOINTS="*")
+    w = world(RETRAIN_ENDPOINTS="*", RETRAIN_FANOUT_MODE="inline")
     names = many_endpoints(w, 60)
     run = w.trained("all.csv")
     assert w.run(run.id).endpoints == ["*"]
@@ -210,7 +210,7 @@ def test_one_endpoints_deployment_on_its_own_is_recorded_once_and_never_on_the_p
 
 
 def test_a_lease_left_by_a_dead_deployment_is_taken_over_and_a_half_done_fan_out_finishes_only_what_is_left():
-    w = world(RETRAIN_PATCH_CONCURRENCY="1", RETRAIN_ENDPOINTS="*")
+    w = world(RETRAIN_PATCH_CONCURRENCY="1", RETRAIN_ENDPOINTS="*", RETRAIN_FANOUT_MODE="inline")
     names = many_endpoints(w, BATCH_ENDPOINTS + 10)
     w.ledger.acquire("default", names[3], "a-dead-invocation", seconds=-1)  # its lease ran out
     run = w.trained("wide.csv")
@@ -303,7 +303,7 @@ def test_an_older_model_landing_after_a_newer_one_is_superseded_and_recorded():
 
 
 def test_a_fan_outs_events_wait_through_an_outage_and_are_all_published_by_reconcile():
-    w = world(RETRAIN_ENDPOINTS="*")
+    w = world(RETRAIN_ENDPOINTS="*", RETRAIN_FANOUT_MODE="inline")
     names = many_endpoints(w, 70)
     run = w.trained("dark.csv")
     w.events.down = True

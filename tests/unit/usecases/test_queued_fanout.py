@@ -8,10 +8,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
+
 from shared.events import EndpointRolledBack, EndpointUpdated
 from shared.ports.ledger import BATCH_ENDPOINTS
 from shared.usecases.pace import throttle_key
-from tests.fakes.studio import FakeServiceError
+from tests.fakes.studio import FakeServiceError, FakeServing
 from tests.fakes.world import World, world
 from tests.unit.usecases.helpers import land
 
@@ -20,8 +22,8 @@ CREATED = "experiment/model.ilearner"
 
 def fleet(count: int, **settings: str) -> tuple[World, list[str]]:
     names = [f"ep-{i:03d}" for i in range(count)]
-    w = world(RETRAIN_FANOUT_MODE="queue", RETRAIN_ENDPOINTS=",".join(names), RETRAIN_VERIFY_SWITCH_SECONDS="30",
-              RETRAIN_VERIFY_POLL_SECONDS="2", **settings)
+    w = world(**{"RETRAIN_FANOUT_MODE": "queue", "RETRAIN_ENDPOINTS": ",".join(names),
+                 "RETRAIN_VERIFY_SWITCH_SECONDS": "30", "RETRAIN_VERIFY_POLL_SECONDS": "2", **settings})
     for name in names:
         w.endpoint(name)
     return w, names
@@ -64,6 +66,37 @@ def test_a_fan_out_is_batches_on_the_queue_and_each_proof_is_a_message_due_after
     assert_deployed_once(w, run.id, names, run.model_path)
     assert len([c for c in w.studio.calls if c[0] == "put_in_service"]) == 120
     assert w.studio.endpoints["default"].model_path == CREATED
+
+
+@pytest.mark.parametrize(("mode", "count", "queued"), [
+    ("auto", 17, True),  # more than one wave of RETRAIN_PATCH_CONCURRENCY (16): on the queue
+    ("auto", 16, False),  # one wave finishes in its invocation, as before
+    ("auto", 1, False),  # the common single-endpoint retrain
+    ("inline", 17, False),
+    ("queue", 1, True),
+])
+def test_the_fan_out_mode_auto_queues_only_what_one_wave_of_threads_cannot_finish(mode: str, count: int,
+                                                                                   queued: bool):
+    w, names = fleet(count, RETRAIN_FANOUT_MODE=mode)
+    assert world().settings.fanout_mode == "auto"  # the default
+    run = w.trained("wave.csv")
+    result = land(w, run)
+    puts = [c for c in w.studio.calls if c[0] == "put_in_service"]
+    if queued:
+        assert result.status == "Pending" and kinds(w)[-1] == "tally" and not puts
+        w.queue.drain(handler(w))
+    else:
+        assert result.status == "Done" and not w.queue.messages and len(puts) == count
+        assert not [c for c in w.studio.calls if c[0] == "verify_once"]  # the inline path: verify
+    assert_deployed_once(w, run.id, names, run.model_path)
+
+
+def test_auto_deploys_inline_on_a_target_that_cannot_prove_later(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(FakeServing, "proves_later", False)
+    w, names = fleet(40, RETRAIN_FANOUT_MODE="auto")
+    run = w.trained("nolater.csv")
+    assert land(w, run).status == "Done" and not w.queue.messages
+    assert_deployed_once(w, run.id, names, run.model_path)
 
 
 def test_an_endpoint_not_switched_yet_is_looked_at_again_later_and_a_broken_model_is_rolled_back():

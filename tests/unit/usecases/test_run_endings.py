@@ -261,7 +261,8 @@ CASES: dict[str, tuple[Start, Ending]] = {
     "partially-deployed": (partially_deployed, Ending("PartiallyDeployed", "Failed", ["Deployed", "Failed"],
                                                       events={"EndpointUpdated", "EndpointUpdateFailed"},
                                                       settings={"RETRAIN_ENDPOINTS": "end,part",
-                                                                "RETRAIN_PATCH_CONCURRENCY": "1"})),
+                                                                "RETRAIN_PATCH_CONCURRENCY": "1",
+                                                                "RETRAIN_FANOUT_MODE": "inline"})),
     "approval-rejected": (approval_rejected, Ending("Rejected", "RejectedByOperator", events={
         "RunAwaitingApproval", "RunRejected"}, no_events={"EndpointUpdated", "RunApproved"}, settings=MANUAL)),
     "approval-expired": (approval_expired, Ending("Cancelled", "ApprovalExpired", events={
