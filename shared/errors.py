@@ -48,6 +48,12 @@ class ServiceError(Exception):
     code: str = "ServiceError"
     message: str = ""
 
+    @property
+    def throttling(self) -> bool:
+        """The service asked us to slow down: a 429, or a transient answer that said when to come back
+        (Retry-After). What every instance honours (`usecases.pace`)."""
+        return self.transient and (self.status == 429 or bool(self.retry_after))
+
     def describe(self) -> str:
         """What went wrong, for a record or an answer (never a key or token)."""
         return str(self)

@@ -102,8 +102,10 @@ class ServingTarget(ABC):
     def verify_once(self, name: str, model: ModelRef, smoke_row: dict[str, str] | None, before: Observed,
                     waited: float) -> Verdict | None:
         """One look, `waited` seconds after `model` was put in service: a Verdict when it is decided (proven, or
-        failed), None when it is not proven yet (look again later; a Verdict that is `transient` once the wait is
-        past its bound). No waiting here: the caller schedules the next look."""
+        failed), None when it is not proven yet (look again later). A ServiceError when the look could not be made
+        (the service throttled it - `throttling`, with its Retry-After - or did not answer): the caller holds every
+        instance off when throttled, and looks again later or, past the verification's bound, leaves the swap
+        unproven. No waiting here: the caller schedules the next look."""
         raise NotImplementedError(f"{type(self).__name__} proves a swap only by waiting (verify)")
 
     def recall(self, name: str, previous: ModelRef | None, answers: Answers | None) -> Observed:

@@ -280,7 +280,7 @@ def put_failed(events: EventSink, subject: str, dep: Deployment, exc: ServiceErr
                throttled: Callable[[str, float | None], None] | None = None) -> tuple[Outcome, str]:
     """A model the service refused (the model's fault: final) or a call that did not get through (retried); a
     429 tells `throttled` (every instance holds off)."""
-    if exc.transient and throttled is not None and (exc.status == 429 or exc.retry_after):
+    if throttled is not None and exc.throttling:
         throttled(dep.target, exc.retry_after)
     if exc.input_refused:
         outcome: Outcome = "Failed"

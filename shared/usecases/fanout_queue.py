@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from shared import failpoints
-from shared.errors import LeaseBusy, Stale
+from shared.errors import LeaseBusy, ServiceError, Stale, describe
 from shared.ports.ledger import BATCH_ENDPOINTS, LeasedAttempt, Ledger
 from shared.ports.queues import WorkQueue
 from shared.ports.serving import EndpointInfo, ModelRef, Observed, Verdict
@@ -190,13 +190,24 @@ class QueuedFanOut:
             dep.created_at = item["created"]
             prev = ModelRef(item["prev"][0], item["prev"][1]) if item["prev"][0] else None
             answers = item["answers"]
-            self.pace.take(target.name, 2)
             waited = self.queue.now() - float(item["since"])
+            held = self.pace.paused(target.name)
+            if held > 0:  # another look was throttled meanwhile: nobody calls the service until the pause ends
+                self.ledger.renew(cur, owner, held + s.verify_poll_seconds + s.lease_seconds)
+                return item
+            self.pace.take(target.name, 2)
             light = Observed(EndpointInfo(ep, prev.path if prev else None, prev.base if prev else None), answers,
                              failing=bool(item.get("failing")))
-            verdict = serving.verify_once(ep, model, row, light, waited)
+            try:
+                verdict = serving.verify_once(ep, model, row, light, waited)
+            except ServiceError as exc:  # the look could not be made
+                if exc.throttling:
+                    self.pace.throttled(target.name, exc.retry_after)
+                verdict = None if waited < bound else Verdict(f"the check could not be made: {describe(exc)}",
+                                                              transient=True)
             if verdict is None and waited < bound:
-                self.ledger.renew(cur, owner, s.verify_poll_seconds + s.lease_seconds)
+                self.ledger.renew(cur, owner, self.pace.paused(target.name) + s.verify_poll_seconds +
+                                  s.lease_seconds)
                 return item
             verdict = verdict or Verdict(f"not proven within {bound:.0f} s", transient=True)
             before = light if verdict.ok else serving.recall(ep, prev, answers)
@@ -219,7 +230,7 @@ class QueuedFanOut:
         self._record([o for o in outcomes if isinstance(o, tuple)], owner, events)
         again = [o for o in outcomes if isinstance(o, dict)]
         if again:
-            self.queue.send({**body, "items": again}, s.verify_poll_seconds)
+            self.queue.send({**body, "items": again}, max(s.verify_poll_seconds, self.pace.paused(target.name)))
 
     def _record(self, done: list[tuple[Deployment, Current]], owner: str, events: Any) -> None:
         """Outcomes and pointers, BATCH_ENDPOINTS together, after the events announcing them are stored."""

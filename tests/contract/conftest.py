@@ -18,6 +18,7 @@ from shared.ports.ledger import Ledger
 from shared.ports.serving import ModelRef, ServingTarget
 from shared.ports.training import TrainingService
 from shared.records import BlobRef
+from tests.fakes.studio import FakeServiceError
 from tests.fakes.world import world
 
 KINDS = ["fake", "real"]
@@ -47,6 +48,7 @@ class Services:
     drop: Callable[[str], BlobRef]  # a valid training file, landed
     new_endpoint: Callable[[], str]  # an endpoint that exists, serving its first model
     wait_job: Callable[[str], None]  # until the job ends (the fake's ends when asked)
+    throttle_scoring: Callable[[], None] = lambda: None  # the next smoke request is answered 429, Retry-After 2
 
 
 @pytest.fixture(params=KINDS)
@@ -109,13 +111,19 @@ def services(request: pytest.FixtureRequest) -> Services:
             w.studio.add_endpoint(name)
             return name
 
+        def fake_throttle() -> None:
+            error = FakeServiceError("throttled", transient=True, status=429)
+            error.retry_after = 2
+            w.studio.faults.setdefault("verify_once", []).append(error)
+
         return Services(w.app.services.training(target), w.app.services.serving(target),
-                        lambda name: w.drop(name), fake_endpoint, lambda job_id: None)
+                        lambda name: w.drop(name), fake_endpoint, lambda job_id: None, fake_throttle)
     if kind == "classic":
         h = request.getfixturevalue("harness")(RETRAIN_ENDPOINTS="")
         target = h.settings.targets[0]
         return Services(h.app.services.training(target), h.app.services.serving(target),
-                        lambda name: h.upload_data(name, rows=300), lambda: h.new_endpoint("c"), h.wait_job)
+                        lambda name: h.upload_data(name, rows=300), lambda: h.new_endpoint("c"), h.wait_job,
+                        lambda: h.fault(route="rrs.execute", status=429, retry_after=2, count=1))
     h = request.getfixturevalue("aml_harness")()
     target = h.settings.targets[0]
     training, serving = h.app.services.training(target), h.app.services.serving(target)

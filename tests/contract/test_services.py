@@ -4,9 +4,11 @@ serves, and goes back."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from shared.errors import AlreadyExists
+from shared.errors import AlreadyExists, ServiceError
 from shared.ports.serving import ModelRef
 from tests.contract.conftest import Services
 from tests.support.harness import SMOKE_ROW
@@ -76,3 +78,44 @@ def test_verifying_a_model_the_endpoint_does_not_serve_fails(services: Services)
     before = services.serving.observe(name, None)
     verdict = services.serving.verify(name, ModelRef("models/other/model.ilearner"), None, before, lambda: None)
     assert not verdict.ok and not verdict.transient and "models/other/model.ilearner" in str(verdict.problem)
+
+
+def test_a_swap_is_proven_by_looks_a_throttled_look_says_so_and_what_served_is_put_back_from_a_message(
+        services: Services):
+    """The queued fan-out's contract (`proves_later`): put in service returns, each look says decided or not yet
+    without waiting, a look the service throttled raises its ServiceError marked `throttling` (with Retry-After),
+    and `recall` rebuilds, from what a message carries, what `restore` puts back."""
+    serving = services.serving
+    if not serving.proves_later:
+        pytest.skip(f"{type(serving).__name__} proves a swap only by waiting")
+    job_id, model_path = finished_job(services, "conce/data.csv")
+    name = services.new_endpoint()
+    before = serving.observe(name, SMOKE_ROW)
+    previous = ModelRef(str(before.endpoint.model_path), before.endpoint.model_base)
+    model = ModelRef(model_path, job_id=job_id)
+    started = time.monotonic()
+    serving.put_in_service(name, model, lambda: None)
+    assert time.monotonic() - started < 10
+    services.throttle_scoring()
+    throttled: list[ServiceError] = []
+    deadline = time.monotonic() + 90
+    while True:
+        assert time.monotonic() < deadline, "the swap was not decided"
+        light = serving.recall(name, previous, before.answers)
+        try:
+            verdict = serving.verify_once(name, model, SMOKE_ROW, light, time.monotonic() - started)
+        except ServiceError as exc:
+            assert exc.transient, exc
+            if exc.throttling:
+                throttled.append(exc)
+            verdict = None
+        if verdict is not None:
+            break
+        time.sleep(0.3)
+    assert verdict.ok, verdict
+    assert throttled and throttled[0].retry_after == 2
+    info = serving.endpoint(name)
+    assert info is not None and info.model_path == model_path
+    assert serving.restore(name, serving.recall(name, previous, before.answers), SMOKE_ROW, lambda: None) is None
+    info = serving.endpoint(name)
+    assert info is not None and info.model_path == before.endpoint.model_path

@@ -172,6 +172,39 @@ def test_a_429_holds_every_instance_off_for_its_retry_after():
     assert_deployed_once(w, run.id, names, run.model_path)
 
 
+def test_a_429_on_a_proofs_look_holds_every_instance_off_for_its_retry_after():
+    w, names = fleet(4)
+    run = w.trained("slowlook.csv")
+    land(w, run)
+    error = FakeServiceError("throttled", transient=True, status=429)
+    error.retry_after = 20
+    w.studio.faults["verify_once"] = [error]
+    looked: list[float] = []
+    fanout = w.app.fanout_work
+    assert fanout is not None
+
+    def handle(body: dict[str, Any], count: int) -> None:
+        if body["kind"] == "prove":
+            looked.append(w.queue.now())
+        fanout.handle(body)
+
+    w.queue.drain(handle)
+    assert w.queue.marks[throttle_key("default")] > 0  # every instance reads the pause
+    assert len(looked) >= 2 and looked[1] - looked[0] >= 20  # the endpoint throttled is looked at after it
+    assert_deployed_once(w, run.id, names, run.model_path)
+    assert len([c for c in w.studio.calls if c[0] == "verify_once"]) == 5  # nobody looked during the pause
+
+
+def test_a_look_that_failed_without_a_429_is_tried_again_without_pausing_anyone():
+    w, names = fleet(3)
+    run = w.trained("flaky.csv")
+    land(w, run)
+    w.studio.fail("verify_once", times=2)  # 503s, no Retry-After: not throttling
+    w.queue.drain(handler(w))
+    assert throttle_key("default") not in w.queue.marks
+    assert_deployed_once(w, run.id, names, run.model_path)
+
+
 def test_a_ceiling_on_calls_a_second_paces_one_instance_by_its_share():
     w, _ = fleet(2, RETRAIN_TARGET_CALLS_PER_SECOND="200", RETRAIN_MAX_INSTANCES="2")
     assert w.app.fanout_work is not None
