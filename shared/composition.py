@@ -78,7 +78,9 @@ class UseCases:
         self.dry_run = DryRun(s, storage, ledger, services)
         self.status = StatusPage(s, storage, ledger, services)
         self.approvals = Approvals(s, ledger, events, self.promotion)
-        self.watching = Watching(s, ledger, services, events, self.operations)
+        self.watching = Watching(s, ledger, services, events, self.operations, queue)
+        if self.fanout_work is not None:
+            self.fanout_work.watch = self.watching.check_batch  # `watch` messages come on the same queue
         self.reconciler = Reconciler(s, ledger, services, events, self.intake, self.jobs, self.promotion,
                                      self.approvals, self.watching)
 

@@ -250,3 +250,10 @@ def spread_over_queue(mode: str, proves_later: bool, endpoints: int, concurrency
     if mode == "inline" or not proves_later:
         return False
     return mode == "queue" or endpoints > concurrency
+
+
+def watch_over_queue(mode: str, endpoints: int, concurrency: int) -> bool:
+    """Whether a reconcile pass sends a watched deployment's checks as work-queue messages rather than making them
+    one after another itself: the queued modes ("auto", "queue") and more endpoints than one wave of
+    `concurrency` (10,000 checks in one timer invocation would outlast it; a few are quicker made in place)."""
+    return mode != "inline" and endpoints > concurrency

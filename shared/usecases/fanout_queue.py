@@ -51,6 +51,7 @@ class QueuedFanOut:
         self.ledger, self.settings = deployer.ledger, deployer.settings
         self.pace = Pace(self.settings, queue)
         deployer.throttled = self.pace.throttled
+        self.watch: Callable[[dict[str, Any]], object] | None = None  # a `watch` message's checks (usecases.watch)
         self._executor: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
 
@@ -89,6 +90,13 @@ class QueuedFanOut:
         kind = body.get("kind")
         if kind == "tally":
             self._tally(body)
+            return
+        if kind == "watch":  # a batch of a watched deployment's checks (the post-deploy watch)
+            wait = self.pace.paused(str(body["watch"]["target"]))
+            if wait > 0:
+                self.queue.send(body, wait)
+            elif self.watch is not None:
+                self.watch(body)
             return
         run = self.ledger.get_run(str(body["run"]))
         # A batch dispatched again under a new owner drops the old owner's batches; its proofs still run (the
@@ -162,7 +170,7 @@ class QueuedFanOut:
 
         outcomes = list(self._pool().map(put, began))
         failpoints.reached("queue-mid-batch")  # put in service, nothing recorded, no proof scheduled
-        self._record([o for o in outcomes if isinstance(o, tuple)], owner, events)
+        record(self.ledger, [o for o in outcomes if isinstance(o, tuple)], owner, events)
         waiting = [o for o in outcomes if isinstance(o, dict)]
         if waiting:
             self.queue.send({**{k: v for k, v in body.items() if k != "endpoints"}, "kind": "prove",
@@ -227,18 +235,19 @@ class QueuedFanOut:
                 return item
 
         outcomes = list(self._pool().map(safely, items))
-        self._record([o for o in outcomes if isinstance(o, tuple)], owner, events)
+        record(self.ledger, [o for o in outcomes if isinstance(o, tuple)], owner, events)
         again = [o for o in outcomes if isinstance(o, dict)]
         if again:
             self.queue.send({**body, "items": again}, max(s.verify_poll_seconds, self.pace.paused(target.name)))
 
-    def _record(self, done: list[tuple[Deployment, Current]], owner: str, events: Any) -> None:
-        """Outcomes and pointers, BATCH_ENDPOINTS together, after the events announcing them are stored."""
-        stored = events.store()
-        for i in range(0, len(done), BATCH_ENDPOINTS):
-            for lost in self.ledger.finish_many(done[i:i + BATCH_ENDPOINTS], owner):
-                log.warning("the lease on %s was taken over while deploying %s", lost.endpoint, lost.id)
-        events.send(stored)
+
+def record(ledger: Ledger, done: list[tuple[Deployment, Current]], owner: str, events: Any) -> None:
+    """Outcomes and pointers, BATCH_ENDPOINTS together, after the events announcing them are stored."""
+    stored = events.store()
+    for i in range(0, len(done), BATCH_ENDPOINTS):
+        for lost in ledger.finish_many(done[i:i + BATCH_ENDPOINTS], owner):
+            log.warning("the lease on %s was taken over while deploying %s", lost.endpoint, lost.id)
+    events.send(stored)
 
 
 def progress(ledger: Ledger, target: Target, todo: list[str], dep_id: str,

@@ -105,15 +105,20 @@ class Operations:
         return result
 
     def rollback(self, target_name: str | None, endpoint: str, to: str | None = None,
-                 trigger: str = "http", caller: str | None = None) -> EndpointResult:
+                 trigger: str = "http", caller: str | None = None, only_from: str | None = None) -> EndpointResult:
         """Go back to the previous good model of an endpoint (walking back through its history), or to a named
-        deployment. The choice is made under the endpoint's lease, from what it serves at that moment."""
+        deployment. The choice is made under the endpoint's lease, from what it serves at that moment; with
+        `only_from`, only while the endpoint's pointer names that deployment (else Unchanged: a watch's check
+        delivered twice rolls back once)."""
         target = find_target(self.settings, target_name)
         self.require_endpoint(target, endpoint)
         seen = self.ledger.current(target.name, endpoint)  # what the caller's request saw
         chosen: list[Deployment] = []
 
         def decide(cur: Current) -> DeploymentPlan | EndpointResult:
+            if only_from is not None and cur.deployment_id != only_from:
+                return EndpointResult(endpoint, "Unchanged", f"the endpoint no longer serves {only_from}",
+                                      cur.deployment_id)
             history = self.ledger.history(target.name, endpoint)
             if to is None and seen is not None and cur.deployment_id != seen.deployment_id and \
                     any(d.id == cur.deployment_id and d.operation == "rollback" for d in history):

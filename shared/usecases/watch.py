@@ -2,17 +2,23 @@
 takes longer than verification waited, or the model fails under real requests). For RETRAIN_WATCH_MINUTES after a
 run (or an operator's action) is Deployed, every reconcile pass checks each endpoint whose pointer still names that
 deployment, and rolls back one that stopped answering with the model. A watch is recorded work: it survives a
-restart, and ends by itself."""
+restart, and ends by itself. A deployment watched on many endpoints (`decisions.watch_over_queue`) is checked
+through `watch` messages of BATCH_ENDPOINTS endpoints on the work queue (any instance takes one: `check_batch`)
+rather than one after another in the reconcile pass. A check is safe twice: only an endpoint whose pointer still
+names the watched deployment is rolled back, decided under its lease (`Operations.rollback(only_from=...)`)."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
+from shared.decisions import watch_over_queue
 from shared.errors import NotFound, Refused, ServiceError, describe
 from shared.events import EndpointUpdateFailed
 from shared.ports.events import EventSink
-from shared.ports.ledger import Ledger
+from shared.ports.ledger import BATCH_ENDPOINTS, Ledger
+from shared.ports.queues import WorkQueue
 from shared.ports.services import Services
 from shared.ports.serving import ModelRef
 from shared.records import Current, Watch, now_iso
@@ -29,11 +35,12 @@ class Watching:
     services: Services
     events: EventSink
     operations: Operations
+    queue: WorkQueue | None = None  # where the checks of a widely served deployment go (None: all in place)
 
     def check_all(self) -> dict[str, int]:
-        """One look at every watched deployment; a watch past its time, or whose deployment nothing serves any
-        more, ends."""
-        summary = {"watched": 0, "rolledBack": 0, "ended": 0}
+        """One look at every watched deployment (or, for one served by many endpoints, its looks sent as `watch`
+        messages); a watch past its time, or whose deployment nothing serves any more, ends."""
+        summary = {"watched": 0, "rolledBack": 0, "ended": 0, "watchQueued": 0}
         now = now_iso()
         pointers: dict[str, dict[str, Current]] = {}
         for watch in self.ledger.watches():
@@ -48,11 +55,29 @@ class Watching:
                 self.ledger.end_watch(watch)
                 summary["ended"] += 1
                 continue
+            if self.queue is not None and watch_over_queue(self.settings.fanout_mode, len(endpoints),
+                                                           self.settings.patch_concurrency):
+                for i in range(0, len(endpoints), BATCH_ENDPOINTS):
+                    self.queue.send({"kind": "watch", "watch": watch.model_dump(mode="json"),
+                                     "endpoints": endpoints[i:i + BATCH_ENDPOINTS]})
+                summary["watchQueued"] += len(endpoints)
+                continue
             for endpoint in endpoints:
                 summary["watched"] += 1
                 if self._check(watch, endpoint):
                     summary["rolledBack"] += 1
         return summary
+
+    def check_batch(self, body: dict[str, Any]) -> int:
+        """A `watch` message: one look at each of its endpoints that still serves the watched deployment (a watch
+        over, or an endpoint moved on since, is left alone); the number rolled back."""
+        watch = Watch.model_validate(body["watch"])
+        endpoints = sorted(str(e) for e in body["endpoints"])
+        if not endpoints or watch.until <= now_iso():
+            return 0
+        pointers = self.ledger.currents(watch.target, endpoints[0], endpoints[-1])
+        serving = [e for e in endpoints if (c := pointers.get(e)) is not None and c.deployment_id == watch.id]
+        return sum(1 for endpoint in serving if self._check(watch, endpoint))
 
     def _check(self, watch: Watch, endpoint: str) -> bool:
         """Check one endpoint; True when it stopped serving and was rolled back."""
@@ -67,19 +92,25 @@ class Watching:
         if verdict.ok or verdict.transient:
             return False
         problem = f"it stopped serving during its watch: {verdict.problem}"
+        cur = self.ledger.current(watch.target, endpoint)
+        if cur is None or cur.deployment_id != watch.id:
+            return False  # moved on since it was listed (rolled back by this check delivered before, replaced)
         log.warning("endpoint %s: %s %s; rolling back", endpoint, watch.model_path, problem)
         attempt = self.ledger.get_deployment(watch.target, endpoint, watch.id)
-        if attempt is not None:
+        if attempt is not None and attempt.outcome != "RolledBack":
             attempt.outcome, attempt.reason = "RolledBack", problem
             self.ledger.save_deployment(attempt)
-        self.events.publish(EndpointUpdateFailed(subject=f"{watch.target}/{endpoint}", run_id=watch.run_id,
-                                                 endpoint=endpoint, model=watch.model_path, reason=problem,
-                                                 will_retry=False))
+            self.events.publish(EndpointUpdateFailed(subject=f"{watch.target}/{endpoint}", run_id=watch.run_id,
+                                                     endpoint=endpoint, model=watch.model_path, reason=problem,
+                                                     will_retry=False))
         try:
-            self.operations.rollback(watch.target, endpoint, trigger="watch", caller="watch")
+            result = self.operations.rollback(watch.target, endpoint, trigger="watch", caller="watch",
+                                              only_from=watch.id)
         except (Refused, NotFound) as exc:
             log.error("endpoint %s serves a failing model and cannot be rolled back: %s", endpoint, exc)
             return False
+        if result.outcome == "Unchanged":
+            return False  # another delivery of this check rolled it back meanwhile (decided under the lease)
         self._record_on_run(watch, problem)
         return True
 

@@ -81,3 +81,61 @@ def test_no_watch_when_it_is_off_and_an_operators_patch_is_watched_too():
     run = w2.trained("acme/1.csv")
     assert w2.app.operations.patch_model(None, "acme", str(run.model_path), caller="ops").outcome == "Deployed"
     assert [watch.model_path for watch in w2.ledger.watches()] == [run.model_path]
+
+
+def watched_fleet(count: int) -> tuple[World, list[str], str, str]:
+    """`count` endpoints that served a first run's model, then a second run's (each fan-out run to the end): the
+    second one watched. Returns the world, the endpoints, the first run's model and the second run."""
+    names = [f"ep-{i:03d}" for i in range(count)]
+    w = world(RETRAIN_ENDPOINTS=",".join(names), RETRAIN_VERIFY_SWITCH_SECONDS="30", RETRAIN_VERIFY_POLL_SECONDS="2")
+    for name in names:
+        w.endpoint(name)
+    fanout = w.app.fanout_work
+    assert fanout is not None
+    runs = []
+    for seed in (1, 2):
+        run = w.trained(f"wide{seed}.csv", seed=seed)
+        land(w, run)
+        w.queue.drain(lambda body, count: fanout.handle(body))
+        assert w.run(run.id).status == "Deployed"
+        runs.append(run)
+    w.app.reconciler.reconcile()  # the first run's watch ends (replaced)
+    while w.queue.messages:
+        for msg in w.queue.receive(100, 60):
+            w.queue.delete(msg)
+    assert [watch.id for watch in w.ledger.watches()] == [f"run-{runs[1].id}"]
+    return w, names, str(runs[0].model_path), runs[1].id
+
+
+def test_a_widely_served_deployments_watch_is_checked_through_queue_messages_and_a_failing_one_rolled_back():
+    w, names, first_model, run_id = watched_fleet(60)
+    checks = len([c for c in w.studio.calls if c[0] == "check"])
+    summary = w.app.reconciler.reconcile()
+    assert summary["watchQueued"] == 60 and summary["watched"] == 0
+    assert len([c for c in w.studio.calls if c[0] == "check"]) == checks  # the pass itself checked nothing
+    bodies = [m.body for m in w.queue.receive(100, 60)]
+    assert sorted(len(b["endpoints"]) for b in bodies if b["kind"] == "watch") == [10, 50]
+    broken = w.run(run_id).model_path or ""
+    w.studio.broken_models.add(broken)  # it fails under real requests, after it was proven
+    fanout = w.app.fanout_work
+    assert fanout is not None
+    for body in bodies:
+        fanout.handle(body)
+        fanout.handle(body)  # delivered twice: no endpoint is rolled back twice
+    assert {w.studio.endpoints[n].model_path for n in names} == {first_model}  # one step back, not two
+    for name in names:
+        attempt = w.ledger.get_deployment("default", name, f"run-{run_id}")
+        assert attempt is not None and attempt.outcome == "RolledBack" and "watch" in str(attempt.reason)
+        assert [d.operation for d in w.ledger.history("default", name)] == ["rollback", "promote", "promote",
+                                                                            "create"]
+    assert sorted(e.endpoint for e in w.events.of(EndpointUpdateFailed, run_id)) == names
+    assert sorted(e.endpoint for e in w.events.of(EndpointRolledBack) if e.deployment_id) == names
+    assert w.run(run_id).status == "RolledBack" and "stopped serving" in str(w.run(run_id).error)
+
+
+def test_a_watch_on_one_wave_of_endpoints_is_still_checked_in_the_pass():
+    w, _, _, run_id = watched_fleet(16)
+    w.studio.broken_models.add(w.run(run_id).model_path or "")
+    summary = w.app.reconciler.reconcile()
+    assert summary["watched"] == 16 and summary["rolledBack"] == 16 and summary["watchQueued"] == 0
+    assert not [m for m in w.queue.messages.values() if '"watch"' in m.text]
