@@ -31,6 +31,7 @@ from shared.usecases.fanout_queue import QueuedFanOut
 from shared.usecases.intake import TrainingIntake
 from shared.usecases.model_landing import ModelLanding
 from shared.usecases.operations import Operations
+from shared.usecases.poisoned_blobs import PoisonedBlobs
 from shared.usecases.promotion import Promotion
 from shared.usecases.reconcile import Reconciler
 from shared.usecases.status import StatusPage
@@ -73,6 +74,7 @@ class UseCases:
         fanout = FanOut(self.deployer, self.fanout_work)
         self.promotion = Promotion(s, ledger, services, events, self.jobs, fanout, gate)
         self.model_landing = ModelLanding(s, storage, ledger, services, events, self.promotion)
+        self.poisoned_blobs = PoisonedBlobs(s, self.intake, self.model_landing, queue)
         self.operations = Operations(s, storage, ledger, services, events, self.deployer, gate)
         self.views = Views(s, ledger, services)
         self.dry_run = DryRun(s, storage, ledger, services)

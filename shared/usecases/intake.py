@@ -111,15 +111,21 @@ class TrainingIntake:
 
     def _unreadable(self, ref: BlobRef, problem: str, trigger: str) -> Run:
         """A file the SDK cannot read back: recorded as rejected (with a reason file and an event); it stays put."""
-        message = f"the file cannot be read back: {problem}; it stays where it is (rename it to retrain)"
+        return self.left_in_place(ref, "UnreadableName", f"the file cannot be read back: {problem}; it stays where "
+                                  "it is (rename it to retrain)", trigger)
+
+    def left_in_place(self, ref: BlobRef, code: str, message: str, trigger: str) -> Run:
+        """A file that is not taken and cannot be moved: a Rejected run, a note in rejected/ saying where the file
+        is and why it stays, and an event - once (a second call finds the run)."""
+        key = "unreadable" if code == "UnreadableName" else code.lower()  # (the id unreadable files always had)
         run, created = self.ledger.create_run(Run(
-            id=run_id_for(ref.path, "unreadable"), target="?", status="Rejected", data_path=ref.path,
-            trigger=trigger, error=f"UnreadableName: {message}",
-            transitions=[{"status": "Rejected", "at": now_iso(), "reason": f"UnreadableName: {message}"}]))
+            id=run_id_for(ref.path, key), target="?", status="Rejected", data_path=ref.path,
+            trigger=trigger, error=f"{code}: {message}",
+            transitions=[{"status": "Rejected", "at": now_iso(), "reason": f"{code}: {message}"}]))
         if created:
-            note = self.storage.note_unreadable(ref, {"code": "UnreadableName", "message": message, "runId": run.id})
+            note = self.storage.note_unreadable(ref, {"code": code, "message": message, "runId": run.id})
             self.events.publish(TrainingDataRejected(subject=ref.path, run_id=run.id, blob=ref.path,
-                                                     code="UnreadableName", message=message, reason_at=note.path))
+                                                     code=code, message=message, reason_at=note.path))
         return run
 
     def from_blob(self, path: str, trigger: str = "http") -> Run | None:

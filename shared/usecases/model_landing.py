@@ -41,13 +41,8 @@ class ModelLanding:
         """What a file in models/ is, and what is done with it; None when there is nothing to do (logged why)."""
         problem = unreadable_name(ref.name)
         if problem is not None:  # it cannot be moved either: a note in rejected/ says where it is and why
-            message = f"the file cannot be read back: {problem}; it stays where it is"
-            run_id = run_id_for(ref.path, "unreadable")
-            self._record_rejection(ref, run_id, trigger, f"UnreadableName: {message}")
-            note = self.storage.note_unreadable(ref, {"code": "UnreadableName", "message": message, "runId": run_id})
-            self.events.publish(ModelRejected(subject=ref.path, run_id=run_id, model=ref.path, code="UnreadableName",
-                                              reason=message, reason_at=note.path))
-            return PromoteResult(run_id, "Rejected", reason=message)
+            return self.left_in_place(ref, "UnreadableName", f"the file cannot be read back: {problem}; it stays "
+                                      "where it is", trigger)
         first = ref.name.split("/", 1)[0]
         run = self.ledger.get_run(first) if "/" in ref.name else None
         if run is not None and run.kind == "bes":
@@ -126,11 +121,22 @@ class ModelLanding:
                 self.reject(ref, run.id, "ModelNotServable", str(run.error).removeprefix("ModelNotServable: "))
         return result
 
-    def _record_rejection(self, ref: BlobRef, run_id: str, trigger: str, reason: str) -> None:
-        """A run row for a hand-dropped file rejected before any deployment, so the runs list tells of it too."""
-        self.ledger.create_run(Run(id=run_id, kind="manual", status="Rejected", target="?", model_path=ref.path,
+    def left_in_place(self, ref: BlobRef, code: str, message: str, trigger: str) -> PromoteResult:
+        """A file that is not taken and cannot be moved: a Rejected run, a note in rejected/ saying where the file
+        is and why it stays, and an event - once (a second call finds the run)."""
+        run_id = run_id_for(ref.path, "unreadable" if code == "UnreadableName" else code.lower())
+        if self._record_rejection(ref, run_id, trigger, f"{code}: {message}"):
+            note = self.storage.note_unreadable(ref, {"code": code, "message": message, "runId": run_id})
+            self.events.publish(ModelRejected(subject=ref.path, run_id=run_id, model=ref.path, code=code,
+                                              reason=message, reason_at=note.path))
+        return PromoteResult(run_id, "Rejected", reason=message)
+
+    def _record_rejection(self, ref: BlobRef, run_id: str, trigger: str, reason: str) -> bool:
+        """A run row for a hand-dropped file rejected before any deployment, so the runs list tells of it too; True
+        when this call wrote it."""
+        return self.ledger.create_run(Run(id=run_id, kind="manual", status="Rejected", target="?", model_path=ref.path,
                                    trigger=trigger, error=reason,
-                                   transitions=[{"status": "Rejected", "at": now_iso(), "reason": reason}]))
+                                   transitions=[{"status": "Rejected", "at": now_iso(), "reason": reason}]))[1]
 
     def reject(self, ref: BlobRef, run_id: str, code: str, message: str) -> None:
         moved = self.storage.reject(ref, {"code": code, "message": message, "runId": run_id})

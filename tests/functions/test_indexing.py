@@ -26,7 +26,14 @@ BLOB = {"training_data_landed": "training-data/{name}", "model_landed": "models/
 
 
 def test_exactly_the_expected_functions(indexed):
-    assert set(indexed) == set(HTTP) | set(BLOB) | {"reconcile", "azureml_job_event", "fanout_work"}
+    assert set(indexed) == set(HTTP) | set(BLOB) | {"reconcile", "azureml_job_event", "fanout_work",
+                                                               "blob_poisoned"}
+
+
+def test_blobs_the_host_gave_up_on_come_through_a_queue_trigger_on_its_poison_queue(indexed):
+    spec = indexed["blob_poisoned"]
+    assert spec.trigger_type == "queueTrigger" and spec.queue_name == "webjobs-blobtrigger-poison"
+    assert spec.trigger["connection"] == "AzureWebJobsStorage"
 
 
 def test_the_fan_out_work_comes_through_a_queue_trigger_on_the_host_storage(indexed):

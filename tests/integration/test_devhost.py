@@ -8,6 +8,7 @@ import json
 import threading
 import time
 import uuid
+from base64 import b64decode
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -176,11 +177,12 @@ def test_a_failing_blob_is_retried_to_the_threshold_then_poisoned(devhost):
 
     def poisoned() -> list[Any]:
         try:
-            return [m for m in queue.peek_messages(32) if json.loads(m.content)["BlobName"] == name]
+            return [m for m in queue.peek_messages(32) if json.loads(b64decode(m.content))["BlobName"] == name]
         except ResourceNotFoundError:  # the queue appears with the first message
             return []
 
-    message = json.loads(wait_for(poisoned)[0].content)
+    # Base64, as the storage extension writes its queues (messageEncoding): a queue trigger on it can read it
+    message = json.loads(b64decode(wait_for(poisoned)[0].content))
     assert message["FunctionId"] == "Host.Functions.landed" and message["ContainerName"] == "inbox"
     assert calls["failures"][-2:] == [0, 1]  # two tries, retry_context counting them
 

@@ -12,6 +12,7 @@ Every invocation is logged with its id and duration, as the host does.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import json
@@ -397,9 +398,14 @@ class DevHost:
                 client_id=env.get(f"{connection}__clientId")))
         with contextlib.suppress(ResourceExistsError):
             queue.create_queue()
-        queue.send_message(json.dumps({"Type": "BlobTrigger", "FunctionId": f"Host.Functions.{work.spec.name}",
-                                       "BlobType": "BlockBlob", "ContainerName": work.container,
-                                       "BlobName": work.name, "ETag": work.etag}))
+        text = json.dumps({"Type": "BlobTrigger", "FunctionId": f"Host.Functions.{work.spec.name}",
+                           "BlobType": "BlockBlob", "ContainerName": work.container, "BlobName": work.name,
+                           "ETag": work.etag})
+        # written as the storage extension writes its queues (messageEncoding), so a queue trigger on it reads it
+        from tools.devhost.queues import QueueOptions
+
+        encoded = QueueOptions(self.opts.host_json).base64
+        queue.send_message(base64.b64encode(text.encode()).decode() if encoded else text)
 
     async def _blob_worker(self) -> None:
         loop = asyncio.get_running_loop()

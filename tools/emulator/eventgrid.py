@@ -19,7 +19,9 @@ import collections
 import hmac
 import json
 import logging
+import re
 import secrets
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -27,7 +29,7 @@ from urllib.parse import quote
 
 import aiohttp
 from aiohttp import web
-from azure.core.exceptions import AzureError
+from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.storage.blob.aio import BlobServiceClient
 from pydantic import BaseModel, Field
 
@@ -217,6 +219,8 @@ class StorageEventSource:
         self._client: BlobServiceClient | None = None
         self._sequence = 0
         self._loop_task: asyncio.Task[None] | None = None
+        self._scanned: set[str] = set()  # containers listed since the emulator started
+        self._since: float | None = None  # when a subscription was last added (after the start)
         self.account_name = ""
         self.blob_endpoint = ""
 
@@ -251,6 +255,8 @@ class StorageEventSource:
     def add(self, sub: Subscription) -> Subscription:
         """Add a subscription, or replace the one with the same name (its URL or filters changed)."""
         self.subscriptions = [s for s in self.subscriptions if not (sub.name and s.name == sub.name)] + [sub]
+        if self._session is not None:
+            self._since = time.time()
         self._persist()
         if self._session is not None:
             self._activate(sub)
@@ -311,21 +317,50 @@ class StorageEventSource:
         return (f"/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/emulator/providers/"
                 f"Microsoft.Storage/storageAccounts/{self.account_name}")
 
+    def _watched(self) -> set[str] | None:
+        """The containers some subscription wants blob events of (None: every container). A subscription to other
+        event types (the workspace's job events) needs no listing; with none, the account is not listed at all - a
+        listing of every container every poll is what an idle emulator spent its time on, on a shared Azurite."""
+        wanted: set[str] = set()
+        for sub in self.subscriptions:
+            if not any(t.startswith("Microsoft.Storage.") for t in sub.event_types):
+                continue
+            found = re.match(r"/blobServices/default/containers/([^/]+)/", sub.subject_begins_with)
+            if found is None:
+                return None
+            wanted.add(found.group(1))
+        return wanted
+
     async def _scan(self) -> list[dict[str, Any]]:
-        """List the account; return events for blobs created, changed or deleted since the last scan."""
+        """List the watched containers; return events for blobs created, changed or deleted since the last scan. A
+        container watched for the first time since the emulator started takes as news only blobs written since the
+        subscription that watches it was added (Event Grid delivers what happens after a subscription, not before)."""
         assert self._client is not None
+        wanted = self._watched()
+        if wanted is not None and not wanted:
+            return []
+        names = sorted(wanted) if wanted is not None else [c.name async for c in self._client.list_containers()]
         seen = self.store.ws.storage_watch.seen
         current: dict[str, tuple[str, Any]] = {}
-        async for container in self._client.list_containers():
-            async for blob in self._client.get_container_client(container.name).list_blobs():
-                current[f"{container.name}/{blob.name}"] = (blob.etag, blob)
+        for name in names:
+            try:
+                async for blob in self._client.get_container_client(name).list_blobs():
+                    current[f"{name}/{blob.name}"] = (blob.etag, blob)
+            except ResourceNotFoundError:
+                pass  # not created yet
         events = []
         for key, (etag, blob) in current.items():
             if seen.get(key) != etag:
-                events.append(self._event("Microsoft.Storage.BlobCreated", key, etag, blob))
                 seen[key] = etag
-        for key in [k for k in seen if k not in current]:
+                since = self._since if key.partition("/")[0] not in self._scanned else None
+                if since is not None and blob.last_modified is not None and \
+                        blob.last_modified.timestamp() < since - 1:
+                    continue  # there before the subscription
+                events.append(self._event("Microsoft.Storage.BlobCreated", key, etag, blob))
+        scanned = set(names)
+        for key in [k for k in seen if k not in current and k.partition("/")[0] in scanned]:
             events.append(self._event("Microsoft.Storage.BlobDeleted", key, seen.pop(key), None))
+        self._scanned |= scanned
         if events:
             self.store.mark_dirty()
         return events

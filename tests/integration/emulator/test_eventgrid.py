@@ -95,3 +95,27 @@ def test_deliveries_are_retried_until_the_webhook_answers(start_emulator):
         assert hook.headers[-1]["aeg-delivery-count"] == "2"
     finally:
         hook.close()
+
+
+def test_a_subscription_added_later_gets_what_is_written_after_it_not_what_was_there(start_emulator):
+    """The emulator lists only the containers a subscription watches (none: nothing is listed - an idle emulator
+    listed the whole shared Azurite every 0.5 s); a container watched for the first time takes as news only what
+    is written after the subscription, as Event Grid does."""
+    hook = WebhookReceiver()
+    try:
+        emu = start_emulator()
+        studio = Studio(emu.manifest)
+        container = f"late{uuid.uuid4().hex[:8]}"
+        studio.upload(container, "before.csv", "a\n1\n")
+        time.sleep(2.5)  # Last-Modified has one-second resolution
+        requests.post(f"{emu.manifest['admin_url']}/storage-events/subscriptions", json={
+            "endpoint": hook.url, "subject_begins_with": f"/blobServices/default/containers/{container}/"},
+            timeout=10).raise_for_status()
+        studio.upload(container, "after.csv", "a\n2\n")
+        events = hook.wait_for(lambda e: e["subject"].endswith("/after.csv"), timeout=30)
+        assert len(events) == 1
+        studio.upload(container, "before.csv", "a\n3\n")  # a new version of a blob that was there: news
+        hook.wait_for(lambda e: e["subject"].endswith("/before.csv"), timeout=30)
+        assert [n["subject"].rsplit("/", 1)[1] for n in hook.notifications] == ["after.csv", "before.csv"]
+    finally:
+        hook.close()

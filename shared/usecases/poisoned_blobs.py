@@ -1,0 +1,83 @@
+"""Blobs the Functions host gave up on. After `poisonBlobThreshold` (host.json) failed tries of a blob trigger the
+host puts a message naming the blob on `webjobs-blobtrigger-poison` and never triggers for that version again: a
+name the SDK cannot read, or a file whose every try met an outage, would be lost without a word. Here such a file
+is taken again by the use case its landing calls (runs are keyed by the file's version, so a file taken after
+all is not taken twice); when it still cannot be taken, it is tried again later from the work queue with a
+growing delay, and at last recorded as not taken - a Rejected run, a note in rejected/ and an event - never
+dropped."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from shared.errors import ServiceError, describe
+from shared.ports.queues import WorkQueue
+from shared.records import BlobRef
+from shared.settings import Settings
+from shared.usecases.intake import TrainingIntake
+from shared.usecases.model_landing import ModelLanding
+
+log = logging.getLogger("shared.usecases.poisoned_blobs")
+POISON_QUEUE = "webjobs-blobtrigger-poison"  # the host's, for every blob trigger of the app
+RETRY_DELAYS = (60, 300, 900, 3600, 3600, 4 * 3600)  # seconds before each further try (~6.4 h in all)
+
+
+@dataclass
+class PoisonedBlobs:
+    settings: Settings
+    intake: TrainingIntake
+    model_landing: ModelLanding
+    queue: WorkQueue | None
+
+    def handle(self, message: dict[str, Any], tries: int = 0) -> str:
+        """One poison message (the host's shape: ContainerName, BlobName, FunctionId, ETag); what was done:
+        taken / retrying / recorded / ignored."""
+        container, name = message.get("ContainerName"), message.get("BlobName")
+        if not isinstance(container, str) or not isinstance(name, str) or not container or not name:
+            log.error("a poison message that names no blob was dropped (keys: %s)", sorted(message)[:10])
+            return "ignored"
+        ref = BlobRef(container, name)
+        if container not in (self.settings.data_container, self.settings.models_container):
+            log.warning("%s was poisoned, but the app takes no file from %s; left as it is", ref.path, container)
+            return "ignored"
+        try:
+            if container == self.settings.data_container:
+                self.intake.accept(ref, trigger="poison")
+            else:
+                self.model_landing.landed(ref, trigger="poison")
+        except Exception as exc:
+            problem = describe(exc) if isinstance(exc, ServiceError) else \
+                f"an unexpected {type(exc).__name__} (the function's log has it)"
+            if not isinstance(exc, ServiceError):
+                log.exception("taking %s again failed", ref.path)
+            if tries < len(RETRY_DELAYS) and self.queue is not None:
+                delay = RETRY_DELAYS[tries]
+                log.warning("%s could not be taken after the host gave up on it (%s); trying again in %d s "
+                            "(%d of %d)", ref.path, problem, delay, tries + 1, len(RETRY_DELAYS))
+                self._later(container, name, tries + 1, delay)
+                return "retrying"
+            message_text = (f"the app could not take this file after {tries + 1} tries beside the host's: "
+                            f"{problem}; it stays where it is (upload it again, or call POST /api/retrain on it)")
+            log.error("%s: %s", ref.path, message_text)
+            try:
+                if container == self.settings.data_container:
+                    self.intake.left_in_place(ref, "NotTaken", message_text, "poison")
+                else:
+                    self.model_landing.left_in_place(ref, "NotTaken", message_text, "poison")
+            except ServiceError as again:
+                if self.queue is None:
+                    raise
+                log.warning("%s: not even its record could be written (%s); trying again in %d s", ref.path,
+                            describe(again), RETRY_DELAYS[-1])
+                self._later(container, name, tries, RETRY_DELAYS[-1])
+                return "retrying"
+            return "recorded"
+        log.info("%s was taken again after the host gave up on it", ref.path)
+        return "taken"
+
+    def _later(self, container: str, name: str, tries: int, delay: float) -> None:
+        assert self.queue is not None
+        self.queue.send({"kind": "poisoned-blob", "blob": {"ContainerName": container, "BlobName": name},
+                         "tries": tries}, delay)
