@@ -58,8 +58,9 @@ class Operations:
         dep = Deployment(id="create", target=target.name, endpoint=name, operation="create", outcome="Created",
                          model_base=ep.model_base, model_path=ep.model_path, trigger="http")
         _, recorded = self.ledger.add_deployment(dep)  # one create row per endpoint, whoever writes it first
-        if adopting is not None and not recorded:
-            raise Refused(str(adopting), "EndpointExists", conflict=True)
+        if not recorded:  # another call recorded it: that call created it (a service may answer both with success)
+            raise Refused(str(adopting) if adopting else f"endpoint '{name}' exists already", "EndpointExists",
+                          conflict=True)
         owner = uuid.uuid4().hex
         cur = self.deployer.acquire(target, name, owner)
         if cur.deployment_id is None:

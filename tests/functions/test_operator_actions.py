@@ -141,3 +141,19 @@ def test_with_entra_operator_auth_an_uploaders_key_cannot_act_as_an_operator(app
     upload = call_http(http_api.retrain, "POST", "retrain", csv_text(300, seed=5).encode(),
                        params={"name": f"{name}/up.csv"}, headers={"Content-Type": "text/csv"})
     assert upload.status == 202, upload.text
+
+
+def test_ten_parallel_creates_of_one_name_get_one_201_and_nine_409s(app):
+    """Issue 21: ten parallel POST /api/endpoints with one name - in 2 of 4 runs two callers got 201 (the ledger
+    recorded one creation). Over the emulator's real HTTP, tried four times: one 201, nine EndpointExists."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    h = app()
+    for attempt in range(4):
+        name = f"par{attempt}-{uuid.uuid4().hex[:6]}"
+        with ThreadPoolExecutor(10) as pool:
+            answers = list(pool.map(lambda n: call_http(http_api.endpoints_create, "POST", "endpoints",
+                                                        {"name": n}), [name] * 10))
+        codes = sorted((a.status, a.code if a.status != 201 else "") for a in answers)
+        assert codes == [(201, "")] + [(409, "EndpointExists")] * 9, codes
+        assert [(d.operation, d.outcome) for d in h.app.ledger.history("default", name)] == [("create", "Created")]

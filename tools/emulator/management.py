@@ -172,11 +172,13 @@ async def put_endpoint(request: web.Request) -> web.Response:
     if not NAME_RULE.match(name):
         raise bad_argument("InvalidEndpointName", "Endpoint names have at most 24 characters: lower-case letters, "
                                                   "digits and hyphens, not starting or ending with a hyphen.")
-    if ep is not None:
-        raise StudioError("Conflict", "EndpointAlreadyExists", f"Endpoint '{name}' already exists.")
     body = await json_body(request, allow_empty=True) or {}
     if not isinstance(body, dict):
         raise bad_argument("RequestBodyInvalid", "The request body must be a JSON object.")
+    # looked up after the last await: two PUTs of one name at once create it once (the second is a conflict)
+    ep = svc.endpoints.get(name)
+    if ep is not None:
+        raise StudioError("Conflict", "EndpointAlreadyExists", f"Endpoint '{name}' already exists.")
     limit = 3 if emu.store.ws.tier == "free" else emu.config.max_endpoints
     if len(svc.endpoints) >= limit:
         raise bad_argument("EndpointLimitReached", f"A web service can have at most {limit} endpoints "

@@ -14,7 +14,7 @@ import pytest
 import shared.usecases.claims as claims_module
 import shared.usecases.intake as intake_module
 import shared.usecases.operations as operations_module
-from shared.errors import NotFound, Refused, RunMoved, Stale
+from shared.errors import AlreadyExists, NotFound, Refused, RunMoved, Stale
 from shared.events import EndpointRolledBack, EndpointUpdated, JobFinished
 from shared.ports.ledger import CHANGE_TRIES
 from shared.ports.serving import EndpointInfo
@@ -135,6 +135,44 @@ def test_the_second_create_of_a_name_after_the_first_recorded_it_is_a_conflict()
     assert isinstance(loser, Refused) and loser.code == "EndpointExists" and loser.conflict
     assert [(d.operation, d.outcome) for d in w.ledger.history("default", "once")] == [("create", "Created")]
     assert [c for c in w.studio.calls if c[0] == "create_endpoint"] == [("create_endpoint", "once")] * 2
+
+
+def test_when_the_service_tells_two_parallel_creates_they_created_it_only_the_recorded_one_did(monkeypatch):
+    """Issue 21: ten parallel POST /api/endpoints of one name - two callers got 201 when the service answered both
+    with success (the emulator's check-then-create; a retried PUT that meets 409 reads as its own). The caller
+    whose create row is the ledger's created it; every other one is told EndpointExists."""
+    w = world()
+    real = w.studio.create_endpoint
+    barrier = threading.Barrier(4)
+
+    def not_atomic(name: str) -> EndpointInfo:
+        barrier.wait(5)  # all four are past the service's existence check
+        try:
+            return real(name)
+        except AlreadyExists:
+            info = w.studio.info(name)
+            assert info is not None
+            return info  # as a service that answers every PUT of the name with success
+
+    monkeypatch.setattr(w.studio, "create_endpoint", not_atomic)
+    results: list[object] = []
+
+    def create() -> None:
+        try:
+            results.append(w.app.operations.add_endpoint("many"))
+        except Refused as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=create) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    created = [r for r in results if isinstance(r, EndpointInfo)]
+    refused = [r for r in results if isinstance(r, Refused)]
+    assert len(created) == 1 and len(refused) == 3
+    assert all(r.code == "EndpointExists" and r.conflict for r in refused)
+    assert [(d.operation, d.outcome) for d in w.ledger.history("default", "many")] == [("create", "Created")]
 
 
 def test_a_create_that_finds_the_name_taken_waits_for_the_creator_to_record_it(monkeypatch):
