@@ -91,7 +91,8 @@ class ModelRejected(Event):
 
 
 class EndpointUpdated(Event):
-    when = "an endpoint serves a new model, verified"
+    when = ("an endpoint serves a new model, verified, and the ledger recorded its pointer change (published only "
+            "then); of an endpoint's, the highest `sequence` is what it serves")
     about = "`<target>/<endpoint>`"
     endpoint: str
     target: str
@@ -99,6 +100,10 @@ class EndpointUpdated(Event):
     metrics: dict[str, float] = Field(default_factory=dict)
     operation: str
     deployment_id: str
+    sequence: int | None = None  # the endpoint's pointer changes, counted: a later change has a higher one (always
+    # set by the app; absent only in events published before it was)
+    previous_model: str | None = None  # what the endpoint served before this change
+    data_time: str | None = None  # when the model's training data landed (an operator's action: its own)
 
 
 class EndpointUpdateFailed(Event):

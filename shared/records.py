@@ -157,9 +157,11 @@ class Current(Record):
     metrics: Metrics = Field(default_factory=dict)
     lease_owner: str | None = None
     lease_until: float = 0.0
+    sequence: int = 0  # one more at every pointer change: the endpoint's order of changes (EndpointUpdated's)
 
     def serve(self, dep: Deployment) -> None:
-        """Point at `dep` as what the endpoint now serves."""
+        """Point at `dep` as what the endpoint now serves (the next in its sequence)."""
+        self.sequence += 1
         self.deployment_id, self.run_id = dep.id, dep.run_id
         self.model_base, self.model_path, self.data_time, self.metric = (dep.model_base, dep.model_path,
                                                                          dep.data_time, dep.metric)

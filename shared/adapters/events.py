@@ -15,7 +15,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +39,9 @@ logging.getLogger("azure.eventgrid._legacy._generated._serialization").setLevel(
 CIRCUIT_SECONDS = 30.0
 CONNECT_SECONDS, READ_SECONDS = 3.0, 5.0  # a send's bound: 2 tries of these, well inside an endpoint lease
 SEND_BATCH = 100  # events per request (Event Grid takes up to 1 MB per request)
+# A batch's rows are held from `flush` while their writer records what they announce, then sent or withdrawn by it:
+# for host.json's functionTimeout, past which the writer's invocation is over (a crash: a flush sends them then).
+HOLD_SECONDS = 600.0
 
 
 def _iso(event: CloudEvent[Any]) -> str:
@@ -71,6 +74,9 @@ class EventBatch(port.EventBatch):
     def send(self, stored: Any) -> None:
         if stored:
             self.publisher.send_stored(stored)
+
+    def withdraw(self, stored: Any, refused: Callable[[str, str, dict[str, Any]], bool]) -> list[Stored]:
+        return self.publisher.withdraw(stored, refused)
 
 
 @dataclass
@@ -196,12 +202,12 @@ class EventPublisher(port.EventSink):
             return False
 
     def store(self, events: list[CloudEvent[Any]]) -> list[Stored]:
-        """Store `events` in the outbox (grouped rows, 100 to a transaction); returns them by row, for
-        `send_stored` once the outcomes they announce are recorded."""
+        """Store `events` in the outbox (grouped rows, 100 to a transaction), held from `flush` for HOLD_SECONDS;
+        returns them by row, for `send_stored` (or `withdraw`) once the outcomes they announce are recorded."""
         by_id = {e.id: e for e in events}
         rows = [(e.id, e.type.removeprefix("Retrain."), e.subject or "", e.data, _iso(e)) for e in events]
         try:
-            groups = self.outbox.add_many(rows)
+            groups = self.outbox.add_many(rows, held_until=time.time() + HOLD_SECONDS)
         except AzureError as exc:  # no outbox now: send them directly rather than not at all
             log.warning("could not store %d event(s) in the outbox (%s); sending them directly", len(rows),
                         type(exc).__name__)
@@ -212,10 +218,35 @@ class EventPublisher(port.EventSink):
         """Send stored events, a row's to a request, and forget the rows the topic took."""
         if self._client is None:
             return
-        for one in stored:
+        for i, one in enumerate(stored):
             if time.monotonic() < self._skip_until or not self._send(one.events, from_outbox=True):
-                return  # the outbox keeps them for the next reconcile
+                self._release([s.row for s in stored[i:]])  # the outbox keeps them for the next reconcile
+                return
             self._forget([one.row])
+
+    def withdraw(self, stored: list[Stored], refused: Callable[[str, str, dict[str, Any]], bool]) -> list[Stored]:
+        """Take back stored events not sent yet: a row holding one is removed and what else it held stored again."""
+        kept: list[Stored] = []
+        for one in stored:
+            left = [e for e in one.events if not refused(e.type.removeprefix(PREFIX), e.subject or "",
+                                                         e.data if isinstance(e.data, dict) else {})]
+            if len(left) == len(one.events):
+                kept.append(one)
+                continue
+            try:
+                self.outbox.remove([one.row])
+            except AzureError as exc:  # it stays: the next flush sends it
+                log.warning("could not take back %d event(s) from the outbox (%s)", len(one.events) - len(left),
+                            type(exc).__name__)
+            if left:
+                kept += self.store(left)
+        return kept
+
+    def _release(self, rows: list[str]) -> None:
+        try:
+            self.outbox.release(rows)
+        except AzureError as exc:  # sent by a flush once their hold ends
+            log.warning("could not release %d held outbox row(s) (%s)", len(rows), type(exc).__name__)
 
     def _forget(self, rows: list[str]) -> None:
         try:

@@ -5,7 +5,8 @@ Two kinds of row: one event (`add`, keyed by the event's id, which is derived fr
 announced twice is stored once), and a group of events (`add_many`, a fan-out's: as many events to a row as fit
 one table property, keyed by a hash of their ids, so storing the same group again rewrites the same row) - a
 10,000-endpoint fan-out writes and deletes about 200 rows, not 10,000. Readers see events either way (`pending`);
-a row is removed once every event in it was sent.
+a row is removed once every event in it was sent. A fan-out's rows are held from `pending` while their writer records
+the outcomes they announce (see `EventPublisher.store`).
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-from azure.data.tables import TableClient, TableTransactionError
+from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from shared.adapters.transactions import submit_transaction
 
@@ -77,12 +79,13 @@ class Outbox:
         except ResourceExistsError:
             return False
 
-    def add_many(self, events: list[StoredEvent]) -> list[Group]:
+    def add_many(self, events: list[StoredEvent], held_until: float = 0.0) -> list[Group]:
         """Store events in group rows, 100 rows per transaction; storing a group again is no error. Returns the
-        groups, for `remove` once the topic took their events."""
+        groups, for `remove` once the topic took their events. `held_until` (epoch seconds): `pending` leaves the
+        rows alone until then, or until `release` - their writer sends them, or withdraws one, itself."""
         packed = group_rows(events)
         entities = [{"PartitionKey": PARTITION, "RowKey": group.row, "events": text, "count": len(group.events),
-                     "time": min(e[4] for e in group.events)} for group, text in packed]
+                     "time": min(e[4] for e in group.events), "heldUntil": held_until} for group, text in packed]
         for i in range(0, len(entities), 100):
             submit_transaction(self.table, [("upsert", e) for e in entities[i:i + 100]])
         return [group for group, _ in packed]
@@ -90,7 +93,9 @@ class Outbox:
     def pending(self, limit: int) -> list[dict[str, Any]]:
         """Events still to send, oldest row first, whole rows until at least `limit` events. Each event:
         RowKey (its id), type, subject, data, time, and `row` (the outbox row holding it)."""
-        rows = [dict(e) for e in self.table.query_entities("PartitionKey eq @p", parameters={"p": PARTITION})]
+        now = time.time()
+        rows = [dict(e) for e in self.table.query_entities("PartitionKey eq @p", parameters={"p": PARTITION})
+                if float(e.get("heldUntil") or 0.0) <= now]
         rows.sort(key=lambda r: str(r.get("time")))
         events: list[dict[str, Any]] = []
         for r in rows:
@@ -102,6 +107,13 @@ class Outbox:
             else:
                 events.append(dict(r, data=json.loads(r["data"]), row=r["RowKey"]))
         return events
+
+    def release(self, rows: list[str]) -> None:
+        """Stop holding rows (their writer could not send them): the next `pending` returns them."""
+        for row in dict.fromkeys(rows):
+            with contextlib.suppress(ResourceNotFoundError):
+                self.table.update_entity({"PartitionKey": PARTITION, "RowKey": row, "heldUntil": 0.0},
+                                         mode=UpdateMode.MERGE)
 
     def remove(self, rows: list[str]) -> None:
         """Forget rows whose events the topic has taken (100 per transaction; one already gone is no error)."""

@@ -4,6 +4,7 @@ topic did not take), and a fan-out's events gathered from its threads into a few
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -25,6 +26,12 @@ class EventBatch(ABC):
     @abstractmethod
     def send(self, stored: Any) -> None:
         """Send stored events (what the topic does not take waits for `EventSink.flush`)."""
+
+    @abstractmethod
+    def withdraw(self, stored: Any, refused: Callable[[str, str, dict[str, Any]], bool]) -> Any:
+        """Take back stored events not sent yet that `refused(type, subject, data)` names - the announcement of an
+        outcome the ledger then refused (`type` without `Retrain.`, `data` as sent); returns what is left to
+        `send`."""
 
 
 class EventSink(ABC):

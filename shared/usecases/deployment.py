@@ -16,7 +16,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_e
 
 from shared import failpoints
 from shared.decisions import MODEL_REFUSED, superseded_by
-from shared.errors import LeaseBusy, Refused, ServiceError, Stale, describe
+from shared.errors import LeaseBusy, Refused, ServiceError, describe
 from shared.events import EndpointRolledBack, EndpointUpdated, EndpointUpdateFailed, ModelRejected
 from shared.gate import Gate
 from shared.ports.events import EventSink
@@ -35,6 +35,7 @@ from shared.records import (
     now_iso,
 )
 from shared.settings import Settings, Target
+from shared.usecases.outcomes import carry_out_and_record
 
 log = logging.getLogger("shared.usecases.deployment")
 LEASE_WAIT_SECONDS = 300
@@ -109,11 +110,7 @@ class EndpointDeployer:
         dep = self.new_attempt(target, endpoint, plan.model, plan.run, plan.operation, trigger, f"run-{plan.run.id}")
         dep.restores, dep.caller, dep.forced = plan.restores, caller, forced
         self.ledger.add_deployment(dep)
-        dep = self.carry_out(target, plan.model, plan.run, True, LeasedAttempt(dep, True, cur))
-        try:
-            self.ledger.finish(dep, cur, owner)
-        except Stale:
-            log.warning("the lease on %s was taken over while deploying %s", endpoint, dep.id)
+        dep = carry_out_and_record(self, target, plan.model, plan.run, True, LeasedAttempt(dep, True, cur), owner)
         serving = dep.model_path if dep.outcome == "Deployed" else previous
         return EndpointResult(endpoint, dep.outcome, dep.reason, dep.id, serving, previous)
 
@@ -149,12 +146,7 @@ class EndpointDeployer:
         begun = self.begin_alone(self.new_attempt(target, endpoint, model, run, operation, trigger, dep_id), owner)
         if isinstance(begun, EndpointResult):
             return begun
-        dep = self.carry_out(target, model, run, force, begun)
-        try:
-            assert begun.lease is not None
-            self.ledger.finish(dep, begun.lease, owner)
-        except Stale:
-            log.warning("the lease on %s was taken over while deploying %s", endpoint, dep.id)
+        dep = carry_out_and_record(self, target, model, run, force, begun, owner)
         return EndpointResult(endpoint, dep.outcome, dep.reason, dep.id)
 
     def renew_lease(self, cur: Current) -> None:
@@ -255,11 +247,12 @@ class EndpointDeployer:
                 return "Pending", f"{reason}; the previous model serves again and the deployment will be retried"
             return "RolledBack", reason
         failpoints.reached("after-patch")  # verified on the service, not yet in the ledger
+        previous = cur.model_path
         cur.serve(dep)
-        self.events.publish(EndpointUpdated(subject=subject, run_id=dep.run_id, endpoint=endpoint,
-                                            target=target.name, model=dep.model_path,
-                                            metrics=dep.metrics, operation=dep.operation,
-                                            deployment_id=dep.id))
+        self.events.publish(  # sent only once the ledger took the change (`record_outcomes`)
+            EndpointUpdated(subject=subject, run_id=dep.run_id, endpoint=endpoint, target=target.name,
+                            model=dep.model_path, metrics=dep.metrics, operation=dep.operation, deployment_id=dep.id,
+                            sequence=cur.sequence, previous_model=previous, data_time=dep.data_time))
         return "Deployed", None
 
 

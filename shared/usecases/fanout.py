@@ -9,7 +9,6 @@ import queue
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
 
 from shared import failpoints
 from shared.decisions import spread_over_queue
@@ -20,6 +19,7 @@ from shared.records import Current, Deployment, EndpointResult, Run
 from shared.settings import Target
 from shared.usecases.deployment import EndpointDeployer
 from shared.usecases.fanout_queue import QueuedFanOut
+from shared.usecases.outcomes import record_outcomes
 
 log = logging.getLogger("shared.usecases.fanout")
 FLUSH_SECONDS = 1.0  # outcomes are written in full batches, or after this long, or at the end
@@ -74,7 +74,7 @@ class FanOut:
         # Outcomes are recorded by one thread of their own, so taking the next leases never waits for them.
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fanout") as pool, \
                 ThreadPoolExecutor(max_workers=1, thread_name_prefix="fanout-record") as recorder:
-            recording: list[Future[None]] = []
+            recording: list[Future[list[Deployment]]] = []
             while True:
                 # Leases are taken just in time (a batch when fewer than 3x workers are in flight), so none waits
                 # long enough in the queue to expire.
@@ -98,7 +98,8 @@ class FanOut:
                     recording.append(recorder.submit(self._record, done, owner, events))
                     done = []
             for future in recording:
-                future.result()  # an error recording outcomes is raised here (the attempts stay Pending)
+                for lost in future.result():  # an error recording outcomes is raised here (attempts stay Pending)
+                    results[lost.endpoint] = EndpointResult(lost.endpoint, lost.outcome, lost.reason, lost.id)
         events.send(events.store())  # those of endpoints whose work raised
         return [results[ep] for ep in dict.fromkeys(endpoints) if ep in results]
 
@@ -119,13 +120,10 @@ class FanOut:
                 began.append(one)
         return began
 
-    def _record(self, done: list[tuple[Deployment, Current]], owner: str, events: EventBatch) -> None:
+    def _record(self, done: list[tuple[Deployment, Current]], owner: str, events: EventBatch) -> list[Deployment]:
         """Outcomes and pointers of finished endpoints, BATCH_ENDPOINTS together - after the events announcing
-        them are stored, and before those are sent."""
-        stored: Any = events.store()
-        for lost in self.ledger.finish_many(done, owner):
-            log.warning("the lease on %s was taken over while deploying %s", lost.endpoint, lost.id)
-        events.send(stored)
+        them are stored, and before those are sent (without the announcements the ledger refused)."""
+        return record_outcomes(self.ledger, events, done, owner)
 
 
 class _PointerPrefetch:

@@ -33,6 +33,7 @@ from shared.ports.serving import EndpointInfo, ModelRef, Observed, Verdict
 from shared.records import Current, Deployment, EndpointResult, Run
 from shared.settings import Target
 from shared.usecases.deployment import EndpointDeployer, InService
+from shared.usecases.outcomes import record_outcomes
 from shared.usecases.pace import Pace
 
 log = logging.getLogger("shared.usecases.fanout_queue")
@@ -242,12 +243,9 @@ class QueuedFanOut:
 
 
 def record(ledger: Ledger, done: list[tuple[Deployment, Current]], owner: str, events: Any) -> None:
-    """Outcomes and pointers, BATCH_ENDPOINTS together, after the events announcing them are stored."""
-    stored = events.store()
-    for i in range(0, len(done), BATCH_ENDPOINTS):
-        for lost in ledger.finish_many(done[i:i + BATCH_ENDPOINTS], owner):
-            log.warning("the lease on %s was taken over while deploying %s", lost.endpoint, lost.id)
-    events.send(stored)
+    """Outcomes and pointers, BATCH_ENDPOINTS together, after the events announcing them are stored
+    (`record_outcomes`: an announcement the ledger refused is withdrawn)."""
+    record_outcomes(ledger, events, done, owner)
 
 
 def progress(ledger: Ledger, target: Target, todo: list[str], dep_id: str,

@@ -1,11 +1,12 @@
 """`EventSink` in memory: what was published, in order; a batch gathers its threads' events and publishes them when
-sent. `down` makes the topic refuse: events wait, as in the outbox, until `flush`."""
+sent (until then they are held: a flush leaves them, as the outbox's hold). `down` makes the topic refuse: events
+wait, as in the outbox, until `flush`."""
 
 from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from shared.events import Event
@@ -38,17 +39,31 @@ class FakeBatch(EventBatch):
         with self._lock:
             taken, self._gathered = self._gathered, []
         with self.sink.lock:
-            self.sink.waiting.extend(taken)
+            self.sink.held.extend(taken)
         return taken
 
     def send(self, stored: Any) -> None:
+        with self.sink.lock:
+            for event in stored:
+                if event in self.sink.held:
+                    self.sink.held.remove(event)
+                    self.sink.waiting.append(event)
         self.sink.flush()
+
+    def withdraw(self, stored: Any, refused: Callable[[str, str, dict[str, Any]], bool]) -> list[Event]:
+        taken = [e for e in stored if refused(e.type_name(), e.subject, e.data())]
+        with self.sink.lock:
+            for event in taken:
+                if event in self.sink.held:
+                    self.sink.held.remove(event)
+        return [e for e in stored if e not in taken]
 
 
 class FakeEvents(EventSink):
     def __init__(self) -> None:
         self.published: list[Event] = []  # what the topic took, in order
         self.waiting: list[Event] = []  # stored, not sent yet
+        self.held: list[Event] = []  # a batch's, stored and not released by its `send` yet: `flush` leaves them
         self.down = False
         self.local = threading.local()
         self.lock = threading.Lock()

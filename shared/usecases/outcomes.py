@@ -1,0 +1,70 @@
+"""Recording deployments' outcomes and pointers, and announcing them: the one place an `EndpointUpdated` meets the
+ledger. The events are stored first (an outbox row: a crash after the ledger write cannot lose them), the outcomes
+and pointers written, and only then sent - without the `EndpointUpdated` of an endpoint whose pointer write the
+ledger refused (its lease was taken over meanwhile). So an endpoint's `EndpointUpdated` announces a pointer change
+the ledger made, once, and its `sequence` orders it among the endpoint's others."""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+from shared.ports.events import EventBatch, EventSink
+from shared.ports.ledger import BATCH_ENDPOINTS, LeasedAttempt, Ledger
+from shared.ports.serving import ModelRef
+from shared.records import Current, Deployment, Run
+from shared.settings import Target
+
+
+class Deployer(Protocol):
+    """What `carry_out_and_record` asks of `EndpointDeployer` (which imports this module)."""
+
+    ledger: Ledger
+    events: EventSink
+
+    def carry_out(self, target: Target, model: ModelRef, run: Run | None, force: bool,
+                  begun: LeasedAttempt) -> Deployment: ...
+
+log = logging.getLogger("shared.usecases.outcomes")
+LOST = ("the endpoint's lease was taken over before its pointer was recorded; the deployment is decided again "
+        "(newest data wins)")
+
+
+def record_outcomes(ledger: Ledger, events: EventBatch, done: list[tuple[Deployment, Current]],
+                    owner: str) -> list[Deployment]:
+    """Outcomes + pointers of finished endpoints (BATCH_ENDPOINTS together) between storing and sending the events
+    gathered in `events`. Returns the attempts whose lease was taken over: their announcement withdrawn, and one
+    that was Deployed is recorded Pending unless the pointer names it (a redelivery of the same attempt finished
+    it, and announced it) - a model is Deployed only with its pointer, and the next promotion decides it again
+    against whatever serves now."""
+    stored = events.store()
+    lost: list[Deployment] = []
+    for i in range(0, len(done), BATCH_ENDPOINTS):
+        lost += ledger.finish_many(done[i:i + BATCH_ENDPOINTS], owner)
+    refused: set[tuple[str, str]] = set()
+    for dep in lost:
+        log.warning("the lease on %s was taken over while deploying %s", dep.endpoint, dep.id)
+        refused.add((f"{dep.target}/{dep.endpoint}", dep.id))
+        if dep.outcome != "Deployed":
+            continue
+        now = ledger.current(dep.target, dep.endpoint)
+        if now is None or now.deployment_id != dep.id:
+            dep.outcome, dep.reason = "Pending", LOST
+            ledger.save_deployment(dep)
+    if refused:
+        stored = events.withdraw(stored, lambda kind, subject, data: kind == "EndpointUpdated" and (
+            subject, data.get("deploymentId")) in refused)
+    events.send(stored)
+    return lost
+
+
+def carry_out_and_record(deployer: Deployer, target: Target, model: ModelRef, run: Run | None, force: bool,
+                         begun: LeasedAttempt, owner: str) -> Deployment:
+    """One endpoint's deployment (`EndpointDeployer.carry_out`, under the lease `begun` holds), then its outcome
+    and pointer recorded and announced as above."""
+    events, lease = deployer.events.batch(), begun.lease
+    with events.gathering():
+        dep = deployer.carry_out(target, model, run, force, begun)
+    assert lease is not None
+    record_outcomes(deployer.ledger, events, [(dep, lease)], owner)
+    return dep
