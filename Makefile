@@ -40,9 +40,12 @@ run: deps
 demo: deps
 	$(PY) -m tools.localdev.demo $(if $(TARGET),--target $(TARGET)) $(DEMO_ARGS)
 
-## test: every test (unit, integration, e2e); starts Azurite itself and stops it afterwards
+## test: every test (unit, integration, e2e); starts Azurite itself and stops it afterwards. The suite mostly waits on
+## services, so it runs on TEST_WORKERS pytest-xdist workers (each with its own Azurite and emulators), a test file
+## to a worker (its module-scoped stacks stay in one process); TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
 test: deps $(BROWSER_STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
 ## test-unit: the fast tests alone - decisions, records, every use case on the fakes (no Azurite, no emulator;
 ## under 10 s); pytest prints the time

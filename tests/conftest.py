@@ -19,12 +19,16 @@ from tools.localdev.emulator import EmulatorProcess
 # the `harness` fixture (library wired to the shared emulator), the Azure ML stand-in's (`aml_harness`)
 pytest_plugins = ["tests.support.harness", "tests.support.azureml"]
 RUNS_DIR = PROJECT_ROOT / ".test-runs"
-SUITE_LOG = RUNS_DIR / f"suite-{os.getpid()}.log"
+# One id for the whole run, inherited by pytest-xdist's workers (started after pytest_configure): each process
+# logs to suite-<run>-<pid>.log and reports leaks to leaks-<run>-<pid>.txt, which the controller reads at the end.
+SUITE_RUN = os.environ.setdefault("RETRAIN_SUITE_RUN", uuid.uuid4().hex[:8])
+SUITE_LOG = RUNS_DIR / f"suite-{SUITE_RUN}-{os.getpid()}.log"
 _known_secrets: set[str] = set()
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Capture every log record of the whole suite (DEBUG and up) to one file, through the app's redaction."""
+    """Capture every log record of the whole suite (DEBUG and up) to one file per process, through the app's
+    redaction."""
     from shared import logs
 
     RUNS_DIR.mkdir(exist_ok=True)
@@ -59,13 +63,20 @@ def leaked_secrets(text: str) -> list[str]:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Every process checks its own log against the secrets it saw; the controller (or a run without workers)
+    fails the run when any process found one."""
     for handler in logging.getLogger().handlers:
         handler.flush()
-    if not SUITE_LOG.exists():
-        return
-    leaks = leaked_secrets(SUITE_LOG.read_text(encoding="utf-8", errors="replace"))
-    if leaks:
-        print(f"\nSECRETS IN THE SUITE'S LOGS ({SUITE_LOG}):\n  " + "\n  ".join(sorted(set(leaks))[:20]))
+    if SUITE_LOG.exists():
+        leaks = leaked_secrets(SUITE_LOG.read_text(encoding="utf-8", errors="replace"))
+        if leaks:
+            (RUNS_DIR / f"leaks-{SUITE_RUN}-{os.getpid()}.txt").write_text(
+                f"{SUITE_LOG}:\n  " + "\n  ".join(sorted(set(leaks))[:20]) + "\n")
+    if hasattr(session.config, "workerinput"):
+        return  # an xdist worker: the controller reports
+    found = sorted(RUNS_DIR.glob(f"leaks-{SUITE_RUN}-*.txt"))
+    if found:
+        print("\nSECRETS IN THE SUITE'S LOGS:\n" + "".join(f.read_text() for f in found))
         session.exitstatus = 1
 
 

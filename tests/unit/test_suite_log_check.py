@@ -9,3 +9,4 @@ def test_leak_detector_finds_signatures_and_keys():
     from tools.localdev.azurite import ACCOUNT_KEY
 
     assert leaked_secrets(f"AccountKey={ACCOUNT_KEY}") != []
+
