@@ -8,6 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared.errors import ServiceError
+
 Answers = list[dict[str, str]]
 Keepalive = Callable[[], None]
 
@@ -47,6 +49,9 @@ class Observed:
 class Verdict:
     problem: str | None = None
     transient: bool = False  # the check itself could not be done (throttling, timeouts): try again later
+    # The service did not take the model (a deployment that could not be made, found out after put_in_service
+    # returned): nothing was switched; the outcome is that of a put the service refused (`put_failed`).
+    not_taken: ServiceError | None = None
 
     @property
     def ok(self) -> bool:
@@ -108,10 +113,19 @@ class ServingTarget(ABC):
         unproven. No waiting here: the caller schedules the next look."""
         raise NotImplementedError(f"{type(self).__name__} proves a swap only by waiting (verify)")
 
-    def recall(self, name: str, previous: ModelRef | None, answers: Answers | None) -> Observed:
+    def kept(self, before: Observed) -> Any:
+        """What of `before` a message must carry for `recall` (JSON; None: recall rebuilds it all)."""
+        return None
+
+    def recall(self, name: str, previous: ModelRef | None, answers: Answers | None, kept: Any = None) -> Observed:
         """What `observe` saw before a swap, rebuilt from what the ledger and a message keep (the model that served
-        - `previous` -, its answers): enough to `restore` it and to prove the swap in a later invocation."""
+        - `previous` -, its answers, and what `kept` said to carry): enough to `restore` it and to prove the swap
+        in a later invocation."""
         raise NotImplementedError(f"{type(self).__name__} cannot rebuild what it observed")
+
+    def proof_seconds(self, switch: float, poll: float) -> float:
+        """How long after a model is put in service its proof may take (past it: unproven, tried again later)."""
+        return 2 * switch + poll
 
     @abstractmethod
     def check(self, name: str, model: ModelRef, smoke_row: dict[str, str] | None) -> Verdict:

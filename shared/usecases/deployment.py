@@ -225,6 +225,12 @@ class EndpointDeployer:
         back (when that helps), or left open to be tried again."""
         endpoint, subject = dep.endpoint, f"{target.name}/{dep.endpoint}"
         serving = self.services.serving(target)
+        if verdict.not_taken is not None:  # nothing was switched: what it left is tidied, the outcome a put's
+            tidied = serving.restore(endpoint, before, row, lambda: self.renew_lease(cur))
+            if tidied is not None:
+                log.warning("what the refused deployment %s to %s left could not be tidied: %s", dep.id, endpoint,
+                            tidied)
+            return put_failed(self.events, subject, dep, verdict.not_taken, self.throttled)
         if not verdict.ok and before.failing and not (dep.reason or "").endswith(CHECKED_AGAIN):
             # What it replaces did not answer either (a model that cannot load, still switching out): putting that
             # back helps nobody. Unproven: the attempt stays open and is checked again - once; failing again, it

@@ -72,7 +72,8 @@ class QueuedFanOut:
             return [done[ep] for ep in todo]
         owner = uuid.uuid4().hex
         s = self.settings
-        bound = 2 * (s.verify_switch_seconds + s.verify_poll_seconds) + 3 * s.lease_seconds + 0.05 * len(left)
+        proof = self.deployer.services.serving(target).proof_seconds(s.verify_switch_seconds, s.verify_poll_seconds)
+        bound = proof + s.verify_poll_seconds + 3 * s.lease_seconds + 0.05 * len(left)
         try:
             self.ledger.change(run, if_unchanged=True, claimed_by=CLAIM + owner, claimed_until=self.queue.now() + bound)
         except Stale:  # another invocation dispatched it meanwhile
@@ -151,6 +152,7 @@ class QueuedFanOut:
             if one.lease is not None:
                 began.append(one)
         events = self.deployer.events.batch()
+        serving = self.deployer.services.serving(target)
 
         def put(begun: LeasedAttempt) -> tuple[Deployment, Current] | dict[str, Any]:
             assert begun.lease is not None
@@ -164,7 +166,7 @@ class QueuedFanOut:
                 step = ("Failed", f"unexpected error: {type(exc).__name__}")
             if isinstance(step, InService):
                 return {"endpoint": dep.endpoint, "since": self.queue.now(), "answers": step.before.answers,
-                        "failing": step.before.failing,
+                        "failing": step.before.failing, "kept": serving.kept(step.before),
                         "created": dep.created_at, "prev": [cur.model_path, cur.model_base]}
             dep.outcome, dep.reason = step
             return dep, cur
@@ -189,7 +191,7 @@ class QueuedFanOut:
         row = self.deployer.smoke_row(target, run)
         serving = self.deployer.services.serving(target)
         events = self.deployer.events.batch()
-        bound = 2 * s.verify_switch_seconds + s.verify_poll_seconds
+        bound = serving.proof_seconds(s.verify_switch_seconds, s.verify_poll_seconds)
 
         def look(item: dict[str, Any]) -> tuple[Deployment, Current] | dict[str, Any] | None:
             ep, cur = item["endpoint"], rows.get(item["endpoint"])
@@ -206,7 +208,7 @@ class QueuedFanOut:
                 return item
             self.pace.take(target.name, 2)
             light = Observed(EndpointInfo(ep, prev.path if prev else None, prev.base if prev else None), answers,
-                             failing=bool(item.get("failing")))
+                             item.get("kept"), failing=bool(item.get("failing")))
             try:
                 verdict = serving.verify_once(ep, model, row, light, waited)
             except ServiceError as exc:  # the look could not be made
@@ -219,7 +221,7 @@ class QueuedFanOut:
                                   s.lease_seconds)
                 return item
             verdict = verdict or Verdict(f"not proven within {bound:.0f} s", transient=True)
-            before = light if verdict.ok else serving.recall(ep, prev, answers)
+            before = light if verdict.ok else serving.recall(ep, prev, answers, item.get("kept"))
             before.failing = light.failing
             with events.gathering():
                 dep.outcome, dep.reason = self.deployer.conclude(target, dep, cur, verdict, before, row)

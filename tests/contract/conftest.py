@@ -148,7 +148,8 @@ def services(request: pytest.FixtureRequest) -> Services:
         assert serving.verify(name, model, None, before, lambda: None).ok
         return name
 
-    return Services(training, serving, lambda name: h.upload_data(name, rows=300), aml_endpoint, wait_aml_job)
+    return Services(training, serving, lambda name: h.upload_data(name, rows=300), aml_endpoint, wait_aml_job,
+                    lambda: h.fault(route="azureml.score", status=429, retry_after=2, count=1))
 
 
 FIRST_MODEL: dict[str, ModelRef] = {}  # the azureml endpoints' first model, trained once

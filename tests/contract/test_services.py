@@ -4,6 +4,7 @@ serves, and goes back."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -101,7 +102,7 @@ def test_a_swap_is_proven_by_looks_a_throttled_look_says_so_and_what_served_is_p
     deadline = time.monotonic() + 90
     while True:
         assert time.monotonic() < deadline, "the swap was not decided"
-        light = serving.recall(name, previous, before.answers)
+        light = serving.recall(name, previous, before.answers, serving.kept(before))
         try:
             verdict = serving.verify_once(name, model, SMOKE_ROW, light, time.monotonic() - started)
         except ServiceError as exc:
@@ -116,6 +117,7 @@ def test_a_swap_is_proven_by_looks_a_throttled_look_says_so_and_what_served_is_p
     assert throttled and throttled[0].retry_after == 2
     info = serving.endpoint(name)
     assert info is not None and info.model_path == model_path
-    assert serving.restore(name, serving.recall(name, previous, before.answers), SMOKE_ROW, lambda: None) is None
+    kept = json.loads(json.dumps(serving.kept(before)))  # what a message carries
+    assert serving.restore(name, serving.recall(name, previous, before.answers, kept), SMOKE_ROW, lambda: None) is None
     info = serving.endpoint(name)
     assert info is not None and info.model_path == before.endpoint.model_path

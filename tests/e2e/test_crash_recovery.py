@@ -121,7 +121,9 @@ def test_an_azureml_host_killed_after_a_deployment_step_converges_after_restart_
     client.wait_for(f"the host to die at {point}", lambda: stack.host_proc is not None and
                     stack.host_proc.poll() == EXIT_CODE, timeout=90)
     (new,) = set(client.deployments(name)) - {old}  # what the crash left: a deployment nobody has verified
-    assert client.deployments(name)[new]["state"] == "Succeeded"
+    # its create is started, not followed (issue 22): the crash may come before it ends
+    assert client.deployments(name)[new]["state"] in (("Creating", "Succeeded") if point == "azureml-deployment-created"
+                                                      else ("Succeeded",))
     assert client.traffic(name) == ({old: 100} if point == "azureml-deployment-created" else {old: 90, new: 10})
     stack.restart_host(RETRAIN_FAILPOINT=None)
     admin = f"{stack.functions_url}/admin/functions/reconcile"

@@ -245,7 +245,7 @@ class FakeServing(ServingTarget):
             return None
         return self.studio.verify(name, model)
 
-    def recall(self, name: str, previous: ModelRef | None, answers: Answers | None) -> Observed:
+    def recall(self, name: str, previous: ModelRef | None, answers: Answers | None, kept: Any = None) -> Observed:
         return Observed(EndpointInfo(name, previous.path if previous else None, previous.base if previous else None),
                         answers)
 

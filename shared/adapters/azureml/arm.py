@@ -56,6 +56,7 @@ class Arm:
         self.client: ARMPipelineClient[HttpRequest, HttpResponse] = ARMPipelineClient(
             base_url=config.arm_url, policies=policies, transport=pooled_transport(16, 10, read_timeout))
         self.poll_interval = 5.0
+        self.retry_after: float | None = None  # what the last operation started asked between looks
 
     def url(self, path: str) -> str:
         return path if path.startswith("http") else f"{self.config.arm_url}{self.config.workspace_id}{path}"
@@ -109,16 +110,42 @@ class Arm:
                   deadline: float, keepalive: Callable[[], None] = lambda: None) -> Any:
         """A long-running operation to its end (ARM's poller), the endpoint's other operations waited out first;
         AzureMLError when it fails or outlasts `deadline` (time.monotonic())."""
+        initial = self.start(method, path, operation, body, deadline, keepalive)
+        return self.follow(initial, operation, final_state, deadline, keepalive)
+
+    def start(self, method: str, path: str, operation: str, body: Any, deadline: float,
+              keepalive: Callable[[], None] = lambda: None) -> HttpResponse:
+        """Start a long-running operation and return its first answer without following it (the resource's own
+        provisioningState says how it goes; its Azure-AsyncOperation header is where its error will be): the
+        endpoint's other operations are waited out first, until `deadline` (time.monotonic())."""
         while True:
             try:
-                initial = self.send(method, path, operation, body)
-                break
+                answer = self.send(method, path, operation, body)
+                self.retry_after = retry_after_seconds(answer.headers.get("Retry-After")) or self.retry_after
+                return answer
             except AzureMLError as exc:
                 if not exc.busy or time.monotonic() + BUSY_PAUSE > deadline:
                     raise
                 time.sleep(BUSY_PAUSE)
                 keepalive()
-        return self.follow(initial, operation, final_state, deadline, keepalive)
+
+    def look_seconds(self) -> float:
+        """How long to wait before looking at an operation started again: what the service asked (Retry-After),
+        at most `poll_interval`."""
+        return min(self.poll_interval, self.retry_after or self.poll_interval)
+
+    def error_of(self, status_url: str, operation: str) -> AzureMLError | None:
+        """The error a finished operation ended with (its Azure-AsyncOperation status resource), None when it did
+        not fail or cannot be read now."""
+        try:
+            status = self.client.send_request(HttpRequest("GET", status_url)).json()
+        except (AzureError, ValueError):
+            return None
+        error = (status or {}).get("error") if str((status or {}).get("status")) in ("Failed", "Canceled") else None
+        if not isinstance(error, dict):
+            return None
+        return AzureMLError(operation, None, str(error.get("code") or "Failed"), str(error.get("message") or ""),
+                            input_refused=True)
 
     def follow(self, initial: HttpResponse, operation: str, final_state: str, deadline: float,
                keepalive: Callable[[], None] = lambda: None) -> Any:

@@ -60,7 +60,7 @@ class EndpointChanges:
             if d not in kept:
                 self.delete(name, d["name"], keepalive)
 
-    def set_traffic(self, name: str, traffic: dict[str, int], mirror: dict[str, int], keepalive: Keepalive) -> None:
+    def _traffic_body(self, name: str, traffic: dict[str, int], mirror: dict[str, int]) -> dict[str, Any]:
         endpoint = self.arm.get(f"/onlineEndpoints/{name}", f"get endpoint {name}")
         body = {"location": endpoint.get("location") or self.location(), "tags": endpoint.get("tags") or {},
                 "properties": {**{k: v for k, v in (endpoint.get("properties") or {}).items() if k in (
@@ -68,8 +68,18 @@ class EndpointChanges:
                     "traffic": traffic, "mirrorTraffic": mirror}}
         if endpoint.get("identity"):
             body["identity"] = endpoint["identity"]
-        self.arm.operation("PUT", f"/onlineEndpoints/{name}", f"traffic of {name}", body, "original-uri",
-                           self.deadline(), keepalive)
+        return body
+
+    def set_traffic(self, name: str, traffic: dict[str, int], mirror: dict[str, int], keepalive: Keepalive) -> None:
+        """The endpoint's traffic (and mirrored traffic) as given, waited for."""
+        self.arm.operation("PUT", f"/onlineEndpoints/{name}", f"traffic of {name}",
+                           self._traffic_body(name, traffic, mirror), "original-uri", self.deadline(), keepalive)
+
+    def start_traffic(self, name: str, traffic: dict[str, int], mirror: dict[str, int]) -> None:
+        """Start changing the endpoint's traffic, not waiting for it (the endpoint shows Updating until it is done:
+        a later look sees how it went)."""
+        self.arm.start("PUT", f"/onlineEndpoints/{name}", f"traffic of {name}",
+                       self._traffic_body(name, traffic, mirror), self.deadline())
 
     def register(self, model: ModelRef, training: AzureMLTraining, known: dict[str, str | None]) -> str:
         """The model's version id, registered once (from the app's storage, where its job wrote it); a registered

@@ -2,7 +2,13 @@
 service as a NEW deployment of its own (named after the model, so a redelivery finds it) created with no traffic,
 smoke-scored directly, then given traffic in the target's steps with a check at each. What served before stays, at
 0 %, for `keep_deployments` more deployments: a rollback to it is a traffic switch. A deployment that fails is
-deleted (nothing left costing money); the reason its logs give is the reason recorded."""
+deleted (nothing left costing money); the reason its logs give is the reason recorded.
+
+Nothing here waits through ARM's long-running operations (a deployment's create takes minutes): `put_in_service`
+starts the deployment's PUT and returns; `verify_once` moves the swap on by one step per look, from what the service
+shows (the deployment's provisioningState, then the endpoint's and its traffic), starting the next operation
+without following it - so a queued fan-out's `prove` messages carry an Azure ML swap across invocations
+(`proves_later`; the steps are `swap.SwapSteps`). `verify` (the inline path) is the same looks in a loop."""
 
 from __future__ import annotations
 
@@ -14,9 +20,10 @@ from shared.adapters.azureml.arm import Arm
 from shared.adapters.azureml.changes import EndpointChanges
 from shared.adapters.azureml.errors import AzureMLError
 from shared.adapters.azureml.scoring import Scoring
+from shared.adapters.azureml.swap import ENDED_BADLY, PROVISIONING, SwapSteps
 from shared.adapters.azureml.training import AzureMLTraining
 from shared.errors import AlreadyExists, ServiceError, describe
-from shared.ports.serving import EndpointInfo, Keepalive, ModelRef, Observed, ServingTarget, Verdict
+from shared.ports.serving import Answers, EndpointInfo, Keepalive, ModelRef, Observed, ServingTarget, Verdict
 from shared.settings import Target
 
 
@@ -27,6 +34,7 @@ def deployment_name(model: ModelRef) -> str:
 
 class AzureMLServing(ServingTarget):
     label = "azureml"
+    proves_later = True
 
     def __init__(self, target: Target, arm: Arm, training: AzureMLTraining, scoring: Scoring) -> None:
         assert target.azureml is not None
@@ -35,6 +43,7 @@ class AzureMLServing(ServingTarget):
         self._models: dict[str, str | None] = {}  # model version id -> the path it was registered from
         self._location: str | None = self.config.location
         self.changes = EndpointChanges(arm, self.location)
+        self.swap = SwapSteps(self.config, arm, self.changes, scoring, self._deployment_for)
 
     # ---- reading ------------------------------------------------------------------------------------------
     def protected_endpoint(self) -> str | None:
@@ -148,14 +157,16 @@ class AzureMLServing(ServingTarget):
         return deployment_name(model)
 
     def put_in_service(self, name: str, model: ModelRef, keepalive: Keepalive = lambda: None) -> None:
-        """A deployment of the model with no traffic, Succeeded (or an AzureMLError saying why not)."""
+        """Start a deployment of the model with no traffic - or find it made, or on its way (a rollback's traffic
+        switch, a redelivery) -, leftovers deleted first; AzureMLError when the service refuses to start it. How
+        the creation ends is for `verify_once`'s looks."""
         deployment = self._deployment_for(name, model)
         path = f"/onlineEndpoints/{name}/deployments/{deployment}"
         found = self.arm.find(path, f"get deployment {deployment}")
         state = ((found or {}).get("properties") or {}).get("provisioningState")
-        if state == "Succeeded":
-            return  # made before (a rollback's traffic switch, or a redelivery)
-        if state == "Failed":
+        if state == "Succeeded" or state in PROVISIONING:
+            return  # made before, or being made: the looks follow it
+        if state in ENDED_BADLY:
             self.changes.delete(name, deployment, keepalive)
         elif found is None:
             self.changes.prune(name, keepalive)
@@ -163,66 +174,30 @@ class AzureMLServing(ServingTarget):
         body = {"location": self.location(), "sku": {"name": "Default", "capacity": self.config.instance_count},
                 "properties": {"endpointComputeType": "Managed", "model": model_id,
                                "instanceType": self.config.instance_type}}
-        try:
-            self.arm.operation("PUT", path, f"deploy {deployment} to {name}", body, "original-uri", self._deadline(),
-                               keepalive)
-        except AzureMLError as exc:
-            if not exc.input_refused:
-                raise
-            logs = self.changes.logs(name, deployment)
-            self.changes.delete(name, deployment, keepalive)  # never leave a failed deployment behind
-            raise AzureMLError(exc.operation, exc.status, exc.code, f"{exc.message}" + (f"; its logs end: {logs}"
-                                                                                          if logs else ""),
-                               input_refused=exc.code not in ("OutOfQuota",)) from None
-        failpoints.reached("azureml-deployment-created")
+        answer = self.arm.start("PUT", path, f"deploy {deployment} to {name}", body, self._deadline(), keepalive)
+        status = answer.headers.get("Azure-AsyncOperation")
+        if status:
+            self.swap.started[(name, deployment)] = status
+        failpoints.reached("azureml-deployment-created")  # its create started (a redelivery finds it by name)
+
+    def kept(self, before: Observed) -> Any:
+        return before.state  # the traffic, mirror and deployments before: a restore's target, the steps' base
+
+    def recall(self, name: str, previous: ModelRef | None, answers: Answers | None, kept: Any = None) -> Observed:
+        state = kept if isinstance(kept, dict) else self.observe(name, None).state
+        return Observed(EndpointInfo(name, previous.path if previous else None, None), answers, state)
+
+    def proof_seconds(self, switch: float, poll: float) -> float:
+        return self.swap.proof_seconds(switch, poll)
+
+    def verify_once(self, name: str, model: ModelRef, smoke_row: dict[str, str] | None, before: Observed,
+                    waited: float) -> Verdict | None:
+        return self.swap.once(name, model, smoke_row, before, waited)
 
     def verify(self, name: str, model: ModelRef, smoke_row: dict[str, str] | None, before: Observed,
                keepalive: Keepalive) -> Verdict:
-        """Score the new deployment directly, mirror to it (when configured), then give it traffic step by step,
-        scoring the endpoint at each; the first failure ends it (the caller restores what served)."""
-        new = self._deployment_for(name, model)
-        try:
-            endpoint = self.arm.get(f"/onlineEndpoints/{name}", f"get endpoint {name}")
-            if smoke_row:
-                self.scoring.score(endpoint, smoke_row, new)
-            old = {d: share for d, share in before.state["traffic"].items() if share and d != new}
-            if self.config.mirror_percent and old:
-                self.changes.set_traffic(name, before.state["traffic"], {new: self.config.mirror_percent}, keepalive)
-            steps = self.config.traffic_steps if old else [100]  # nothing else takes traffic: all of it at once
-            for step in steps:
-                self.changes.set_traffic(name, _shares(old, new, step), {}, keepalive)
-                failpoints.reached("azureml-traffic-step")
-                keepalive()
-                if smoke_row:
-                    self.scoring.score(self.arm.get(f"/onlineEndpoints/{name}", f"get endpoint {name}"), smoke_row)
-        except AzureMLError as exc:
-            return Verdict(f"the deployment {new} of {model.path} did not serve: {exc.describe()}",
-                           transient=exc.transient and not exc.input_refused)
-        return Verdict()
+        return self.swap.until_decided(name, model, smoke_row, before, keepalive)
 
     def restore(self, name: str, before: Observed, smoke_row: dict[str, str] | None,
                 keepalive: Keepalive) -> str | None:
-        """Traffic back as it was (to the deployments that still exist), and deployments made since deleted."""
-        try:
-            now = {d["name"] for d in self._deployments(name)}
-            traffic = {d: share for d, share in before.state["traffic"].items() if d in now}
-            if traffic and sum(traffic.values()) != 100:
-                return "the deployments that served before are gone: traffic cannot go back"
-            self.changes.set_traffic(name, traffic, {d: s for d, s in before.state["mirror"].items() if d in now},
-                              keepalive)
-            for extra in sorted(now - set(before.state["deployments"])):
-                self.changes.delete(name, extra, keepalive)
-        except AzureMLError as exc:
-            return exc.describe()
-        return None
-
-
-def _shares(old: dict[str, int], new: str, step: int) -> dict[str, int]:
-    """Traffic with `step` % on the new deployment and the rest spread over the old ones as they were weighted."""
-    if not old or step >= 100:
-        return {**{d: 0 for d in old}, new: 100}
-    rest, total = 100 - step, sum(old.values())
-    shares = {d: rest * s // total for d, s in old.items()}
-    first = next(iter(shares))
-    shares[first] += rest - sum(shares.values())
-    return {**shares, new: step}
+        return self.swap.restore(name, before, smoke_row, keepalive)

@@ -91,7 +91,7 @@ class ClassicServing(ServingTarget):
                     waited: float) -> Verdict | None:
         return self.verifier.once(self.target, name, model.path, smoke_row, before.answers, waited, before.failing)
 
-    def recall(self, name: str, previous: ModelRef | None, answers: Answers | None) -> Observed:
+    def recall(self, name: str, previous: ModelRef | None, answers: Answers | None, kept: Any = None) -> Observed:
         """The endpoint as it is now (its scoring address and key), with the previous model's location (no
         token: a fresh one is minted for our own storage, or the endpoint is refreshed) in its resource."""
         ep = self.studio.management(self.target).get_endpoint(name)

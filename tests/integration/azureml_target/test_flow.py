@@ -13,6 +13,8 @@ from typing import Any
 
 import requests
 
+from shared.adapters.work_queue import StorageWorkQueue
+from shared.composition import UseCases
 from shared.records import BlobRef
 
 
@@ -176,3 +178,95 @@ def test_a_busy_endpoint_is_waited_out_within_the_budget(aml_harness):
     assert [e.outcome for e in result.endpoints] == ["Deployed"], result
     assert serving(h, name) == f"models/{other.id}/model" and deployments(h, name)[next(
         d for d, share in deployments(h, name).items() if share)] == 100
+
+
+# ---- the queued fan-out (issue 22): nothing waits through a deployment's long-running operations ---------------
+def queued_fleet(aml_harness: Any, count: int = 3) -> tuple[Any, Any, Any, list[str]]:
+    """`count` endpoints in a target of their own, more than RETRAIN_PATCH_CONCURRENCY (2): under the default
+    RETRAIN_FANOUT_MODE (auto) their fan-out goes on a work queue (a fresh one on Azurite, drained by the test as
+    the host's queue trigger would)."""
+    names = [f"q{uuid.uuid4().hex[:9]}" for _ in range(count)]
+    h = aml_harness(RETRAIN_ENDPOINTS=",".join(names), RETRAIN_PATCH_CONCURRENCY="2",
+                    RETRAIN_VERIFY_SWITCH_SECONDS="1", RETRAIN_VERIFY_POLL_SECONDS="0.5")
+    assert h.settings.fanout_mode == "auto"
+    queue = StorageWorkQueue(h.settings, f"work{uuid.uuid4().hex[:12]}")
+    queue.ensure()
+    app = UseCases(h.settings, h.app.storage, h.app.ledger, h.app.events, h.app.services, queue)
+    for name in names:
+        app.operations.add_endpoint(name, "queued azureml fan-out")
+    return h, app, queue, names
+
+
+def fleet_run(h: Any, app: Any, seed: int) -> Any:
+    """A run for every endpoint of the fleet (a file outside a tenant folder), its job ended."""
+    run = app.intake.accept(h.upload_data(f"fleet-{uuid.uuid4().hex[:6]}.csv", rows=1500, seed=seed, drift=0.6))
+    assert run is not None and run.job_id, run
+    training = app.services.training(h.settings.targets[0])
+    deadline = time.monotonic() + 60
+    while not training.state(run.job_id).ended:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    return run
+
+
+def drain(app: Any, queue: Any, run_id: str, timeout: float = 120) -> dict[str, float]:
+    """Take the queue's messages (as the host would) until the run is no longer Deploying; the longest time one
+    message of each kind took."""
+    longest: dict[str, float] = {}
+    deadline = time.monotonic() + timeout
+    while app.ledger.get_run(run_id).status == "Deploying":
+        assert time.monotonic() < deadline, f"run {run_id} did not end"
+        got = queue.receive(16, 60)
+        for msg in got:
+            started = time.monotonic()
+            app.fanout_work.handle(msg.body)
+            kind = str(msg.body["kind"])
+            longest[kind] = max(longest.get(kind, 0.0), time.monotonic() - started)
+            queue.delete(msg)
+        if not got:
+            time.sleep(0.2)
+    return longest
+
+
+def test_a_queued_fan_out_deploys_without_waiting_for_a_deployments_create(aml_harness):
+    h, app, queue, names = queued_fleet(aml_harness)
+    run = fleet_run(h, app, 1)
+    # the first endpoint's deployment takes 6 s to create: its batch's message does not wait for it
+    aml_admin(h, "POST", "/deployment-faults", endpoint=names[0], stuck_seconds=6, count=1)
+    try:
+        result = app.promotion.on_job_event(run.job_id, "Completed")
+        assert result.status == "Pending" and {e.outcome for e in result.endpoints} == {"Pending"}, result
+        longest = drain(app, queue, run.id)
+    finally:
+        aml_admin(h, "DELETE", "/deployment-faults")
+    stored = app.ledger.get_run(run.id)
+    assert stored.status == "Deployed" and stored.outcomes == {"Deployed": 3}, stored
+    assert longest["deploy"] < 4 and longest["prove"] < 4, longest  # each message one step, no operation followed
+    for name in names:
+        assert serving(h, name) == stored.model_path and list(deployments(h, name).values()) == [100]
+    updated = [e for e in h.events("EndpointUpdated") if e["data"].get("runId") == run.id]
+    assert sorted(e["data"]["endpoint"] for e in updated) == sorted(names)
+
+
+def test_a_queued_deployment_that_cannot_load_fails_with_its_logs_and_the_old_traffic_stays(aml_harness):
+    h, app, queue, names = queued_fleet(aml_harness)
+    good = fleet_run(h, app, 1)
+    app.promotion.on_job_event(good.job_id, "Completed")
+    drain(app, queue, good.id)
+    assert app.ledger.get_run(good.id).status == "Deployed"
+    before = {name: deployments(h, name) for name in names}
+    bad = fleet_run(h, app, 2)
+    h.put(BlobRef("models", f"{bad.id}/model/model.json"), b'{"format": "not a model"}')  # it cannot load
+    app.promotion.on_job_event(bad.job_id, "Completed")
+    serving_target = app.services.serving(h.settings.targets[0])
+    for msg in queue.receive(16, 60):  # the deploy batch: the creates start
+        if msg.body["kind"] == "deploy":
+            app.fanout_work.handle(msg.body)
+            queue.delete(msg)
+    serving_target.swap.started.clear()  # the proofs run on another instance: only the service says why it failed
+    drain(app, queue, bad.id)
+    stored = app.ledger.get_run(bad.id)
+    assert stored.status == "Failed" and stored.outcomes == {"Failed": 3}, stored
+    assert "could not be loaded" in str(stored.error), stored.error  # the deployment's logs, read by the proof
+    for name in names:
+        assert serving(h, name) == f"models/{good.id}/model" and deployments(h, name) == before[name]

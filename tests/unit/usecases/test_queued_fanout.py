@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 
-from shared.events import EndpointRolledBack, EndpointUpdated
+from shared.decisions import MODEL_REFUSED
+from shared.events import EndpointRolledBack, EndpointUpdated, EndpointUpdateFailed
 from shared.ports.ledger import BATCH_ENDPOINTS
+from shared.ports.serving import Verdict
 from shared.usecases.pace import throttle_key
 from tests.fakes.studio import FakeServiceError, FakeServing
 from tests.fakes.world import World, world
@@ -203,6 +205,28 @@ def test_a_look_that_failed_without_a_429_is_tried_again_without_pausing_anyone(
     w.queue.drain(handler(w))
     assert throttle_key("default") not in w.queue.marks
     assert_deployed_once(w, run.id, names, run.model_path)
+
+
+@pytest.mark.parametrize("mode", ["queue", "inline"])
+def test_a_model_the_service_did_not_take_after_put_returned_ends_failed_as_a_refused_put(mode: str):
+    """A target that only finds out after put_in_service returned that it will not serve the model (Azure ML: the
+    deployment ended Failed) says so with a Verdict's `not_taken`: what it left is tidied (restore), and the outcome
+    is that of a put the service refused - Failed, the model's fault, no rollback announced."""
+    w, names = fleet(3, RETRAIN_FANOUT_MODE=mode)
+    run = w.trained("untaken.csv")
+    w.studio.verdicts.append(Verdict("the deployment did not serve: ResourceNotReady", not_taken=FakeServiceError(
+        "ResourceNotReady: the model could not be loaded", input_refused=True)))
+    land(w, run)
+    w.queue.drain(handler(w))
+    stored = w.run(run.id)
+    assert stored.status == "PartiallyDeployed" and stored.outcomes == {"Deployed": 2, "Failed": 1}, stored
+    failed = [n for n in names if w.outcomes(n, run.id) == ["Failed"]]
+    assert len(failed) == 1
+    attempt = w.ledger.get_deployment("default", failed[0], f"run-{run.id}")
+    assert attempt is not None and str(attempt.reason).startswith(MODEL_REFUSED), attempt
+    assert ("restore", failed[0]) in w.studio.calls  # what it left is tidied
+    assert not w.events.of(EndpointRolledBack, run.id)
+    assert [e.endpoint for e in w.events.of(EndpointUpdateFailed, run.id)] == failed
 
 
 def test_a_ceiling_on_calls_a_second_paces_one_instance_by_its_share():
