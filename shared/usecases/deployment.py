@@ -259,6 +259,10 @@ class EndpointDeployer:
             EndpointUpdated(subject=subject, run_id=dep.run_id, endpoint=endpoint, target=target.name,
                             model=dep.model_path, metrics=dep.metrics, operation=dep.operation, deployment_id=dep.id,
                             sequence=cur.sequence, previous_model=previous, data_time=dep.data_time))
+        if dep.restores is not None:  # an operator's rollback, announced as such whoever finishes it (reconcile too)
+            self.events.publish(EndpointRolledBack(subject=subject, run_id=dep.run_id, endpoint=endpoint,
+                                                   restored_model=dep.model_path, to_deployment=dep.restores,
+                                                   deployment_id=dep.id))
         return "Deployed", None
 
 

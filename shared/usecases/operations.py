@@ -10,7 +10,6 @@ from typing import Any
 
 from shared.decisions import ENDPOINT_NAME, blob_in, check_endpoint_name, final_status, find_target, rollback_choice
 from shared.errors import AlreadyExists, DataRejected, NotFound, Refused
-from shared.events import EndpointRolledBack
 from shared.gate import Gate
 from shared.ports.blobs import BlobStore
 from shared.ports.events import EventSink
@@ -114,7 +113,6 @@ class Operations:
         target = find_target(self.settings, target_name)
         self.require_endpoint(target, endpoint)
         seen = self.ledger.current(target.name, endpoint)  # what the caller's request saw
-        chosen: list[Deployment] = []
 
         def decide(cur: Current) -> DeploymentPlan | EndpointResult:
             if only_from is not None and cur.deployment_id != only_from:
@@ -131,7 +129,6 @@ class Operations:
                 return EndpointResult(endpoint, "Unchanged", f"the endpoint serves {cur.model_path} already",
                                       cur.deployment_id)
             pick = rollback_choice(endpoint, history, cur, to)
-            chosen.append(pick)
             assert pick.model_path is not None
             taken_in = pick.data_order.split("|")[1] if pick.data_order else now_iso()  # keeps its data's order
             runs.append(self._stored_run(Run(
@@ -145,11 +142,7 @@ class Operations:
 
         runs: list[Run] = []
         result = self.deployer.deploy_decided(target, endpoint, decide, trigger, caller)
-        self._record(runs, result)
-        if result.outcome == "Deployed":
-            self.events.publish(EndpointRolledBack(subject=f"{target.name}/{endpoint}", endpoint=endpoint,
-                                                   restored_model=chosen[0].model_path, to_deployment=chosen[0].id,
-                                                   deployment_id=result.deployment_id))
+        self._record(runs, result)  # (its EndpointRolledBack is the deployment's, with its EndpointUpdated)
         return result
 
     def _stored_run(self, run: Run) -> Run:

@@ -52,7 +52,8 @@ def record_outcomes(ledger: Ledger, events: EventBatch, done: list[tuple[Deploym
             dep.outcome, dep.reason = "Pending", LOST
             ledger.save_deployment(dep)
     if refused:
-        stored = events.withdraw(stored, lambda kind, subject, data: kind == "EndpointUpdated" and (
+        announcing = ("EndpointUpdated", "EndpointRolledBack")  # (an operator's rollback is announced by both)
+        stored = events.withdraw(stored, lambda kind, subject, data: kind in announcing and (
             subject, data.get("deploymentId")) in refused)
     events.send(stored)
     return lost

@@ -11,6 +11,8 @@ traffic on the new, verified deployment, the previous one kept at 0 % and no oth
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import subprocess
 import sys
@@ -21,6 +23,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
 
 from shared.failpoints import EXIT_CODE, POINTS
 from tests.e2e.conftest import NEVER, SAMPLE_ROW, Client, start_stack
@@ -206,3 +209,57 @@ def test_a_queued_fan_out_whose_instance_dies_half_way_finishes_on_another(point
             other.terminate()
             other.wait(30)
         stack.stop()
+
+
+@pytest.mark.parametrize("action", ["patch", "rollback"])
+def test_a_host_killed_during_an_operators_action_converges_to_what_the_operator_asked(crash_client: Client,
+                                                                                       action: str):
+    """Issue 21: an operator's action is a run, stored before its first effect. The host dies after the action's
+    model switch is verified on the service and before the ledger hears of it (`after-patch`); the caller's request
+    dies with it. After a restart and a reconcile the endpoint serves what the operator asked for - an older model
+    patched back in over a newer one, or the model before the current one -, the ledger's pointer agrees, the
+    operator's run is Deployed, and the events say so."""
+    client, stack = crash_client, crash_client.stack
+    stack.restart_host(RETRAIN_FAILPOINT=None, RETRAIN_ENDPOINTS="", RETRAIN_FANOUT_MODE="inline")
+    name = client.new_endpoint(f"op{action[0]}")
+    models: list[str] = []
+    for i in range(2):  # two models deployed by runs: the endpoint serves the second (newer data)
+        path = f"training-data/{name}/m{i}.csv"
+        client.upload("training-data", path.removeprefix("training-data/"),
+                      csv_text(1500, seed=40 + i, drift=0.3 + 0.5 * i).encode())
+        models.append(client.wait_for(f"model {i}", functools.partial(promoted, client, name, path))["modelPath"])
+    wanted = models[0]  # both actions go back to the first model: by path (patch) or one step back (rollback)
+    stack.restart_host(RETRAIN_FAILPOINT="after-patch", RETRAIN_ENDPOINTS="", RETRAIN_FANOUT_MODE="inline")
+    answer: requests.Response | None = None
+    with contextlib.suppress(requests.RequestException):  # the host dies under the call
+        if action == "patch":
+            answer = client.call("POST", f"endpoints/{name}/model", json={"model": wanted, "force": True})
+        else:
+            answer = client.call("POST", f"endpoints/{name}/rollback", json={})
+    assert answer is None, answer.text  # no answer: the host died under it
+    client.wait_for("the host to die after the switch", lambda: stack.host_proc is not None and
+                    stack.host_proc.poll() == EXIT_CODE, timeout=60)
+    assert client.serving(name) == wanted  # the service switched; the ledger does not know yet
+    stack.restart_host(RETRAIN_FAILPOINT=None, RETRAIN_ENDPOINTS="", RETRAIN_FANOUT_MODE="inline")
+    admin = f"{stack.functions_url}/admin/functions/reconcile"
+    last_reconcile = 0.0
+
+    def converged() -> dict[str, Any] | None:
+        nonlocal last_reconcile
+        if time.monotonic() - last_reconcile > 3:
+            assert client.http.post(admin, json={}, timeout=30).status_code in (200, 202)
+            last_reconcile = time.monotonic()
+        runs = client.call("GET", "runs", params={"limit": "50"}).json()["runs"]
+        op = next((r for r in runs if r["id"].startswith(f"{action}-") and name in (r.get("endpoints") or [])), None)
+        return op if op is not None and op["status"] == "Deployed" else None
+
+    op = client.wait_for(f"the {action} to be finished by reconcile", converged, timeout=90)
+    assert client.serving(name) == wanted and op["modelPath"] == wanted
+    view = client.call("GET", f"endpoints/{name}").json()  # the ledger agrees with the service
+    assert view["current"]["modelPath"] == wanted and view["current"]["runId"] == op["id"]
+    assert view["history"][0]["outcome"] == "Deployed"
+    events = [e for e in client.events() if e["data"].get("runId") == op["id"]]
+    assert [e["data"]["endpoint"] for e in events if e["type"] == "Retrain.EndpointUpdated"] == [name]
+    if action == "rollback":
+        rolled = [e for e in client.events("EndpointRolledBack") if e["data"]["endpoint"] == name]
+        assert len(rolled) == 1 and rolled[0]["data"]["restoredModel"] == wanted, rolled

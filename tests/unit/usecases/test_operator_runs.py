@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from shared.events import EndpointRolledBack
 from shared.ports.serving import Verdict
 from shared.records import Run
 from tests.fakes.world import World, world
@@ -46,6 +47,10 @@ def test_a_rollback_killed_after_the_swap_is_finished_by_reconcile_with_the_righ
     assert cur is not None and cur.model_path == first.model_path and cur.lease_owner is None
     assert w.ledger.get_run(action.id).status == "Deployed"  # type: ignore[union-attr]
     assert w.studio.endpoints["acme"].model_path == first.model_path
+    w.events.flush()
+    # announced as a rollback once, by whoever finished it (it was lost when reconcile did: issue 21's e2e crash test)
+    rolled = [e for e in w.events.of(EndpointRolledBack) if e.endpoint == "acme" and e.failed_model is None]
+    assert [(e.restored_model, e.run_id) for e in rolled] == [(first.model_path, action.id)]
 
 
 def test_a_patch_left_pending_is_a_run_the_api_shows_and_reconcile_finishes():
