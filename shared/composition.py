@@ -83,6 +83,7 @@ class UseCases:
         self.watching = Watching(s, ledger, services, events, self.operations, queue)
         if self.fanout_work is not None:
             self.fanout_work.watch = self.watching.check_batch  # `watch` messages come on the same queue
+            self.watching.pace = self.fanout_work.pace  # a throttled check holds every instance off
         self.reconciler = Reconciler(s, ledger, services, events, self.intake, self.jobs, self.promotion,
                                      self.approvals, self.watching)
 

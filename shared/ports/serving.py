@@ -52,6 +52,8 @@ class Verdict:
     # The service did not take the model (a deployment that could not be made, found out after put_in_service
     # returned): nothing was switched; the outcome is that of a put the service refused (`put_failed`).
     not_taken: ServiceError | None = None
+    # The check was throttled (a 429, or Retry-After): the service's error, so every instance can hold off.
+    throttle: ServiceError | None = None
 
     @property
     def ok(self) -> bool:

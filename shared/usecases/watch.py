@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from shared.decisions import watch_over_queue
 from shared.errors import NotFound, Refused, ServiceError, describe
@@ -24,8 +24,10 @@ from shared.ports.serving import ModelRef
 from shared.records import Current, Watch, now_iso
 from shared.settings import Settings
 from shared.usecases.operations import Operations
+from shared.usecases.pace import Pace
 
 log = logging.getLogger("shared.usecases.watch")
+Looked = Literal["fine", "throttled", "rolledBack"]
 
 
 @dataclass
@@ -36,6 +38,7 @@ class Watching:
     events: EventSink
     operations: Operations
     queue: WorkQueue | None = None  # where the checks of a widely served deployment go (None: all in place)
+    pace: Pace | None = None  # the queued fan-out's: a throttled check holds every instance off
 
     def check_all(self) -> dict[str, int]:
         """One look at every watched deployment (or, for one served by many endpoints, its looks sent as `watch`
@@ -64,7 +67,10 @@ class Watching:
                 continue
             for endpoint in endpoints:
                 summary["watched"] += 1
-                if self._check(watch, endpoint):
+                looked = self._check(watch, endpoint)
+                if looked == "throttled":
+                    break  # the next pass looks again
+                if looked == "rolledBack":
                     summary["rolledBack"] += 1
         return summary
 
@@ -77,10 +83,20 @@ class Watching:
             return 0
         pointers = self.ledger.currents(watch.target, endpoints[0], endpoints[-1])
         serving = [e for e in endpoints if (c := pointers.get(e)) is not None and c.deployment_id == watch.id]
-        return sum(1 for endpoint in serving if self._check(watch, endpoint))
+        rolled = 0
+        for i, endpoint in enumerate(serving):
+            looked = self._check(watch, endpoint)
+            if looked == "throttled":  # the rest after the pause every instance now holds
+                if self.queue is not None:
+                    wait = self.pace.paused(watch.target) if self.pace is not None else 0.0
+                    self.queue.send({**body, "endpoints": serving[i:]}, max(wait, self.settings.verify_poll_seconds))
+                break
+            rolled += looked == "rolledBack"
+        return rolled
 
-    def _check(self, watch: Watch, endpoint: str) -> bool:
-        """Check one endpoint; True when it stopped serving and was rolled back."""
+    def _check(self, watch: Watch, endpoint: str) -> Looked:
+        """Check one endpoint: it still serves (or could not be checked now), it was throttled (the shared pause
+        is set), or it stopped serving and was rolled back."""
         row = watch.smoke_row or self.settings.smoke_row
         smoke = {str(k): str(v) for k, v in row.items()} if row else None
         try:
@@ -88,13 +104,18 @@ class Watching:
                                                                                    watch.model_base), smoke)
         except ServiceError as exc:
             log.info("watch of %s on %s: the check could not be made (%s)", watch.id, endpoint, describe(exc))
-            return False
+            return "fine"
+        if verdict.throttle is not None:
+            log.info("watch of %s on %s: throttled (%s)", watch.id, endpoint, describe(verdict.throttle))
+            if self.pace is not None:
+                self.pace.throttled(watch.target, verdict.throttle.retry_after)
+            return "throttled"
         if verdict.ok or verdict.transient:
-            return False
+            return "fine"
         problem = f"it stopped serving during its watch: {verdict.problem}"
         cur = self.ledger.current(watch.target, endpoint)
         if cur is None or cur.deployment_id != watch.id:
-            return False  # moved on since it was listed (rolled back by this check delivered before, replaced)
+            return "fine"  # moved on since it was listed (rolled back by this check delivered before, replaced)
         log.warning("endpoint %s: %s %s; rolling back", endpoint, watch.model_path, problem)
         attempt = self.ledger.get_deployment(watch.target, endpoint, watch.id)
         if attempt is not None and attempt.outcome != "RolledBack":
@@ -108,11 +129,11 @@ class Watching:
                                               only_from=watch.id)
         except (Refused, NotFound) as exc:
             log.error("endpoint %s serves a failing model and cannot be rolled back: %s", endpoint, exc)
-            return False
+            return "fine"
         if result.outcome == "Unchanged":
-            return False  # another delivery of this check rolled it back meanwhile (decided under the lease)
+            return "fine"  # another delivery of this check rolled it back meanwhile (decided under the lease)
         self._record_on_run(watch, problem)
-        return True
+        return "rolledBack"
 
     def _record_on_run(self, watch: Watch, problem: str) -> None:
         run = self.ledger.get_run(watch.run_id) if watch.run_id else None

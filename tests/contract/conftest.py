@@ -114,7 +114,8 @@ def services(request: pytest.FixtureRequest) -> Services:
         def fake_throttle() -> None:
             error = FakeServiceError("throttled", transient=True, status=429)
             error.retry_after = 2
-            w.studio.faults.setdefault("verify_once", []).append(error)
+            for operation in ("verify_once", "check"):  # the next look, or the next watch's check
+                w.studio.faults.setdefault(operation, []).append(error)
 
         return Services(w.app.services.training(target), w.app.services.serving(target),
                         lambda name: w.drop(name), fake_endpoint, lambda job_id: None, fake_throttle)

@@ -121,3 +121,18 @@ def test_a_swap_is_proven_by_looks_a_throttled_look_says_so_and_what_served_is_p
     assert serving.restore(name, serving.recall(name, previous, before.answers, kept), SMOKE_ROW, lambda: None) is None
     info = serving.endpoint(name)
     assert info is not None and info.model_path == before.endpoint.model_path
+
+
+def test_a_check_the_service_throttled_says_so_with_its_retry_after(services: Services):
+    """The post-deploy watch's check: one the service throttled is not a verdict on the model (transient), and
+    carries the service's error (`throttle`, Retry-After 2) so every instance can hold off."""
+    serving = services.serving
+    name = services.new_endpoint()
+    info = serving.endpoint(name)
+    assert info is not None and info.model_path
+    model = ModelRef(info.model_path, info.model_base)
+    assert serving.check(name, model, SMOKE_ROW).ok
+    services.throttle_scoring()
+    verdict = serving.check(name, model, SMOKE_ROW)
+    assert not verdict.ok and verdict.transient, verdict
+    assert verdict.throttle is not None and verdict.throttle.retry_after == 2, verdict

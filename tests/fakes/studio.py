@@ -250,7 +250,11 @@ class FakeServing(ServingTarget):
                         answers)
 
     def check(self, name: str, model: ModelRef, smoke_row: dict[str, str] | None) -> Verdict:
-        self.studio._call("check", name)
+        try:
+            self.studio._call("check", name)
+        except ServiceError as exc:  # as the adapters: a check that could not be made says so, and if throttled
+            return Verdict(f"the check failed: {exc}", transient=exc.transient,
+                           throttle=exc if exc.throttling else None)
         ep = self.studio.endpoints[name]
         if ep.model_path != model.path:
             return Verdict(f"the endpoint serves {ep.model_path!r} now, not {model.path!r}")

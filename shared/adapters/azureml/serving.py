@@ -102,7 +102,8 @@ class AzureMLServing(ServingTarget):
             if smoke_row:
                 self.scoring.score(self.arm.get(f"/onlineEndpoints/{name}", f"get endpoint {name}"), smoke_row)
         except AzureMLError as exc:
-            return Verdict(f"the check failed: {exc.describe()}", transient=exc.transient)
+            return Verdict(f"the check failed: {exc.describe()}", transient=exc.transient,
+                           throttle=exc if exc.throttling else None)
         return Verdict()
 
     def health(self) -> dict[str, Any]:

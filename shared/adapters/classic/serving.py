@@ -109,7 +109,8 @@ class ClassicServing(ServingTarget):
         try:
             ep = self.studio.management(self.target).get_endpoint(name)
         except ServiceError as exc:
-            return Verdict(f"the check's GET failed: {describe(exc)}", transient=True)
+            return Verdict(f"the check's GET failed: {describe(exc)}", transient=True,
+                           throttle=exc if exc.throttling else None)
         shown = ep.model_path(self.resource)
         if shown != model.path:
             return Verdict(f"the endpoint serves {shown!r} now, not {model.path!r}")
@@ -118,7 +119,8 @@ class ClassicServing(ServingTarget):
         try:
             self.studio.scoring(str(ep.ApiLocation), str(ep.PrimaryKey)).score([smoke_row], max_attempts=1)
         except ServiceError as exc:
-            return Verdict(f"the smoke scoring request failed: {describe(exc)}", transient=exc.transient)
+            return Verdict(f"the smoke scoring request failed: {describe(exc)}", transient=exc.transient,
+                           throttle=exc if exc.throttling else None)
         return Verdict()
 
     def health(self) -> dict[str, Any]:

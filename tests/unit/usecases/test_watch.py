@@ -4,7 +4,10 @@ recorded, so it survives a restart, and it ends by itself."""
 
 from __future__ import annotations
 
+import json
 import time
+
+import pytest
 
 from shared.composition import UseCases
 from shared.events import EndpointRolledBack, EndpointUpdateFailed
@@ -139,3 +142,39 @@ def test_a_watch_on_one_wave_of_endpoints_is_still_checked_in_the_pass():
     summary = w.app.reconciler.reconcile()
     assert summary["watched"] == 16 and summary["rolledBack"] == 16 and summary["watchQueued"] == 0
     assert not [m for m in w.queue.messages.values() if '"watch"' in m.text]
+
+
+def test_a_throttled_watch_check_holds_every_instance_off_and_its_endpoints_are_looked_at_after_the_pause():
+    """Issue 22: a 429 on a watch's check set no shared pause (the classic check folded it into 'could not check
+    now'), so every instance kept checking a throttled service. Now the check says it was throttled: the pause every
+    instance honours is set from its Retry-After, and the batch's endpoints not looked at go again after it."""
+    from shared.usecases.pace import throttle_key
+    from tests.fakes.studio import FakeServiceError
+
+    w, names, _, run_id = watched_fleet(60)
+    w.app.reconciler.reconcile()
+    taken = w.queue.receive(100, 60)
+    for message in taken:
+        w.queue.delete(message)
+    bodies = [m.body for m in taken if m.body["kind"] == "watch"]
+    throttled = FakeServiceError("check throttled", transient=True, status=429)
+    throttled.retry_after = 20.0
+    w.studio.faults["check"] = [throttled]
+    w.studio.broken_models.add(w.run(run_id).model_path or "")  # it fails: once looked at, it is rolled back
+    fanout = w.app.fanout_work
+    assert fanout is not None
+    checks = len([c for c in w.studio.calls if c[0] == "check"])
+    fanout.handle(bodies[0])
+    assert len([c for c in w.studio.calls if c[0] == "check"]) == checks + 1  # stopped at the 429
+    assert w.queue.paused_until(throttle_key("default")) == pytest.approx(w.queue.now() + 20, abs=2)
+    fanout.handle(bodies[1])  # another instance's batch: held off, not checked
+    assert len([c for c in w.studio.calls if c[0] == "check"]) == checks + 1
+    again = [(json.loads(m.text), m.visible_at - w.queue.now()) for m in w.queue.messages.values()]
+    assert sorted(len(b["endpoints"]) for b, _ in again if b["kind"] == "watch") == sorted(
+        len(b["endpoints"]) for b in bodies)  # every endpoint still to be looked at
+    assert all(d == pytest.approx(20, abs=2) for b, d in again if b["kind"] == "watch")
+    w.queue.offset += 21  # the pause is over
+    for message in w.queue.receive(100, 60):
+        fanout.handle(message.body)
+    assert all(w.ledger.get_deployment("default", n, f"run-{run_id}").outcome == "RolledBack"  # type: ignore
+               for n in names)
