@@ -69,9 +69,10 @@ class Operations:
 
     def patch_model(self, target_name: str | None, endpoint: str, model_path: str, force: bool = False,
                     trigger: str = "http", caller: str | None = None) -> EndpointResult:
-        """Patch one endpoint with a given `.ilearner` (a path in this app's storage). A model with an evaluation
-        (a run's always has one) must pass the gate unless `force`; a forced deployment is recorded as forced,
-        with the caller. Nothing is done (outcome `Unchanged`) when the endpoint serves that model already."""
+        """Patch one endpoint with a given `.ilearner` (a path in this app's storage). The model must pass the gate
+        unless `force` - one without an evaluation beside it cannot be gated, so it needs `force` too (a run's
+        model always has one); a forced deployment is recorded as forced, with the caller. Nothing is done
+        (outcome `Unchanged`) when the endpoint serves that model already."""
         target = find_target(self.settings, target_name)
         ref = self._model_ref(model_path)
         self.require_endpoint(target, endpoint)
@@ -82,7 +83,8 @@ class Operations:
                 metrics = self.gate.gated(self.storage.read_evaluation(sibling, self.gate.metrics))
             except DataRejected as exc:
                 raise Refused(f"{sibling.path}: {exc.message}", exc.code) from None
-        below = self.gate.check(metrics) if metrics is not None else None
+        below = self.gate.check(metrics) if metrics is not None else \
+            f"{ref.path} has no evaluation beside it: the gate cannot be applied"
         if below is not None and not force:
             raise Refused(f"{below}; send \"force\": true to deploy it anyway (recorded as forced)", "ModelRejected",
                           conflict=True)

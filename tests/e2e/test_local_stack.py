@@ -83,7 +83,8 @@ def test_rollback_over_http_returns_to_the_model_the_endpoint_was_created_with(c
     resp = client.call("POST", f"endpoints/{name}/rollback")
     assert resp.status_code == 200, resp.text
     assert client.serving(name) == original
-    resp = client.call("POST", f"endpoints/{name}/model", json={"model": model})  # and patched in again by hand
+    # and patched in again by hand (forced: it has no evaluation beside it to gate it with)
+    resp = client.call("POST", f"endpoints/{name}/model", json={"model": model, "force": True})
     assert resp.status_code == 200 and resp.json()["outcome"] == "Deployed", resp.text
     assert client.serving(name) == model
     assert [e for e in client.events("EndpointRolledBack") if e["data"]["endpoint"] == name]
@@ -208,7 +209,7 @@ def test_every_http_route_success_and_error(client):
         ("POST", "endpoints", {"name": "UPPER"}, 400),
         ("GET", f"endpoints/{name}", None, 200),
         ("GET", "endpoints/missing-one", None, 404),
-        ("POST", f"endpoints/{name}/model", {"model": model}, 200),
+        ("POST", f"endpoints/{name}/model", {"model": model, "force": True}, 200),  # no evaluation: force
         ("POST", f"endpoints/{name}/model", {"model": "models/none.ilearner"}, 404),
         ("POST", f"endpoints/{name}/rollback", {}, 200),
         ("POST", "endpoints/default/rollback", {}, 409),

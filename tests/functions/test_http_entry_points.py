@@ -102,8 +102,8 @@ def test_patch_a_model_then_roll_back_to_the_creation_model(app):
     name = new_name()
     call_http(http_api.endpoints_create, "POST", "endpoints", {"name": name})
     model = hand_model(h, name)
-    patched = call_http(http_api.endpoints_patch_model, "POST", f"endpoints/{name}/model", {"model": model.path},
-                        route_params={"name": name})
+    patched = call_http(http_api.endpoints_patch_model, "POST", f"endpoints/{name}/model",
+                        {"model": model.path, "force": True}, route_params={"name": name})
     assert patched.status == 200 and patched.json["outcome"] == "Deployed", patched.text
     assert h.serving(name) == model.path
     rolled = call_http(http_api.endpoints_rollback, "POST", f"endpoints/{name}/rollback", route_params={"name": name})
@@ -128,6 +128,18 @@ def test_patch_model_errors(app, model, status, code):
     assert (answer.status, answer.code) == (status, code), answer.text
 
 
+def test_a_model_without_an_evaluation_needs_force(app):
+    """Issue 21: it was deployed ungated with force false; the gate cannot be applied to it."""
+    h = app()
+    name = new_name()
+    call_http(http_api.endpoints_create, "POST", "endpoints", {"name": name})
+    model = hand_model(h, name)
+    answer = call_http(http_api.endpoints_patch_model, "POST", f"endpoints/{name}/model", {"model": model.path},
+                       route_params={"name": name})
+    assert (answer.status, answer.code) == (409, "ModelRejected") and "no evaluation" in answer.text, answer.text
+    assert h.serving(name) != model.path
+
+
 def test_the_default_endpoint_is_never_patched(app):
     h = app()
     model = hand_model(h, "for-default")
@@ -143,8 +155,8 @@ def test_a_model_the_service_refuses_is_422_and_the_endpoint_keeps_its_model(app
     before = h.serving(name)
     bad = BlobRef("models", f"hand/{name}-bad.ilearner")
     h.put(bad, b"this is not a model")
-    answer = call_http(http_api.endpoints_patch_model, "POST", f"endpoints/{name}/model", {"model": bad.path},
-                       route_params={"name": name})
+    answer = call_http(http_api.endpoints_patch_model, "POST", f"endpoints/{name}/model",
+                       {"model": bad.path, "force": True}, route_params={"name": name})
     assert (answer.status, answer.code) == (422, "ModelNotServable"), answer.text
     assert answer.json["error"]["result"]["outcome"] == "Failed"
     assert "IncompatibleModel" in answer.json["error"]["message"]

@@ -49,8 +49,8 @@ def test_a_patch_throttled_past_the_short_budget_answers_503_with_retry_after_qu
     h.put(model, h.app.storage.read_bytes(INITIAL_MODEL))
     h.fault(route="management.patch_endpoint", status=429, retry_after=25, count=100)
     started = time.monotonic()
-    answer = call_http(http_api.endpoints_patch_model, "POST", f"endpoints/{name}/model", {"model": model.path},
-                       route_params={"name": name})
+    answer = call_http(http_api.endpoints_patch_model, "POST", f"endpoints/{name}/model",
+                       {"model": model.path, "force": True}, route_params={"name": name})
     took = time.monotonic() - started
     assert (answer.status, answer.code) == (503, "DeploymentPending"), answer.text
     assert answer.headers["Retry-After"] and took < 60  # not the background budget's minutes of sleeping
@@ -62,11 +62,11 @@ def test_patching_the_model_an_endpoint_serves_is_unchanged(app):
     name = h.new_endpoint("same")
     model = BlobRef("models", f"hand/{name}.ilearner")
     h.put(model, h.app.storage.read_bytes(INITIAL_MODEL))
-    first = call_http(http_api.endpoints_patch_model, "POST", f"endpoints/{name}/model", {"model": model.path},
-                      route_params={"name": name})
+    first = call_http(http_api.endpoints_patch_model, "POST", f"endpoints/{name}/model",
+                      {"model": model.path, "force": True}, route_params={"name": name})
     assert first.status == 200 and first.json["outcome"] == "Deployed"
-    again = call_http(http_api.endpoints_patch_model, "POST", f"endpoints/{name}/model", {"model": model.path},
-                      route_params={"name": name})
+    again = call_http(http_api.endpoints_patch_model, "POST", f"endpoints/{name}/model",
+                      {"model": model.path, "force": True}, route_params={"name": name})
     assert again.status == 200 and again.json["outcome"] == "Unchanged"
 
 
@@ -76,8 +76,8 @@ def test_an_endpoint_held_by_another_deployment_is_a_409_endpoint_busy(app):
     model = BlobRef("models", f"hand/{name}.ilearner")
     h.put(model, h.app.storage.read_bytes(INITIAL_MODEL))
     h.app.ledger.acquire("default", name, "someone-else", seconds=60)
-    answer = call_http(http_api.endpoints_patch_model, "POST", f"endpoints/{name}/model", {"model": model.path},
-                       route_params={"name": name})
+    answer = call_http(http_api.endpoints_patch_model, "POST", f"endpoints/{name}/model",
+                       {"model": model.path, "force": True}, route_params={"name": name})
     assert (answer.status, answer.code) == (409, "EndpointBusy")
 
 

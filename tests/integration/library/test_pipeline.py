@@ -291,7 +291,7 @@ def test_a_fan_out_wider_than_one_ledger_batch_with_a_busy_endpoint_and_a_redeli
 
     from shared.adapters.deployment_book import BATCH_ENDPOINTS
 
-    h = harness(RETRAIN_ENDPOINTS="")
+    h = harness(RETRAIN_ENDPOINTS="", RETRAIN_FANOUT_MODE="inline")  # the in-invocation fan-out's ledger batches
     with ThreadPoolExecutor(8) as pool:
         endpoints = list(pool.map(lambda _: h.new_endpoint("wide"), range(BATCH_ENDPOINTS + 12)))
     h.settings.targets[0].endpoints = endpoints

@@ -108,12 +108,20 @@ def test_a_model_below_the_gate_is_refused_unless_forced_and_a_forced_one_is_rec
     assert forced.forced and forced.caller == "bob" and forced.operation == "patch"
 
 
-def test_a_model_without_an_evaluation_is_not_gated_and_an_unusable_evaluation_is_refused():
+def test_a_model_without_an_evaluation_needs_force_and_an_unusable_evaluation_is_refused():
+    """Issue 21: a model without an evaluation was deployed ungated with `force: false`. The gate cannot be applied
+    to it, so it needs `force` (and is recorded as forced)."""
     w = world()
     w.endpoint("acme")
     plain = BlobRef("models", "acme/plain.ilearner")
     w.storage.put(plain, b"a model")
-    assert w.app.operations.patch_model(None, "acme", plain.path).outcome == "Deployed"
+    with pytest.raises(Refused) as refused:
+        w.app.operations.patch_model(None, "acme", plain.path)
+    assert refused.value.code == "ModelRejected" and "no evaluation" in str(refused.value) and refused.value.conflict
+    assert serving(w) != plain.path
+    assert w.app.operations.patch_model(None, "acme", plain.path, force=True, caller="dana").outcome == "Deployed"
+    top = w.ledger.history("default", "acme")[0]
+    assert top.forced and top.caller == "dana"
     w.storage.put(BlobRef("models", "acme/odd/evaluation.csv"), b"AUC\nhigh\n")
     w.storage.put(BlobRef("models", "acme/odd/model.ilearner"), b"a model")
     with pytest.raises(Refused) as info:
