@@ -62,3 +62,51 @@ def test_an_outage_delays_events_and_flush_sends_them_later(sinks: Sinks):
         sinks.sink.flush()
         time.sleep(0.2)
     assert [e["data"]["runId"] for e in sinks.received()] == ["r2"]
+
+
+def test_stored_events_are_held_from_flush_until_their_writer_sends_them(sinks: Sinks):
+    """A batch's stored events are the writer's until it sends or withdraws them (issue 21): a flush meanwhile -
+    reconcile's, on another instance - sends none of them, so an announcement about to be withdrawn never leaks."""
+    batch = sinks.sink.batch()
+    with batch.gathering():
+        sinks.sink.publish(updated(sinks, "held"))
+    stored = batch.store()
+    sinks.sink.flush()
+    time.sleep(0.3)
+    assert sinks.received() == []  # held: the flush left it to its writer
+    batch.send(stored)
+    assert [e["data"]["endpoint"] for e in wait_for(sinks, 1)] == ["held"]
+    sinks.sink.flush()
+    time.sleep(0.3)
+    assert len(sinks.received()) == 1  # sent once
+
+
+def test_a_withdrawn_announcement_is_never_sent_and_the_rest_of_its_batch_is(sinks: Sinks):
+    batch = sinks.sink.batch()
+    with batch.gathering():
+        for endpoint in ("kept", "refused", "also-kept"):
+            sinks.sink.publish(updated(sinks, endpoint))
+    stored = batch.withdraw(batch.store(), lambda kind, subject, data: kind == "EndpointUpdated" and
+                            data.get("endpoint") == "refused")
+    batch.send(stored)
+    wait_for(sinks, 2)
+    sinks.sink.flush()
+    time.sleep(0.3)
+    assert sorted(e["data"]["endpoint"] for e in sinks.received()) == ["also-kept", "kept"]
+
+
+def test_a_batch_its_writer_could_not_send_is_released_to_the_next_flush(sinks: Sinks):
+    """The hold is for the writer's invocation only: a send that fails (the topic down) hands the events to the
+    next flush at once, not after the hold."""
+    batch = sinks.sink.batch()
+    with batch.gathering():
+        sinks.sink.publish(updated(sinks, "released"))
+    stored = batch.store()
+    sinks.outage(True)
+    batch.send(stored)
+    sinks.outage(False)
+    deadline = time.monotonic() + 40  # the publisher leaves a failing topic alone for a while
+    while not sinks.received() and time.monotonic() < deadline:
+        sinks.sink.flush()
+        time.sleep(0.2)
+    assert [e["data"]["endpoint"] for e in sinks.received()] == ["released"]
