@@ -18,6 +18,14 @@ def wait_for(sinks: Sinks, count: int, seconds: float = 10) -> list[dict]:
     return got
 
 
+def flush_until_received(sinks: Sinks) -> None:
+    """Flush as reconcile does, until the topic has something (the publisher leaves a failing topic alone a while)."""
+    deadline = time.monotonic() + 40
+    while not sinks.received() and time.monotonic() < deadline:
+        sinks.sink.flush()
+        time.sleep(0.2)
+
+
 def updated(sinks: Sinks, endpoint: str) -> EndpointUpdated:
     return EndpointUpdated(subject=f"{sinks.mark}/{endpoint}", run_id="r1", endpoint=endpoint, target="default",
                            model="models/r1/model.ilearner", metrics={"AUC": 0.9}, operation="promote",
@@ -57,10 +65,7 @@ def test_an_outage_delays_events_and_flush_sends_them_later(sinks: Sinks):
     time.sleep(0.2)
     assert sinks.received() == []
     sinks.outage(False)
-    deadline = time.monotonic() + 40  # the publisher leaves a failing topic alone for a while
-    while not sinks.received() and time.monotonic() < deadline:
-        sinks.sink.flush()
-        time.sleep(0.2)
+    flush_until_received(sinks)
     assert [e["data"]["runId"] for e in sinks.received()] == ["r2"]
 
 
@@ -105,8 +110,5 @@ def test_a_batch_its_writer_could_not_send_is_released_to_the_next_flush(sinks: 
     sinks.outage(True)
     batch.send(stored)
     sinks.outage(False)
-    deadline = time.monotonic() + 40  # the publisher leaves a failing topic alone for a while
-    while not sinks.received() and time.monotonic() < deadline:
-        sinks.sink.flush()
-        time.sleep(0.2)
+    flush_until_received(sinks)
     assert [e["data"]["endpoint"] for e in sinks.received()] == ["released"]
