@@ -15,7 +15,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,9 +66,13 @@ class EventBatch(port.EventBatch):
     def gathering(self) -> contextlib.AbstractContextManager[None]:
         return self.publisher.gathering(self)
 
-    def store(self) -> list[Stored]:
+    def store(self, subjects: Collection[str] | None = None) -> list[Stored]:
         with self._lock:
-            events, self._events = self._events, []
+            if subjects is None:
+                events, self._events = self._events, []
+            else:
+                events = [e for e in self._events if e.subject in subjects]
+                self._events = [e for e in self._events if e.subject not in subjects]
         return self.publisher.store(events) if events else []
 
     def send(self, stored: Any) -> None:
@@ -85,6 +89,9 @@ class Stored:
 
     row: str
     events: list[CloudEvent[Any]]
+    # the row still holds an announcement that was taken back (the outbox write failed): never released early -
+    # after its hold a flush sends only what the ledger confirms
+    dirty: bool = False
 
 
 def event_id(event_type: str, subject: str, data: dict[str, Any]) -> str:
@@ -102,6 +109,9 @@ class EventPublisher(port.EventSink):
         self._client: EventGridPublisherClient | None = None
         self._lock = threading.Lock()
         self._skip_until = 0.0
+        # For events a writer stored and never finished with (its hold ended): send one only when this says the
+        # ledger records what it announces (`usecases.outcomes.announcement_recorded`, wired by the composition).
+        self.confirm: Callable[[str, str, Any], bool] | None = None
         self._local = threading.local()  # the EventBatch this thread gathers into, if any
         credential = AzureKeyCredential(settings.eventgrid_key.get_secret_value()) if settings.eventgrid_key \
             else identity
@@ -162,6 +172,14 @@ class EventPublisher(port.EventSink):
             return 0
         sent = 0
         rows = self.outbox.pending(limit)
+        dropped = [r for r in rows if r.get("orphaned") and self.confirm is not None and
+                   not self.confirm(r["type"], r["subject"], r["data"])]
+        if dropped:  # announcements of changes the ledger never took (their writer died, or could not withdraw)
+            log.warning("%d event(s) left by a writer that never finished announce what the ledger does not "
+                        "record; not sent", len(dropped))
+            gone = {id(r) for r in dropped}
+            rows = [r for r in rows if id(r) not in gone]
+            self._forget(sorted({r["row"] for r in dropped} - {r["row"] for r in rows}))
         unsent: dict[str, int] = {}
         for r in rows:
             unsent[r["row"]] = unsent.get(r["row"], 0) + 1
@@ -220,12 +238,14 @@ class EventPublisher(port.EventSink):
             return
         for i, one in enumerate(stored):
             if time.monotonic() < self._skip_until or not self._send(one.events, from_outbox=True):
-                self._release([s.row for s in stored[i:]])  # the outbox keeps them for the next reconcile
+                self._release([s.row for s in stored[i:] if not s.dirty])  # the outbox keeps them for a flush
                 return
             self._forget([one.row])
 
     def withdraw(self, stored: list[Stored], refused: Callable[[str, str, dict[str, Any]], bool]) -> list[Stored]:
-        """Take back stored events not sent yet: a row holding one is removed and what else it held stored again."""
+        """Take back stored events not sent yet: a row holding one is rewritten in place with the rest (still held),
+        or removed when nothing is left - one write, so what else it held is never lost. When that write fails the
+        row keeps the refused event, held: a flush after the hold sends only what the ledger confirms (`confirm`)."""
         kept: list[Stored] = []
         for one in stored:
             left = [e for e in one.events if not refused(e.type.removeprefix(PREFIX), e.subject or "",
@@ -233,13 +253,19 @@ class EventPublisher(port.EventSink):
             if len(left) == len(one.events):
                 kept.append(one)
                 continue
+            dirty = False
             try:
-                self.outbox.remove([one.row])
-            except AzureError as exc:  # it stays: the next flush sends it
-                log.warning("could not take back %d event(s) from the outbox (%s)", len(one.events) - len(left),
-                            type(exc).__name__)
+                if left:
+                    self.outbox.rewrite(one.row, [(e.id, e.type.removeprefix(PREFIX), e.subject or "", e.data,
+                                                   _iso(e)) for e in left], time.time() + HOLD_SECONDS)
+                else:
+                    self.outbox.remove([one.row])
+            except AzureError as exc:
+                dirty = True
+                log.warning("could not take back %d event(s) from the outbox (%s); the row stays held, and a flush "
+                            "sends only what the ledger confirms", len(one.events) - len(left), type(exc).__name__)
             if left:
-                kept += self.store(left)
+                kept.append(Stored(one.row, left, dirty))
         return kept
 
     def _release(self, rows: list[str]) -> None:

@@ -101,12 +101,21 @@ class Outbox:
         for r in rows:
             if len(events) >= limit:
                 break
+            # a row still marked held after its hold ended: its writer never sent, released or took it back
+            orphaned = float(r.get("heldUntil") or 0.0) > 0.0
             if "events" in r:
                 events += [{"RowKey": ident, "type": kind, "subject": subject, "data": data, "time": when,
-                            "row": r["RowKey"]} for ident, kind, subject, data, when in json.loads(r["events"])]
+                            "row": r["RowKey"], "orphaned": orphaned}
+                           for ident, kind, subject, data, when in json.loads(r["events"])]
             else:
                 events.append(dict(r, data=json.loads(r["data"]), row=r["RowKey"]))
         return events
+
+    def rewrite(self, row: str, events: list[StoredEvent], held_until: float) -> None:
+        """A group row with only `events` left (one write: the row never stands empty or lost meanwhile)."""
+        text = "[" + ",".join(json.dumps(list(e)) for e in events) + "]"
+        self.table.upsert_entity({"PartitionKey": PARTITION, "RowKey": row, "events": text, "count": len(events),
+                                  "time": min(e[4] for e in events), "heldUntil": held_until}, mode=UpdateMode.REPLACE)
 
     def release(self, rows: list[str]) -> None:
         """Stop holding rows (their writer could not send them): the next `pending` returns them."""

@@ -4,7 +4,7 @@ topic did not take), and a fan-out's events gathered from its threads into a few
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -20,8 +20,10 @@ class EventBatch(ABC):
         """Events the calling thread publishes inside the block join this batch."""
 
     @abstractmethod
-    def store(self) -> Any:
-        """Store what was gathered since the last call; returns a handle for `send`."""
+    def store(self, subjects: Collection[str] | None = None) -> Any:
+        """Store what was gathered since the last call - only the events about `subjects` when given (a fan-out
+        records its endpoints in several batches: each stores and sends just the announcements of the outcomes it
+        writes, the others stay gathered); returns a handle for `send`."""
 
     @abstractmethod
     def send(self, stored: Any) -> None:

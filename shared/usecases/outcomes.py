@@ -7,7 +7,7 @@ the ledger made, once, and its `sequence` orders it among the endpoint's others.
 from __future__ import annotations
 
 import logging
-from typing import Protocol
+from typing import Any, Protocol
 
 from shared.ports.events import EventBatch, EventSink
 from shared.ports.ledger import BATCH_ENDPOINTS, LeasedAttempt, Ledger
@@ -26,6 +26,7 @@ class Deployer(Protocol):
                   begun: LeasedAttempt) -> Deployment: ...
 
 log = logging.getLogger("shared.usecases.outcomes")
+ANNOUNCING = ("EndpointUpdated", "EndpointRolledBack")  # the events that announce a pointer change (a rollback: both)
 LOST = ("the endpoint's lease was taken over before its pointer was recorded; the deployment is decided again "
         "(newest data wins)")
 
@@ -37,7 +38,7 @@ def record_outcomes(ledger: Ledger, events: EventBatch, done: list[tuple[Deploym
     that was Deployed is recorded Pending unless the pointer names it (a redelivery of the same attempt finished
     it, and announced it) - a model is Deployed only with its pointer, and the next promotion decides it again
     against whatever serves now."""
-    stored = events.store()
+    stored = events.store({f"{dep.target}/{dep.endpoint}" for dep, _ in done})  # these outcomes' own, no others'
     lost: list[Deployment] = []
     for i in range(0, len(done), BATCH_ENDPOINTS):
         lost += ledger.finish_many(done[i:i + BATCH_ENDPOINTS], owner)
@@ -52,11 +53,22 @@ def record_outcomes(ledger: Ledger, events: EventBatch, done: list[tuple[Deploym
             dep.outcome, dep.reason = "Pending", LOST
             ledger.save_deployment(dep)
     if refused:
-        announcing = ("EndpointUpdated", "EndpointRolledBack")  # (an operator's rollback is announced by both)
-        stored = events.withdraw(stored, lambda kind, subject, data: kind in announcing and (
+        stored = events.withdraw(stored, lambda kind, subject, data: kind in ANNOUNCING and (
             subject, data.get("deploymentId")) in refused)
     events.send(stored)
     return lost
+
+
+def announcement_recorded(ledger: Ledger, kind: str, subject: str, data: Any) -> bool:
+    """Whether an event a writer stored and never finished with (it died between storing and sending, or could not
+    take an announcement back) may still be sent: an announcement of a deployment only when the ledger records that
+    deployment Deployed; every other event, yes."""
+    deployment = data.get("deploymentId") if isinstance(data, dict) else None
+    if kind not in ANNOUNCING or not deployment:
+        return True
+    target, _, endpoint = subject.partition("/")
+    found = ledger.get_deployment(target, endpoint, str(deployment))
+    return found is not None and found.outcome == "Deployed"
 
 
 def carry_out_and_record(deployer: Deployer, target: Target, model: ModelRef, run: Run | None, force: bool,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
 from shared.events import Event
@@ -35,9 +35,13 @@ class FakeBatch(EventBatch):
         with self._lock:
             self._gathered.append(event)
 
-    def store(self) -> list[Event]:
+    def store(self, subjects: Collection[str] | None = None) -> list[Event]:
         with self._lock:
-            taken, self._gathered = self._gathered, []
+            if subjects is None:
+                taken, self._gathered = self._gathered, []
+            else:
+                taken = [e for e in self._gathered if e.subject in subjects]
+                self._gathered = [e for e in self._gathered if e.subject not in subjects]
         with self.sink.lock:
             self.sink.held.extend(taken)
         return taken

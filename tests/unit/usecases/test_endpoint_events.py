@@ -183,3 +183,42 @@ def test_a_queued_proof_overtaken_while_it_stalled_announces_nothing_for_its_end
     assert [d.outcome for d in w.ledger.history("default", "ep-1") if d.run_id == run.id] == ["Deployed"]
     assert all(d.outcome != "Deployed" for d in w.ledger.history("default", "ep-0") if d.run_id == run.id) or \
         w.ledger.current("default", "ep-0").deployment_id == f"run-{run.id}"  # type: ignore[union-attr]
+
+
+# ---- an inline fan-out recorded in several batches ----------------------------------------------------------------
+def test_each_record_batch_of_an_inline_fan_out_sends_only_its_own_endpoints_announcements(monkeypatch):
+    """Review of ea0ce21: one EventBatch served every record call of an inline fan-out, and each call stored (then
+    sent) everything gathered so far - the announcements of endpoints a later call would record too. When that later
+    call's pointer write was refused, its announcement had already gone out. Now a record call stores and sends the
+    events of the endpoints it records, no others."""
+    import shared.usecases.fanout as fanout_module
+
+    monkeypatch.setattr(fanout_module, "FLUSH_SECONDS", 0.0)  # every finished endpoint recorded on its own
+    names = [f"ep-{i}" for i in range(6)]
+    w = world(RETRAIN_FANOUT_MODE="inline", RETRAIN_PATCH_CONCURRENCY="6", RETRAIN_ENDPOINTS=",".join(names))
+    for name in names:
+        w.endpoint(name)
+    run = w.trained("fleet.csv", seed=3)
+    recorded: list[list[str]] = []
+    published_at_refusal: list[str] = []
+    real_finish_many = w.ledger.finish_many
+
+    def finish_many(done: list[Any], owner: str) -> list[Deployment]:
+        batch = [d.endpoint for d, _ in done]
+        recorded.append(batch)
+        if len(recorded) == 1:
+            time.sleep(0.3)  # the first write is slow: every other endpoint finishes (and gathers its event)
+        elif "ep-4" in batch:  # its lease was taken over meanwhile: this pointer write is refused
+            published_at_refusal.extend(e.endpoint for e in w.events.of(EndpointUpdated))
+            taken = w.ledger.pointers[("default", "ep-4")]
+            taken.lease_owner, taken.etag = "someone-else", 'W/"taken-over"'  # (the row changed since it was read)
+        return real_finish_many(done, owner)
+
+    monkeypatch.setattr(w.ledger, "finish_many", finish_many)
+    w.app.promotion.promote(run)
+    w.events.flush()
+    assert len(recorded) > 1 and published_at_refusal, (recorded, published_at_refusal)  # the race is made
+    assert "ep-4" not in published_at_refusal, (recorded, published_at_refusal)  # not before its pointer's write
+    assert "ep-4" not in [e.endpoint for e in w.events.of(EndpointUpdated)]  # nor ever (withdrawn)
+    dep = w.ledger.get_deployment("default", "ep-4", f"run-{run.id}")
+    assert dep is not None and dep.outcome != "Deployed"
