@@ -33,7 +33,8 @@ def fanout_work(msg: func.QueueMessage, context: func.Context) -> None:
                 log.info("job %s: run %s %s %s", body.get("job"), result.run_id, result.status, result.reason or "")
             return
         if isinstance(body, dict) and body.get("kind") == "poisoned-blob":  # a later try (see blob_poisoned)
-            app.poisoned_blobs.handle(dict(body.get("blob") or {}), int(body.get("tries") or 0))
+            app.poisoned_blobs.handle(dict(body.get("blob") or {}), int(body.get("tries") or 0),
+                                      int(body.get("recordTries") or 0))
             return
         work = app.fanout_work
         assert work is not None  # the app's Retraining always has its queue

@@ -31,7 +31,8 @@ from shared.usecases.fanout_queue import QueuedFanOut
 from shared.usecases.intake import TrainingIntake
 from shared.usecases.model_landing import ModelLanding
 from shared.usecases.operations import Operations
-from shared.usecases.poisoned_blobs import PoisonedBlobs
+from shared.usecases.outcomes import announcement_recorded
+from shared.usecases.poisoned_blobs import POISON_QUEUE, PoisonedBlobs
 from shared.usecases.promotion import Promotion
 from shared.usecases.reconcile import Reconciler
 from shared.usecases.status import StatusPage
@@ -85,7 +86,7 @@ class UseCases:
             self.fanout_work.watch = self.watching.check_batch  # `watch` messages come on the same queue
             self.watching.pace = self.fanout_work.pace  # a throttled check holds every instance off
         self.reconciler = Reconciler(s, ledger, services, events, self.intake, self.jobs, self.promotion,
-                                     self.approvals, self.watching)
+                                     self.approvals, self.watching, self.poisoned_blobs)
 
     def _promote_by_id(self, run_id: str) -> None:
         """A queued fan-out's tally: the run's promotion again (it reads how far its endpoints got)."""
@@ -115,6 +116,7 @@ class Retraining(UseCases):
         register_secret(storage.account_key)
         ledger = TableLedger(settings, credential, retries)
         events = EventPublisher(settings, Outbox(ledger.outbox), credential)
+        events.confirm = functools.partial(announcement_recorded, ledger)
         classic = ClassicKind(settings, storage, interactive_policy(settings) if interactive else None)
         self.studio = classic.studio  # the Studio (classic) clients, for tools and tests
         azureml = AzureMLKind(settings, storage, credential, interactive)
@@ -122,6 +124,7 @@ class Retraining(UseCases):
         super().__init__(settings, storage, ledger, events, Services(settings.targets, {
             "classic": classic, "azureml": azureml, **(kinds or {})}), queue)
         self.work_queue = queue
+        self.poisoned_blobs.poisoned_again = StorageWorkQueue(settings, f"{POISON_QUEUE}-poison", credential, retries)
         self.storage: Storage = storage
         self.ledger: TableLedger = ledger
         self.events: EventPublisher = events

@@ -67,7 +67,13 @@ resource poisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@202
   name: 'webjobs-blobtrigger-poison'
 }
 
-// The fan-out's work queue (RETRAIN_FANOUT_MODE=queue; the fanout_work trigger reads it) and where the host puts a message
+// Where the host puts a poison message the app's blob_poisoned trigger itself failed on; reconcile drains it.
+resource poisonAgainQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: 'webjobs-blobtrigger-poison-poison'
+}
+
+// The work queue (the fanout_work trigger reads it: queued fan-outs, job events, later tries of poisoned blobs) and where the host puts a message
 // that failed maxDequeueCount times.
 resource workQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
   parent: queueService

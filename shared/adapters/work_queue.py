@@ -11,7 +11,7 @@ import threading
 import time
 from typing import Any
 
-from azure.core.exceptions import AzureError, ResourceExistsError
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
 from shared.adapters.transport import pooled_transport, sdk_retries
@@ -64,6 +64,8 @@ class StorageWorkQueue(WorkQueue):
             got = self.client.receive_messages(messages_per_page=max_messages, max_messages=max_messages,
                                                visibility_timeout=max(1, int(visibility_seconds)))
             return [QueuedMessage(json.loads(m.content), int(m.dequeue_count or 1), m) for m in got]
+        except ResourceNotFoundError:
+            return []  # not made yet (a poison queue appears with its first message): nothing waits
         except AzureError as exc:
             raise QueueError(f"the work queue {self.name} could not be read: {type(exc).__name__}") from None
 

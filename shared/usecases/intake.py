@@ -115,17 +115,20 @@ class TrainingIntake:
                                   "it is (rename it to retrain)", trigger)
 
     def left_in_place(self, ref: BlobRef, code: str, message: str, trigger: str) -> Run:
-        """A file that is not taken and cannot be moved: a Rejected run, a note in rejected/ saying where the file
-        is and why it stays, and an event - once (a second call finds the run)."""
+        """A file that is not taken and cannot be moved: a note in rejected/ saying where the file is and why it
+        stays, an event, then a Rejected run - the run last, so a call that fails half-way is done again in full
+        (the note is written once; a second call finds the run and does nothing)."""
         key = "unreadable" if code == "UnreadableName" else code.lower()  # (the id unreadable files always had)
-        run, created = self.ledger.create_run(Run(
-            id=run_id_for(ref.path, key), target="?", status="Rejected", data_path=ref.path,
-            trigger=trigger, error=f"{code}: {message}",
+        run_id = run_id_for(ref.path, key)
+        found = self.ledger.get_run(run_id)
+        if found is not None:
+            return found
+        note = self.storage.note_unreadable(ref, {"code": code, "message": message, "runId": run_id})
+        self.events.publish(TrainingDataRejected(subject=ref.path, run_id=run_id, blob=ref.path, code=code,
+                                                 message=message, reason_at=note.path))
+        run, _ = self.ledger.create_run(Run(
+            id=run_id, target="?", status="Rejected", data_path=ref.path, trigger=trigger, error=f"{code}: {message}",
             transitions=[{"status": "Rejected", "at": now_iso(), "reason": f"{code}: {message}"}]))
-        if created:
-            note = self.storage.note_unreadable(ref, {"code": code, "message": message, "runId": run.id})
-            self.events.publish(TrainingDataRejected(subject=ref.path, run_id=run.id, blob=ref.path,
-                                                     code=code, message=message, reason_at=note.path))
         return run
 
     def from_blob(self, path: str, trigger: str = "http") -> Run | None:

@@ -122,13 +122,15 @@ class ModelLanding:
         return result
 
     def left_in_place(self, ref: BlobRef, code: str, message: str, trigger: str) -> PromoteResult:
-        """A file that is not taken and cannot be moved: a Rejected run, a note in rejected/ saying where the file
-        is and why it stays, and an event - once (a second call finds the run)."""
+        """A file that is not taken and cannot be moved: a note in rejected/ saying where the file is and why it
+        stays, an event, then a Rejected run - the run last, so a call that fails half-way is done again in full
+        (the note is written once; a second call finds the run and does nothing)."""
         run_id = run_id_for(ref.path, "unreadable" if code == "UnreadableName" else code.lower())
-        if self._record_rejection(ref, run_id, trigger, f"{code}: {message}"):
+        if self.ledger.get_run(run_id) is None:
             note = self.storage.note_unreadable(ref, {"code": code, "message": message, "runId": run_id})
             self.events.publish(ModelRejected(subject=ref.path, run_id=run_id, model=ref.path, code=code,
                                               reason=message, reason_at=note.path))
+            self._record_rejection(ref, run_id, trigger, f"{code}: {message}")
         return PromoteResult(run_id, "Rejected", reason=message)
 
     def _record_rejection(self, ref: BlobRef, run_id: str, trigger: str, reason: str) -> bool:

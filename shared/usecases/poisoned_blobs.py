@@ -22,6 +22,8 @@ from shared.usecases.model_landing import ModelLanding
 log = logging.getLogger("shared.usecases.poisoned_blobs")
 POISON_QUEUE = "webjobs-blobtrigger-poison"  # the host's, for every blob trigger of the app
 RETRY_DELAYS = (60, 300, 900, 3600, 3600, 4 * 3600)  # seconds before each further try (~6.4 h in all)
+RECORD_TRIES = 6  # then a record that cannot be written goes back to the host (and, poisoned, to reconcile's drain)
+DRAIN_HIDE_SECONDS = 300.0
 
 
 @dataclass
@@ -30,8 +32,27 @@ class PoisonedBlobs:
     intake: TrainingIntake
     model_landing: ModelLanding
     queue: WorkQueue | None
+    # `webjobs-blobtrigger-poison-poison`: where the host puts a poison message that blob_poisoned itself failed on
+    # maxDequeueCount times (storage down: neither the file nor the work queue answered); reconcile drains it
+    poisoned_again: WorkQueue | None = None
 
-    def handle(self, message: dict[str, Any], tries: int = 0) -> str:
+    def drain(self, limit: int = 32) -> int:
+        """Take again the poison messages blob_poisoned failed on (a reconcile pass's step); the number handled. One
+        that fails again stays, and comes back after DRAIN_HIDE_SECONDS."""
+        if self.poisoned_again is None:
+            return 0
+        handled = 0
+        for message in self.poisoned_again.receive(limit, DRAIN_HIDE_SECONDS):
+            try:
+                self.handle(message.body)
+            except Exception:
+                log.exception("a poison message failed again; the next reconcile pass tries it again")
+                continue
+            self.poisoned_again.delete(message)
+            handled += 1
+        return handled
+
+    def handle(self, message: dict[str, Any], tries: int = 0, record_tries: int = 0) -> str:
         """One poison message (the host's shape: ContainerName, BlobName, FunctionId, ETag); what was done:
         taken / retrying / recorded / ignored."""
         container, name = message.get("ContainerName"), message.get("BlobName")
@@ -67,17 +88,21 @@ class PoisonedBlobs:
                 else:
                     self.model_landing.left_in_place(ref, "NotTaken", message_text, "poison")
             except ServiceError as again:
-                if self.queue is None:
-                    raise
+                if self.queue is None or record_tries >= RECORD_TRIES:
+                    raise  # the host retries, then poisons it again: reconcile's drain takes it from there
                 log.warning("%s: not even its record could be written (%s); trying again in %d s", ref.path,
                             describe(again), RETRY_DELAYS[-1])
-                self._later(container, name, tries, RETRY_DELAYS[-1])
+                self._later(container, name, tries, RETRY_DELAYS[-1], record_tries + 1)
                 return "retrying"
             return "recorded"
         log.info("%s was taken again after the host gave up on it", ref.path)
         return "taken"
 
-    def _later(self, container: str, name: str, tries: int, delay: float) -> None:
+    def _later(self, container: str, name: str, tries: int, delay: float, record_tries: int = 0) -> None:
+        """The next try, from the work queue (a failure to send it raises: the host retries this message)."""
         assert self.queue is not None
-        self.queue.send({"kind": "poisoned-blob", "blob": {"ContainerName": container, "BlobName": name},
-                         "tries": tries}, delay)
+        body: dict[str, Any] = {"kind": "poisoned-blob", "blob": {"ContainerName": container, "BlobName": name},
+                                "tries": tries}
+        if record_tries:
+            body["recordTries"] = record_tries
+        self.queue.send(body, delay)

@@ -19,6 +19,7 @@ from shared.records import Run
 from shared.settings import Settings
 from shared.usecases.approvals import Approvals
 from shared.usecases.intake import TrainingIntake
+from shared.usecases.poisoned_blobs import PoisonedBlobs
 from shared.usecases.promotion import Promotion
 from shared.usecases.training import TrainingJobs
 from shared.usecases.watch import Watching
@@ -39,6 +40,7 @@ class Reconciler:
     promotion: Promotion
     approvals: Approvals
     watching: Watching
+    poisoned: PoisonedBlobs | None = None
 
     def reconcile(self) -> dict[str, int]:
         """One pass over every unfinished run (however much history there is); one run's failure is logged and
@@ -66,6 +68,12 @@ class Reconciler:
         except Exception:
             log.exception("the watches could not be checked; the next pass tries again")
             summary["errors"] += 1
+        if self.poisoned is not None:
+            try:
+                summary["poisonTakenAgain"] = self.poisoned.drain()
+            except Exception:
+                log.exception("the poison messages the app failed on could not be read; the next pass tries again")
+                summary["errors"] += 1
         return summary
 
     def _index_older_ledger(self) -> None:

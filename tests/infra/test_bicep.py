@@ -90,7 +90,8 @@ def test_storage_account_is_keyless_and_creates_the_containers_tables_and_poison
     assert declared == list(table_names(prefix))
     queues = resources("app/storage.bicep", "Microsoft.Storage/storageAccounts/queueServices/queues").values()
     assert sorted(q["config"]["name"] for q in queues) == ["retrain-work", "retrain-work-poison",
-                                                           "webjobs-blobtrigger-poison"]
+                                                           "webjobs-blobtrigger-poison",
+                                                           "webjobs-blobtrigger-poison-poison"]
 
 
 def _role_ids(relative: str) -> dict[str, str]:

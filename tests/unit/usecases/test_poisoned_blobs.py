@@ -135,3 +135,65 @@ def test_when_even_the_record_cannot_be_written_the_file_is_tried_again_later(mo
     assert w.app.poisoned_blobs.handle(blob, len(RETRY_DELAYS)) == "retrying"
     [(body, delay)] = queued(w)
     assert body["tries"] == len(RETRY_DELAYS) and delay == pytest.approx(RETRY_DELAYS[-1], abs=1)
+
+
+def test_when_storage_is_down_for_the_file_and_the_work_queue_alike_the_message_goes_back_to_the_host(monkeypatch):
+    """Review: neither the file nor the work queue answering, the poison message failed 5 times in under a minute
+    and went to webjobs-blobtrigger-poison-poison, which nothing read - the file lost. Now the failure goes back to
+    the host (it retries, then poisons the message again) and every reconcile pass drains that second queue."""
+    from tests.fakes.queues import FakeQueue
+
+    w = world()
+    w.endpoint("acme")
+    ref = w.drop("acme/outage.csv")
+    storage_down(w, monkeypatch)
+
+    def queue_down(body: dict[str, Any], delay_seconds: float = 0) -> None:
+        raise FakeServiceError("the queue did not answer", transient=True)
+
+    with monkeypatch.context() as m:
+        m.setattr(w.queue, "send", queue_down)
+        with pytest.raises(FakeServiceError):
+            w.app.poisoned_blobs.handle(poison(ref))
+    again = FakeQueue(name="webjobs-blobtrigger-poison-poison")
+    w.app.poisoned_blobs.poisoned_again = again
+    again.send(poison(ref))  # the host poisoned the poison message
+    summary = w.app.reconciler.reconcile()  # storage still down for the file: it is scheduled for later
+    assert summary["poisonTakenAgain"] == 1 and again.depth() == 0
+    [(body, _)] = queued(w)
+    assert body["kind"] == "poisoned-blob" and body["tries"] == 1
+    monkeypatch.undo()  # storage is back
+    again.send(poison(ref))
+    assert w.app.reconciler.reconcile()["poisonTakenAgain"] == 1
+    assert [r.status for r in runs_of(w, ref)] == ["Training"]
+
+
+def test_a_drained_message_that_fails_again_stays_for_the_next_pass(monkeypatch):
+    from tests.fakes.queues import FakeQueue
+
+    w = world()
+    ref = w.drop("acme/stays.csv")
+    again = FakeQueue(name="webjobs-blobtrigger-poison-poison")
+    w.app.poisoned_blobs.poisoned_again = again
+    again.send(poison(ref))
+    monkeypatch.setattr(w.app.poisoned_blobs, "handle", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("x")))
+    assert w.app.poisoned_blobs.drain() == 0
+    assert again.depth() == 1  # hidden for DRAIN_HIDE_SECONDS, then taken again
+
+
+def test_a_record_that_can_never_be_written_is_not_rescheduled_forever(monkeypatch):
+    from shared.usecases.poisoned_blobs import RECORD_TRIES
+
+    w = world()
+    ref = w.drop("acme/never-recorded.csv")
+    storage_down(w, monkeypatch)
+
+    def no_note(ref: BlobRef, reason: dict[str, Any]) -> BlobRef:
+        raise FakeServiceError("storage did not answer", transient=True)
+
+    monkeypatch.setattr(w.storage, "note_unreadable", no_note)
+    assert w.app.poisoned_blobs.handle(poison(ref), len(RETRY_DELAYS), RECORD_TRIES - 1) == "retrying"
+    [(body, _)] = queued(w)
+    assert body["recordTries"] == RECORD_TRIES
+    with pytest.raises(FakeServiceError):  # back to the host, then to the drain: not every 4 h for ever
+        w.app.poisoned_blobs.handle(poison(ref), len(RETRY_DELAYS), RECORD_TRIES)
