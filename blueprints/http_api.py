@@ -11,7 +11,7 @@ import azure.functions as func
 from blueprints.http_support import JSON, ApiError, api, content_type, json_response, parse_body, parse_query
 from blueprints.principal import caller, operator
 from blueprints.runtime import retraining_for_http
-from shared.decisions import ACTIVE_RUN_STATUSES, find_target, model_refused
+from shared.decisions import ACTIVE_RUN_STATUSES, HANDED_OFF, find_target, model_refused
 from shared.errors import Refused
 from shared.http_bodies import (
     CreateEndpoint,
@@ -211,6 +211,9 @@ def _deployment_answer(result: EndpointResult) -> func.HttpResponse:
     view = result.view()
     if result.outcome in ("Deployed", "Unchanged"):
         return json_response(view)
+    if result.outcome == "Pending" and result.reason == HANDED_OFF:  # on the work queue: the run says how it ends
+        run_id = (result.deployment_id or "").removeprefix("run-")
+        return json_response({**view, "runId": run_id}, 202, {"Location": f"/api/runs/{run_id}"})
     if result.outcome == "Pending":
         raise ApiError(503, "DeploymentPending", result.reason or "the deployment could not be finished now; the "
                        "previous model serves", {"Retry-After": "30"}, result=view)

@@ -241,15 +241,30 @@ def model_refused(result: EndpointResult) -> bool:
 
 
 # ---- where a fan-out runs --------------------------------------------------------------------------------------
-def spread_over_queue(mode: str, proves_later: bool, endpoints: int, concurrency: int) -> bool:
+FUNCTION_TIMEOUT_SECONDS = 600  # host.json's functionTimeout ("00:10:00"): the host kills an invocation past it
+INLINE_PROOF_SECONDS = FUNCTION_TIMEOUT_SECONDS / 2  # a swap whose proof may take longer is never waited for inline
+HANDED_OFF = "the swap goes on on the work queue (its proof may outlast an invocation): the run says how it ends"
+
+
+def spread_over_queue(mode: str, proves_later: bool, endpoints: int, concurrency: int,
+                      proof_seconds: float = 0.0) -> bool:
     """Whether work on `endpoints` endpoints goes on the work queue (RETRAIN_FANOUT_MODE) rather than running in the
     invocation that starts it. Only a target whose swaps are proven by later looks can be queued. "auto": when the
     work is more than one wave of `concurrency` endpoints - inline, each further wave would wait another switch
-    time in the same invocation (host.json's functionTimeout is 10 minutes); one wave finishes in its invocation
-    as it always did (the common single-endpoint retrain)."""
+    time in the same invocation -, or when one swap's proof may take longer than INLINE_PROOF_SECONDS (the
+    target's `proof_seconds`: Azure ML's deployment create and traffic steps, 20 minutes each by default), whatever
+    the number of endpoints: an invocation killed mid-swap leaves half-moved traffic for a retry. One wave of quick
+    proofs (Studio (classic): 2 switch times) finishes in its invocation as it always did."""
     if mode == "inline" or not proves_later:
         return False
-    return mode == "queue" or endpoints > concurrency
+    return mode == "queue" or endpoints > concurrency or proof_seconds > INLINE_PROOF_SECONDS
+
+
+def proven_on_queue(mode: str, proves_later: bool, proof_seconds: float) -> bool:
+    """Whether an operator's action (one endpoint, over HTTP or from a watch) is handed to the work queue rather
+    than proven in the call: when its fan-out would be queued for the proof's length alone (a call that waited it
+    would outlast the HTTP front end's 230 s and the invocation). Else it is carried out in the call, as before."""
+    return mode != "inline" and proves_later and proof_seconds > INLINE_PROOF_SECONDS
 
 
 def watch_over_queue(mode: str, endpoints: int, concurrency: int) -> bool:

@@ -115,6 +115,11 @@ class ServingTarget(ABC):
         unproven. No waiting here: the caller schedules the next look."""
         raise NotImplementedError(f"{type(self).__name__} proves a swap only by waiting (verify)")
 
+    def baseline(self, name: str, model: ModelRef, before: Observed) -> Observed:
+        """`before` as what a swap to `model` goes back to: without what the swap itself brought in (a retried
+        swap observes the traffic its first attempt moved). As observed, by default."""
+        return before
+
     def kept(self, before: Observed) -> Any:
         """What of `before` a message must carry for `recall` (JSON; None: recall rebuilds it all)."""
         return None

@@ -14,26 +14,16 @@ from typing import TypeVar
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from shared import failpoints
-from shared.decisions import MODEL_REFUSED, superseded_by
+from shared import failpoints, records
+from shared.decisions import HANDED_OFF, MODEL_REFUSED, proven_on_queue, superseded_by
 from shared.errors import LeaseBusy, Refused, ServiceError, describe
 from shared.events import EndpointRolledBack, EndpointUpdated, EndpointUpdateFailed, ModelRejected
 from shared.gate import Gate
 from shared.ports.events import EventSink
 from shared.ports.ledger import LeasedAttempt, Ledger
 from shared.ports.services import Services
-from shared.ports.serving import EndpointInfo, ModelRef, Observed, Verdict
-from shared.records import (
-    ADOPTED,
-    Current,
-    Deployment,
-    EndpointResult,
-    Operation,
-    Outcome,
-    Run,
-    new_operation_id,
-    now_iso,
-)
+from shared.ports.serving import EndpointInfo, ModelRef, Observed, ServingTarget, Verdict
+from shared.records import ADOPTED, Current, Deployment, EndpointResult, Operation, Outcome, Run
 from shared.settings import Settings, Target
 from shared.usecases.outcomes import carry_out_and_record
 
@@ -78,6 +68,7 @@ class EndpointDeployer:
     events: EventSink
     gate: Gate
     throttled: Callable[[str, float | None], None] | None = None  # a target throttled us (Retry-After, if said)
+    hand_off: Callable[[str], object] | None = None  # a run's promotion on the work queue (QueuedFanOut sets it)
 
     def acquire(self, target: Target, endpoint: str, owner: str) -> Current:
         return wait_for_lease(lambda: self.ledger.acquire(target.name, endpoint, owner, self.settings.lease_seconds))
@@ -86,8 +77,8 @@ class EndpointDeployer:
                        decide: Callable[[Current], DeploymentPlan | EndpointResult], trigger: str,
                        caller: str | None = None, forced: bool = False) -> EndpointResult:
         """Take the endpoint's lease first (waiting at most RETRAIN_INTERACTIVE_WAIT_SECONDS), decide what to deploy
-        from what it serves now, and deploy that under the same lease: concurrent operator calls queue up and each
-        sees what the one before did, so none repeats or undoes another's work by accident."""
+        from what it serves now and deploy that under the same lease (concurrent operator calls queue up, each seeing
+        what the one before did) - a long proof (`queued_proof`: Azure ML) on the work queue: Pending (HANDED_OFF)."""
         owner = uuid.uuid4().hex
         try:
             cur = wait_for_lease(lambda: self.ledger.acquire(target.name, endpoint, owner,
@@ -110,6 +101,10 @@ class EndpointDeployer:
         dep = self.new_attempt(target, endpoint, plan.model, plan.run, plan.operation, trigger, f"run-{plan.run.id}")
         dep.restores, dep.caller, dep.forced = plan.restores, caller, forced
         self.ledger.add_deployment(dep)
+        if self.hand_off is not None and queued_proof(self.settings, self.services.serving(target)):
+            self.ledger.release(cur, owner)  # the queue's deploy message takes it, and the stored attempt
+            self.hand_off(plan.run.id)
+            return EndpointResult(endpoint, "Pending", HANDED_OFF, dep.id, previous, previous)
         dep = carry_out_and_record(self, target, plan.model, plan.run, True, LeasedAttempt(dep, True, cur), owner)
         serving = dep.model_path if dep.outcome == "Deployed" else previous
         return EndpointResult(endpoint, dep.outcome, dep.reason, dep.id, serving, previous)
@@ -118,10 +113,10 @@ class EndpointDeployer:
                     trigger: str, dep_id: str | None = None) -> Deployment:
         """The attempt row of a deployment (not stored yet). A run's promotion has the id `run-<run>`, so a
         redelivery finds its earlier attempt."""
-        dep_id = dep_id or (f"run-{run.id}" if run is not None and operation == "promote" else new_operation_id())
+        dep_id = dep_id or (f"run-{run.id}" if run and operation == "promote" else records.new_operation_id())
         return Deployment(
             id=dep_id, target=target.name, endpoint=endpoint, operation=operation, run_id=run.id if run else None,
-            model_base=model.base, model_path=model.path, data_time=run.data_time if run else now_iso(),
+            model_base=model.base, model_path=model.path, data_time=run.data_time if run else records.now_iso(),
             data_order=run.order if run else None, metric=run.metrics.get(self.gate.primary) if run else None,
             metrics=self.gate.gated(run.metrics) if run else {}, trigger=trigger)
 
@@ -211,7 +206,7 @@ class EndpointDeployer:
         serving = self.services.serving(target)
         row = self.smoke_row(target, run)
         try:
-            before = serving.observe(endpoint, row)
+            before = serving.baseline(endpoint, model, serving.observe(endpoint, row))
             if cur.deployment_id is None and before.endpoint.model_path:
                 adopt(self.ledger, target, before.endpoint, cur)
             serving.put_in_service(endpoint, model, lambda: self.renew_lease(cur))
@@ -264,6 +259,11 @@ class EndpointDeployer:
                                                    restored_model=dep.model_path, to_deployment=dep.restores,
                                                    deployment_id=dep.id))
         return "Deployed", None
+
+
+def queued_proof(s: Settings, serving: ServingTarget) -> bool:
+    return proven_on_queue(s.fanout_mode, serving.proves_later, serving.proof_seconds(s.verify_switch_seconds,
+                                                                                      s.verify_poll_seconds))
 
 
 def adopt(ledger: Ledger, target: Target, found: EndpointInfo, cur: Current) -> Deployment:

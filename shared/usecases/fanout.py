@@ -44,9 +44,10 @@ class FanOut:
             else:
                 todo.append(ep)
         todo.sort()  # each batch's `current` rows are then one range query (no read of the target's other rows)
+        serving, s = self.deployer.services.serving(target), self.settings
         if self.queued is not None and spread_over_queue(
-                self.settings.fanout_mode, self.deployer.services.serving(target).proves_later, len(todo),
-                self.settings.patch_concurrency):
+                s.fanout_mode, serving.proves_later, len(todo), s.patch_concurrency,
+                serving.proof_seconds(s.verify_switch_seconds, s.verify_poll_seconds)):
             for r in self.queued.dispatch(target, todo, model, run, force, trigger):
                 results[r.endpoint] = r
             return [results[ep] for ep in dict.fromkeys(endpoints) if ep in results]

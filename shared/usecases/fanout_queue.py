@@ -52,6 +52,7 @@ class QueuedFanOut:
         self.ledger, self.settings = deployer.ledger, deployer.settings
         self.pace = Pace(self.settings, queue)
         deployer.throttled = self.pace.throttled
+        deployer.hand_off = promote  # an operator's action whose proof may outlast its call (`proven_on_queue`)
         self.watch: Callable[[dict[str, Any]], object] | None = None  # a `watch` message's checks (usecases.watch)
         self._executor: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
@@ -167,7 +168,7 @@ class QueuedFanOut:
             if isinstance(step, InService):
                 return {"endpoint": dep.endpoint, "since": self.queue.now(), "answers": step.before.answers,
                         "failing": step.before.failing, "kept": serving.kept(step.before),
-                        "created": dep.created_at, "prev": [cur.model_path, cur.model_base]}
+                        "created": dep.created_at, "prev": [cur.model_path, cur.model_base], **_carried(dep)}
             dep.outcome, dep.reason = step
             return dep, cur
 
@@ -197,8 +198,7 @@ class QueuedFanOut:
             ep, cur = item["endpoint"], rows.get(item["endpoint"])
             if cur is None or cur.lease_owner != owner or cur.deployment_id == f"run-{run.id}":
                 return None  # finished already (a redelivery), or taken over
-            dep = self.deployer.new_attempt(target, ep, model, run, "promote", str(body["trigger"]))
-            dep.created_at = item["created"]
+            dep = _recorded(self.deployer.new_attempt(target, ep, model, run, "promote", str(body["trigger"])), item)
             prev = ModelRef(item["prev"][0], item["prev"][1]) if item["prev"][0] else None
             answers = item["answers"]
             waited = self.queue.now() - float(item["since"])
@@ -242,6 +242,23 @@ class QueuedFanOut:
         again = [o for o in outcomes if isinstance(o, dict)]
         if again:
             self.queue.send({**body, "items": again}, max(s.verify_poll_seconds, self.pace.paused(target.name)))
+
+
+def _carried(dep: Deployment) -> dict[str, Any]:
+    """What a proof must know of an attempt besides a run's promotion: an operator's action handed to the queue
+    (`EndpointDeployer.hand_off`) is concluded as that action (a rollback announced as one)."""
+    if dep.operation == "promote":
+        return {}
+    return {"attempt": {"operation": dep.operation, "restores": dep.restores, "caller": dep.caller,
+                        "forced": dep.forced}}
+
+
+def _recorded(dep: Deployment, item: dict[str, Any]) -> Deployment:
+    """A proof's attempt as its deploy message began it (`_carried`)."""
+    mine = item.get("attempt") or {}
+    dep.created_at, dep.operation = item["created"], mine.get("operation", dep.operation)
+    dep.restores, dep.caller, dep.forced = mine.get("restores"), mine.get("caller"), bool(mine.get("forced"))
+    return dep
 
 
 def record(ledger: Ledger, done: list[tuple[Deployment, Current]], owner: str, events: Any) -> None:

@@ -95,8 +95,11 @@ def test_a_host_killed_at_a_step_converges_after_restart_and_reconcile(crash_cli
 def aml_crash_client() -> Iterator[Client]:
     """An azureml stack (not in identity mode: that one is test_local_stack's); reconcile runs when a test asks. The
     job's event is answered at once (a work-queue message does the promotion), so the crash kills the queue
-    trigger's invocation: its message stays invisible for its visibility timeout and reconcile finishes the run."""
-    stack = start_stack("aml-crash", target="azureml", RETRAIN_LEASE_SECONDS="5", RETRAIN_RECONCILE_SCHEDULE=NEVER)
+    trigger's invocation: its message stays invisible for its visibility timeout and reconcile finishes the run.
+    The swap runs in that invocation (RETRAIN_FANOUT_MODE=inline): under the default, an Azure ML swap goes on the
+    work queue, and a prove message killed with its host comes back only after the 10 minutes it stays hidden."""
+    stack = start_stack("aml-crash", target="azureml", RETRAIN_LEASE_SECONDS="5", RETRAIN_RECONCILE_SCHEDULE=NEVER,
+                        RETRAIN_FANOUT_MODE="inline")
     try:
         yield Client(stack)
     finally:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from pydantic import SecretStr
 
 from shared.decisions import (
     ACTIVE_RUN_STATUSES,
+    FUNCTION_TIMEOUT_SECONDS,
+    INLINE_PROOF_SECONDS,
     RUN_TRANSITIONS,
     IllegalTransition,
     advance,
@@ -14,8 +19,10 @@ from shared.decisions import (
     check_transition,
     find_target,
     model_refused,
+    proven_on_queue,
     rollback_choice,
     route,
+    spread_over_queue,
     superseded_by,
 )
 from shared.errors import DataRejected, NotFound, Refused
@@ -280,3 +287,30 @@ def test_a_run_names_at_most_1000_endpoints_more_go_as_star():
     with pytest.raises(ValueError, match="at most 1,000"):
         Target(management_url="https://m.example/workspaces/w/webservices/s", management_key="k" * 10,
                resource_name="r", endpoints=many)
+
+
+# ---- where a fan-out runs ---------------------------------------------------------------------------------------
+def test_the_inline_bound_is_half_of_host_jsons_function_timeout():
+    hours, minutes, seconds = json.loads((Path(__file__).parents[2] / "host.json").read_text())[
+        "functionTimeout"].split(":")
+    assert 3600 * int(hours) + 60 * int(minutes) + int(seconds) == FUNCTION_TIMEOUT_SECONDS
+    assert INLINE_PROOF_SECONDS == FUNCTION_TIMEOUT_SECONDS / 2
+
+
+@pytest.mark.parametrize(("mode", "later", "endpoints", "proof", "queued"), [
+    ("auto", True, 1, 3600, True),  # Azure ML (20 minutes x 3 operations): queued whatever its size
+    ("auto", True, 1, 92, False),  # Studio (classic)'s 2 x 45 s + 2 s: one wave inline
+    ("auto", True, 17, 92, True),  # more than one wave of 16
+    ("auto", False, 1, 3600, False),  # cannot be proven later: inline
+    ("inline", True, 1, 3600, False),
+    ("queue", True, 1, 92, True),
+])
+def test_a_fan_out_goes_on_the_queue_when_one_wave_or_one_proof_would_outlast_the_invocation(
+        mode: str, later: bool, endpoints: int, proof: float, queued: bool):
+    assert spread_over_queue(mode, later, endpoints, 16, proof) is queued
+
+
+def test_an_operators_action_is_handed_to_the_queue_only_for_a_long_proof():
+    assert proven_on_queue("auto", True, 3600) and proven_on_queue("queue", True, 3600)
+    assert not proven_on_queue("queue", True, 92)  # classic's operator actions answer in the call, as before
+    assert not proven_on_queue("inline", True, 3600) and not proven_on_queue("auto", False, 3600)

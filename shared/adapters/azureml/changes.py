@@ -8,12 +8,14 @@ import hashlib
 import time
 from typing import Any
 
-from shared.adapters.azureml.arm import Arm
+from shared.adapters.azureml.arm import BUSY_PAUSE, Arm
+from shared.adapters.azureml.errors import AzureMLError
 from shared.adapters.azureml.training import AzureMLTraining
 from shared.errors import ServiceError
 from shared.ports.serving import Keepalive, ModelRef
 
 LOG_TAIL = 40
+BUSY_TRIES = 3  # a look starting a traffic step waits out a busy endpoint this many BUSY_PAUSEs at most
 
 
 def model_version(model: ModelRef) -> str:
@@ -75,11 +77,19 @@ class EndpointChanges:
         self.arm.operation("PUT", f"/onlineEndpoints/{name}", f"traffic of {name}",
                            self._traffic_body(name, traffic, mirror), "original-uri", self.deadline(), keepalive)
 
-    def start_traffic(self, name: str, traffic: dict[str, int], mirror: dict[str, int]) -> None:
+    def start_traffic(self, name: str, traffic: dict[str, int], mirror: dict[str, int]) -> bool:
         """Start changing the endpoint's traffic, not waiting for it (the endpoint shows Updating until it is done:
-        a later look sees how it went)."""
-        self.arm.start("PUT", f"/onlineEndpoints/{name}", f"traffic of {name}",
-                       self._traffic_body(name, traffic, mirror), self.deadline())
+        a later look sees how it went). An endpoint busy with another operation is waited out for a few
+        BUSY_PAUSEs only (a look holds one message, and nobody renews the lease meanwhile): still busy -> False,
+        "not yet" (the next look tries again)."""
+        try:
+            self.arm.start("PUT", f"/onlineEndpoints/{name}", f"traffic of {name}",
+                           self._traffic_body(name, traffic, mirror), time.monotonic() + BUSY_TRIES * BUSY_PAUSE)
+        except AzureMLError as exc:
+            if not exc.busy:
+                raise
+            return False
+        return True
 
     def register(self, model: ModelRef, training: AzureMLTraining, known: dict[str, str | None]) -> str:
         """The model's version id, registered once (from the app's storage, where its job wrote it); a registered

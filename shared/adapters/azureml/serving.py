@@ -20,7 +20,7 @@ from shared.adapters.azureml.arm import Arm
 from shared.adapters.azureml.changes import EndpointChanges
 from shared.adapters.azureml.errors import AzureMLError
 from shared.adapters.azureml.scoring import Scoring
-from shared.adapters.azureml.swap import ENDED_BADLY, PROVISIONING, SwapSteps
+from shared.adapters.azureml.swap import ENDED_BADLY, PROVISIONING, SwapSteps, baseline
 from shared.adapters.azureml.training import AzureMLTraining
 from shared.errors import AlreadyExists, ServiceError, describe
 from shared.ports.serving import Answers, EndpointInfo, Keepalive, ModelRef, Observed, ServingTarget, Verdict
@@ -147,15 +147,22 @@ class AzureMLServing(ServingTarget):
                 failing = not exc.transient  # it does not answer, and not for throttling's sake
         return Observed(self.info(endpoint, deployments), answers, state, failing)
 
-    def _deployment_for(self, name: str, model: ModelRef) -> str:
+    def _deployment_for(self, name: str, model: ModelRef, shown: list[dict[str, Any]] | None = None) -> str:
         """The endpoint's deployment that serves `model` (a model from the app's storage, or a registered version's
-        id - an adopted endpoint's first model), else the name a new deployment of it gets."""
-        for d in self._deployments(name):
-            props = d.get("properties") or {}
-            if props.get("provisioningState") == "Succeeded" and model.path in (props.get("model"),
-                                                                                self._path_of(props.get("model"))):
+        id - an adopted endpoint's first model), else the name a new deployment of it gets. `shown`: the
+        deployments as `info` shows them (else they are read)."""
+        if shown is None:
+            shown = self.info({"name": name}, self._deployments(name)).details["deployments"]
+        for d in shown:
+            if d["provisioningState"] == "Succeeded" and model.path in (d["model"], d["modelPath"]):
                 return str(d["name"])
         return deployment_name(model)
+
+    def baseline(self, name: str, model: ModelRef, before: Observed) -> Observed:
+        """`before` without the deployment of `model` (`swap.baseline`): a retried swap's restore never leaves it
+        traffic, nor keeps it."""
+        new = self._deployment_for(name, model, before.endpoint.details.get("deployments"))
+        return Observed(before.endpoint, before.answers, baseline(before.state, new), before.failing)
 
     def put_in_service(self, name: str, model: ModelRef, keepalive: Keepalive = lambda: None) -> None:
         """Start a deployment of the model with no traffic - or find it made, or on its way (a rollback's traffic

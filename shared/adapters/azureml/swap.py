@@ -86,7 +86,7 @@ class SwapSteps:
                     self.changes.start_traffic(name, before.state["traffic"], {new: self.config.mirror_percent})
                     return None
             self.changes.start_traffic(name, _shares(old, new, steps[0]), {})
-            return None
+            return None  # started, or the endpoint stayed busy: the next look sees which
         failpoints.reached("azureml-traffic-step")
         if smoke_row:
             self.scoring.score(endpoint, smoke_row)
@@ -131,14 +131,18 @@ class SwapSteps:
     def restore(self, name: str, before: Observed, smoke_row: dict[str, str] | None,
                 keepalive: Keepalive) -> str | None:
         """Traffic back as it was (to the deployments that still exist; no call when it is so already), and the
-        deployments made since deleted - but one still being made, which a retry finds by name (or a later
-        prune deletes)."""
+        deployments made since deleted - the one swapped in among them (`baseline` took it out of `before`) - but
+        one still being made: its attempt's verdict was then unproven (transient), and the retry finds it by name
+        (or, when the attempt ends otherwise, the next put's prune deletes it). A baseline of "nothing served"
+        (the swapped-in deployment held all the traffic, and no other was listed) leaves the endpoint with no
+        traffic and says so: the model that served before cannot be put back from here."""
         try:
             found = self.changes.deployments(name)
             now = {d["name"] for d in found}
             traffic = {d: share for d, share in before.state["traffic"].items() if d in now}
             if traffic and sum(traffic.values()) != 100:
                 return "the deployments that served before are gone: traffic cannot go back"
+            lost = not traffic and bool(before.state.get("taken"))
             mirror = {d: s for d, s in before.state["mirror"].items() if d in now}
             props = self.arm.get(f"/onlineEndpoints/{name}", f"get endpoint {name}").get("properties") or {}
             if _live(props.get("traffic")) != _live(traffic) or _live(props.get("mirrorTraffic")) != _live(mirror):
@@ -149,7 +153,26 @@ class SwapSteps:
                     self.changes.delete(name, d["name"], keepalive)
         except AzureMLError as exc:
             return exc.describe()
-        return None
+        return "nothing but the model swapped in served (it held all the traffic): the endpoint serves nothing " \
+               "now" if lost else None
+
+
+def baseline(state: dict[str, Any], new: str) -> dict[str, Any]:
+    """What served before a swap to the deployment `new`, without `new`: a retried swap observes the traffic its
+    first attempt moved ({old: 90, new: 10}), and that is never what to go back to. `new`'s share goes back to the
+    others as they were weighted - to those listed at 0 % alike when it held all of it (the swap had reached its
+    last step: they served before it) -, and it is none of the deployments that were there before (a restore
+    zeroes and deletes it). None other listed: "nothing served" (the traffic empty, `taken` 100)."""
+    shown = {d: int(s) for d, s in (state.get("traffic") or {}).items()}
+    taken = shown.pop(new, 0)
+    if taken and shown:
+        weights = shown if sum(shown.values()) else {d: 1 for d in shown}
+        total = sum(weights.values())
+        shown = {d: 100 * w // total for d, w in weights.items()}
+        first = max(shown, key=lambda d: shown[d])
+        shown[first] += 100 - sum(shown.values())
+    return {**state, "traffic": shown, "mirror": {d: s for d, s in (state.get("mirror") or {}).items() if d != new},
+            "deployments": [d for d in state.get("deployments") or [] if d != new], "taken": taken}
 
 
 def _live(traffic: Any) -> dict[str, int]:

@@ -11,10 +11,12 @@ import time
 import uuid
 from typing import Any
 
+import pytest
 import requests
 
 from shared.adapters.work_queue import StorageWorkQueue
 from shared.composition import UseCases
+from shared.ports.serving import ModelRef
 from shared.records import BlobRef
 
 
@@ -42,6 +44,11 @@ def deployments(h: Any, name: str) -> dict[str, int]:
     return {d["name"]: d["traffic"] for d in info.details["deployments"]}
 
 
+# The tests that drive a swap in the promoting call ask for the inline path: under the default (auto) an Azure ML
+# swap, whose proof may take an hour, goes on the work queue whatever the number of endpoints.
+INLINE = {"RETRAIN_FANOUT_MODE": "inline"}
+
+
 def serving(h: Any, name: str) -> str | None:
     info = h.app.services.serving(h.settings.targets[0]).endpoint(name)
     return None if info is None else str(info.model_path) if info.model_path else None
@@ -55,7 +62,7 @@ def aml_admin(h: Any, method: str, path: str, **body: Any) -> Any:
 
 
 def test_data_to_a_job_to_a_verified_deployment_with_all_traffic_and_the_events(aml_harness):
-    h = aml_harness()
+    h = aml_harness(**INLINE)
     name = endpoint(h)
     assert serving(h, name) is None  # a new endpoint serves nothing yet
     run = trained(h, name)
@@ -73,7 +80,7 @@ def test_data_to_a_job_to_a_verified_deployment_with_all_traffic_and_the_events(
 
 
 def test_a_second_model_gets_its_own_deployment_and_a_rollback_is_a_traffic_switch(aml_harness):
-    h = aml_harness()
+    h = aml_harness(**INLINE)
     name = endpoint(h)
     first, second = trained(h, name, 1), trained(h, name, 2)
     h.app.promotion.on_job_event(first.job_id, "Completed")
@@ -92,7 +99,7 @@ def test_a_second_model_gets_its_own_deployment_and_a_rollback_is_a_traffic_swit
 
 
 def test_a_model_that_cannot_load_is_rolled_back_its_deployment_deleted_and_the_reason_kept(aml_harness):
-    h = aml_harness()
+    h = aml_harness(**INLINE)
     name = endpoint(h)
     good = trained(h, name, 1)
     h.app.promotion.on_job_event(good.job_id, "Completed")
@@ -126,7 +133,7 @@ def test_a_deployment_stuck_creating_past_its_deadline_is_not_left_live(aml_harn
 
 
 def test_a_quota_refusal_is_final_with_its_reason_and_leaves_no_deployment(aml_harness):
-    h = aml_harness(azureml={"instance_count": 50})  # over the stand-in's instance quota
+    h = aml_harness(azureml={"instance_count": 50}, **INLINE)  # over the stand-in's instance quota
     name = endpoint(h)
     run = trained(h, name)
     result = h.app.promotion.on_job_event(run.job_id, "Completed")
@@ -136,7 +143,7 @@ def test_a_quota_refusal_is_final_with_its_reason_and_leaves_no_deployment(aml_h
 
 
 def test_a_traffic_update_failing_half_way_puts_the_traffic_back(aml_harness):
-    h = aml_harness()
+    h = aml_harness(**INLINE)
     name = endpoint(h)
     good = trained(h, name, 1)
     h.app.promotion.on_job_event(good.job_id, "Completed")
@@ -149,6 +156,56 @@ def test_a_traffic_update_failing_half_way_puts_the_traffic_back(aml_harness):
     assert serving(h, name) == f"models/{good.id}/model" and list(deployments(h, name).values()) == [100]
 
 
+@pytest.mark.parametrize("mode", ["inline", "auto"])
+def test_a_retried_swap_whose_model_fails_takes_its_half_moved_traffic_back_and_deletes_its_deployment(
+        aml_harness, mode):
+    """Attempt 1 dies once its first traffic step (10 %) is in place (the invocation killed, the prove message
+    poisoned); its retry observes {old: 90, new: 10} - never the baseline: when the new model then fails, the old
+    deployment gets all the traffic back and the new one is deleted. Inline, and on the work queue (auto)."""
+    h = aml_harness(RETRAIN_FANOUT_MODE=mode)
+    app, queue = h.app, None
+    if mode == "auto":  # a fresh work queue, drained by the test as the host's queue trigger would
+        queue = StorageWorkQueue(h.settings, f"work{uuid.uuid4().hex[:12]}")
+        queue.ensure()
+        app = UseCases(h.settings, h.app.storage, h.app.ledger, h.app.events, h.app.services, queue)
+    name = endpoint(h)
+    good = trained(h, name, 1)
+    app.promotion.on_job_event(good.job_id, "Completed")
+    if queue is not None:
+        drain(app, queue, good.id)
+    (old,) = deployments(h, name)
+    other = trained(h, name, 2)
+    service = app.services.serving(h.settings.targets[0])
+    model = ModelRef(f"models/{other.id}/model")
+    first = service.observe(name, None)  # attempt 1, by hand: put in service, looked at until 10 % is in place
+    service.put_in_service(name, model)
+    started = time.monotonic()
+    while True:  # (no look while the endpoint is Updating: one that saw the 10 % land would start the next step)
+        assert time.monotonic() - started < 60
+        info = service.endpoint(name).details
+        if info["provisioningState"] not in ("Creating", "Updating"):
+            if any(share for d, share in info["traffic"].items() if d != old):
+                break
+            assert service.verify_once(name, model, None, first, time.monotonic() - started) is None
+        time.sleep(0.2)
+    new = next(d for d in deployments(h, name) if d != old)
+    assert deployments(h, name) == {old: 90, new: 10}  # ... and attempt 1 dies here
+    # the retry (the promotion again): the endpoint's score of the 10 % step fails for good (the one before it,
+    # the observation's, goes through)
+    h.fault(route="azureml.score", status=400, skip=1, count=1)
+    try:
+        app.promotion.on_job_event(other.job_id, "Completed")
+        if queue is not None:
+            drain(app, queue, other.id)
+    finally:
+        h.clear_faults()
+    assert app.ledger.get_run(other.id).status == "RolledBack", app.ledger.get_run(other.id)
+    assert deployments(h, name) == {old: 100}  # the failing model keeps no traffic, nor its deployment
+    assert serving(h, name) == f"models/{good.id}/model"
+    rolled = [e for e in h.events("EndpointRolledBack") if e["data"].get("runId") == other.id]
+    assert [e["data"]["restored"] for e in rolled] == [True]
+
+
 def test_no_key_or_connection_string_reaches_azure_ml(aml_harness):
     h = aml_harness()
     target = h.settings.targets[0]
@@ -159,7 +216,7 @@ def test_no_key_or_connection_string_reaches_azure_ml(aml_harness):
 def test_a_busy_endpoint_is_waited_out_within_the_budget(aml_harness):
     """Azure ML allows one operation at a time per endpoint (409 Conflict while one runs): the deployment waits it
     out and goes on, no error and nothing left behind."""
-    h = aml_harness()
+    h = aml_harness(**INLINE)
     name = endpoint(h)
     good = trained(h, name, 1)
     h.app.promotion.on_job_event(good.job_id, "Completed")

@@ -7,7 +7,7 @@ import time
 import uuid
 
 from shared.ports.serving import ModelRef
-from tests.integration.azureml_target.test_flow import deployments, serving, trained
+from tests.integration.azureml_target.test_flow import INLINE, deployments, serving, trained
 
 
 def test_a_classic_endpoint_created_in_the_portal_is_adopted_retrained_and_rolled_back_to_its_first_model(harness):
@@ -30,7 +30,7 @@ def test_a_classic_endpoint_created_in_the_portal_is_adopted_retrained_and_rolle
 
 
 def test_an_azure_ml_endpoint_made_directly_is_adopted_retrained_and_rolled_back_by_a_traffic_switch(aml_harness):
-    h = aml_harness()
+    h = aml_harness(**INLINE)  # promoted and rolled back in the call
     target = h.settings.targets[0]
     training, service = h.app.services.training(target), h.app.services.serving(target)
     # someone else's endpoint: created through the service, serving a model of theirs from a deployment of theirs

@@ -276,3 +276,61 @@ def test_a_proof_that_fails_over_a_model_that_was_failing_too_does_not_put_that_
         w.queue.offset += 31
     assert {w.studio.endpoints[n].model_path for n in names} == {run.model_path}  # not put back
     assert {d.outcome for n in names for d in w.ledger.history("default", n) if d.run_id == run.id} == {"Pending"}
+
+
+# ---- a proof that may outlast an invocation (Azure ML: 20 minutes per operation) is never waited for inline -----
+def long_proof(monkeypatch: pytest.MonkeyPatch, seconds: float = 3600.0) -> None:
+    """The fake target proves like Azure ML with its defaults: a create and two traffic steps, 20 minutes each."""
+    monkeypatch.setattr(FakeServing, "proof_seconds", lambda self, switch, poll: seconds)
+
+
+@pytest.mark.parametrize(("mode", "proof", "queued"), [
+    ("auto", 3600.0, True),  # Azure ML's bound: queued for one endpoint too
+    ("auto", 301.0, True),  # past half of host.json's functionTimeout (600 s)
+    ("auto", 300.0, False),  # within it (Studio (classic): 2 switch times): one wave stays inline, as before
+    ("inline", 3600.0, False),  # the explicit choice
+])
+def test_auto_queues_a_single_endpoint_whose_proof_may_outlast_half_an_invocation(
+        monkeypatch: pytest.MonkeyPatch, mode: str, proof: float, queued: bool):
+    long_proof(monkeypatch, proof)
+    w, names = fleet(1, RETRAIN_FANOUT_MODE=mode)
+    run = w.trained("one.csv")
+    result = land(w, run)
+    puts = [c for c in w.studio.calls if c[0] == "put_in_service"]
+    if queued:
+        assert result.status == "Pending" and kinds(w) == ["deploy", "tally"] and not puts
+        w.queue.drain(handler(w))
+    else:
+        assert result.status == "Done" and not w.queue.messages and len(puts) == 1
+    assert_deployed_once(w, run.id, names, run.model_path)
+
+
+def test_an_operators_patch_and_rollback_with_a_long_proof_answer_at_once_and_the_queue_finishes_them(
+        monkeypatch: pytest.MonkeyPatch):
+    from blueprints.http_api import _deployment_answer
+    from shared.decisions import HANDED_OFF
+
+    long_proof(monkeypatch)
+    w, _ = fleet(1, RETRAIN_FANOUT_MODE="auto")
+    model = w.trained("ep-000/1.csv", seed=1).model_path
+    patched = w.app.operations.patch_model(None, "ep-000", str(model), caller="alice")
+    assert (patched.outcome, patched.reason) == ("Pending", HANDED_OFF), patched
+    assert not [c for c in w.studio.calls if c[0] in ("put_in_service", "verify")]  # nothing waited in the call
+    action = w.run(str(patched.deployment_id).removeprefix("run-"))
+    assert action.status == "Deploying" and action.kind == "manual"
+    answer = _deployment_answer(patched)
+    assert answer.status_code == 202 and answer.headers["Location"] == f"/api/runs/{action.id}"
+    w.queue.drain(handler(w))
+    assert w.run(action.id).status == "Deployed" and w.studio.endpoints["ep-000"].model_path == model
+    [top, *_] = w.ledger.history("default", "ep-000")
+    assert (top.id, top.operation, top.outcome, top.caller) == (patched.deployment_id, "patch", "Deployed", "alice")
+
+    back = w.app.operations.rollback(None, "ep-000", caller="carol")
+    assert (back.outcome, back.reason) == ("Pending", HANDED_OFF), back
+    w.queue.drain(handler(w))
+    assert w.studio.endpoints["ep-000"].model_path == CREATED
+    [top, *_] = w.ledger.history("default", "ep-000")
+    assert (top.operation, top.outcome, top.restores) == ("rollback", "Deployed", "create")
+    w.events.flush()
+    rolled = [e for e in w.events.of(EndpointRolledBack) if e.failed_model is None]  # announced as a rollback
+    assert [(e.restored_model, e.to_deployment) for e in rolled] == [(CREATED, "create")]
