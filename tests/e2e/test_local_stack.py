@@ -46,7 +46,8 @@ def test_a_csv_dropped_into_training_data_ends_with_the_endpoint_verified_on_the
     data_path = f"training-data/{name}/fresh.csv"
     client.upload("training-data", f"{name}/fresh.csv", csv_text(4000, seed=21, drift=1.0).encode())
     view = client.wait_for("the promotion", lambda: deployed(client, name, data_path))
-    run = client.call("GET", f"runs/{view['current']['runId']}").json()
+    run = client.wait_for("the run's end", lambda: (lambda r: r if r["status"] != "Deploying" else None)(  # (Azure
+        client.call("GET", f"runs/{view['current']['runId']}").json()))  # ML: the queue's tally ends it just after)
     assert run["dataPath"] == data_path and run["status"] == "Deployed"
     assert client.serving(name) == run["modelPath"] != before_model
     assert client.score(name) != before_score
