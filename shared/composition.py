@@ -15,6 +15,7 @@ from shared.adapters.ledger import TableLedger
 from shared.adapters.outbox import Outbox
 from shared.adapters.storage import Storage
 from shared.adapters.work_queue import StorageWorkQueue
+from shared.decisions import finish_past_gate, unservable_is_rejection
 from shared.logs import register_secret
 from shared.ports.blobs import BlobStore
 from shared.ports.events import EventSink
@@ -91,9 +92,9 @@ class UseCases:
     def _promote_by_id(self, run_id: str) -> None:
         """A queued fan-out's tally: the run's promotion again (it reads how far its endpoints got)."""
         run = self.ledger.get_run(run_id)
-        if run is not None:  # as reconcile moves it on (a manual run without metrics is deployed past the gate)
-            self.promotion.promote(run, force=run.forced or (run.kind == "manual" and not run.metrics),
-                                   unservable_is_rejection=run.kind == "manual" and run.trigger != "http")
+        if run is not None:  # as reconcile moves it on
+            self.promotion.promote(run, force=finish_past_gate(run),
+                                   unservable_is_rejection=unservable_is_rejection(run))
 
 
 class Retraining(UseCases):

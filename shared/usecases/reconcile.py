@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from shared.decisions import ACTIVE_RUN_STATUSES
+from shared.decisions import ACTIVE_RUN_STATUSES, finish_past_gate, unservable_is_rejection
 from shared.errors import ServiceError, describe
 from shared.logs import context
 from shared.ports.events import EventSink
@@ -97,8 +97,8 @@ class Reconciler:
         if run.status == "AwaitingApproval":  # an operator decides; unless nobody did for too long
             return "expired" if self.approvals.expire_if_due(run, now) else ""
         if run.kind == "manual":  # a hand-dropped model or an operator's action whose deployment did not finish
-            done = self.promotion.promote(run, force=run.forced or not run.metrics,
-                                          unservable_is_rejection=run.trigger != "http")
+            done = self.promotion.promote(run, force=finish_past_gate(run),
+                                          unservable_is_rejection=unservable_is_rejection(run))
             return "promoted" if done.status == "Done" else ""
         if run.status in ("Trained", "Deploying"):  # its model landed where no trigger saw it, or a retry is due
             return "promoted" if self.promotion.promote(run).status == "Done" else ""

@@ -95,3 +95,26 @@ def test_a_forced_patch_stays_forced_when_reconcile_finishes_it():
     assert w.ledger.get_run(action.id).status == "Deployed"  # type: ignore[union-attr]
     attempt = next(d for d in w.ledger.history("default", "acme") if d.run_id == action.id)
     assert attempt.forced and attempt.outcome == "Deployed" and attempt.caller == "dave"
+
+
+def test_a_rollback_finished_later_is_not_gated_again_even_below_the_gate():
+    """Review: reconcile (and a queued fan-out's tally) finished an operator's rollback through the gate - a rollback
+    to a model below the gate (one an operator had forced in) ended BelowGate, the endpoint left on the model the
+    operator rolled back from. The operator's decision stands: a patch or rollback is gated when the operator acts,
+    never again."""
+    w = world(RETRAIN_GATE_MINIMUM="0.8")
+    w.endpoint("acme")
+    w.studio.metrics = {"AUC": 0.75, "Accuracy": 0.75}
+    weak = trained(w, "acme/1.csv", 1)
+    assert w.app.operations.patch_model(None, "acme", str(weak.model_path), force=True).outcome == "Deployed"
+    w.studio.metrics = {"AUC": 0.9, "Accuracy": 0.9}
+    strong = trained(w, "acme/2.csv", 2)
+    land(w, strong)
+    assert w.studio.endpoints["acme"].model_path == strong.model_path
+    w.studio.verdicts.append(Verdict("throttled", transient=True))  # the rollback's check: not proven now
+    assert w.app.operations.rollback(None, "acme", caller="erin").outcome == "Pending"
+    action = next(r for r in w.ledger.runs.values() if r.id.startswith("rollback-"))
+    assert action.model_path == weak.model_path
+    w.app.reconciler.reconcile()
+    assert w.ledger.get_run(action.id).status == "Deployed"  # type: ignore[union-attr]
+    assert w.studio.endpoints["acme"].model_path == weak.model_path
