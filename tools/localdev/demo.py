@@ -120,7 +120,8 @@ class Demo:
                 run = next((r for r in runs if r.get("dataPath") == data_path), run)
             if run is not None:
                 run = self.call("GET", f"/runs/{run['id']}", 200)
-                stage("accepted", f"accepted: run {run['id'][:12]} ({run.get('rows') or '?'} rows valid)")
+                if run.get("rows") or run["status"] != "Accepted":  # (validated: its rows are counted)
+                    stage("accepted", f"accepted: run {run['id'][:12]} ({run.get('rows') or '?'} rows valid)")
                 if run["status"] not in ("Accepted", "Rejected"):
                     stage("running", f"job running: BES job {run['jobId']}")
                 if run["status"] in ("Rejected", "Failed", "Cancelled", "BelowGate", "RolledBack", "Superseded"):
