@@ -15,8 +15,8 @@ from shared.adapters.ledger import TableLedger
 from shared.adapters.outbox import Outbox
 from shared.adapters.storage import Storage
 from shared.adapters.work_queue import StorageWorkQueue
-from shared.decisions import finish_past_gate, unservable_is_rejection
 from shared.logs import register_secret
+from shared.operator_rules import finish_past_gate, unservable_is_rejection
 from shared.ports.blobs import BlobStore
 from shared.ports.events import EventSink
 from shared.ports.ledger import Ledger

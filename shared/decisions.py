@@ -273,23 +273,3 @@ def watch_over_queue(mode: str, endpoints: int, concurrency: int) -> bool:
     `concurrency` (10,000 checks in one timer invocation would outlast it; a few are quicker made in place)."""
     return mode != "inline" and endpoints > concurrency
 
-
-OPERATOR_ACTIONS = ("patch-", "rollback-")  # the run ids of an operator's patch and rollback (usecases.operations)
-
-
-def is_operator_action(run: Run) -> bool:
-    """An operator's patch or rollback (over HTTP, or the watch's rollback), stored as a run."""
-    return run.kind == "manual" and run.id.startswith(OPERATOR_ACTIONS)
-
-
-def finish_past_gate(run: Run) -> bool:
-    """Whether finishing a run's deployment later (reconcile, a queued fan-out's tally) passes the gate: a forced
-    run; a hand-dropped model without an evaluation; an operator's action - its gate was applied when the operator
-    acted, and a rollback goes back to a model that served, whatever the gate says now."""
-    return run.forced or (run.kind == "manual" and (not run.metrics or is_operator_action(run)))
-
-
-def unservable_is_rejection(run: Run) -> bool:
-    """Whether a model no endpoint can serve is the file's fault (moved to rejected/): a hand-dropped model's, not
-    an operator's action's nor a run's."""
-    return run.kind == "manual" and not is_operator_action(run)

@@ -138,6 +138,9 @@ class Deployment(Record):
     restores: str | None = None  # a rollback: the deployment whose model it put back
     forced: bool = False  # deployed past the gate on an operator's word
     caller: str | None = None  # who asked (an operator's principal name), for operator actions
+    # an operator's action carried out later (handed to the work queue): the deployment the endpoint's pointer named
+    # when the operator acted ("-": none) - the action applies only while it still does
+    decided_on: str | None = None
     duration_ms: int | None = None
     created_at: str = Field(default_factory=now_iso)
 

@@ -15,17 +15,18 @@ from typing import TypeVar
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from shared import failpoints, records
-from shared.decisions import HANDED_OFF, MODEL_REFUSED, proven_on_queue, superseded_by
-from shared.errors import LeaseBusy, Refused, ServiceError, describe
+from shared.decisions import HANDED_OFF, proven_on_queue, superseded_by
+from shared.errors import LeaseBusy, Refused, ServiceError
 from shared.events import EndpointRolledBack, EndpointUpdated, EndpointUpdateFailed, ModelRejected
 from shared.gate import Gate
+from shared.operator_rules import decided_on_other
 from shared.ports.events import EventSink
 from shared.ports.ledger import LeasedAttempt, Ledger
 from shared.ports.services import Services
-from shared.ports.serving import EndpointInfo, ModelRef, Observed, ServingTarget, Verdict
-from shared.records import ADOPTED, Current, Deployment, EndpointResult, Operation, Outcome, Run
+from shared.ports.serving import ModelRef, Observed, ServingTarget, Verdict
+from shared.records import Current, Deployment, EndpointResult, Operation, Outcome, Run
 from shared.settings import Settings, Target
-from shared.usecases.outcomes import carry_out_and_record
+from shared.usecases.outcomes import adopt, carry_out_and_record, not_handed_off, put_failed
 
 log = logging.getLogger("shared.usecases.deployment")
 LEASE_WAIT_SECONDS = 300
@@ -102,8 +103,7 @@ class EndpointDeployer:
         dep.restores, dep.caller, dep.forced = plan.restores, caller, forced
         self.ledger.add_deployment(dep)
         if self.hand_off is not None and queued_proof(self.settings, self.services.serving(target)):
-            self.ledger.release(cur, owner)  # the queue's deploy message takes it, and the stored attempt
-            self.hand_off(plan.run.id)
+            hand_off(self.ledger, self.hand_off, dep, plan.run, cur, owner)
             return EndpointResult(endpoint, "Pending", HANDED_OFF, dep.id, previous, previous)
         dep = carry_out_and_record(self, target, plan.model, plan.run, True, LeasedAttempt(dep, True, cur), owner)
         serving = dep.model_path if dep.outcome == "Deployed" else previous
@@ -169,14 +169,7 @@ class EndpointDeployer:
         return dep
 
     def smoke_row(self, target: Target, run: Run | None) -> dict[str, str] | None:
-        """The row to score: the run's own first data row, the configured one, or a recent run's."""
-        row = (run.smoke_row if run else None) or self.settings.smoke_row
-        if row:
-            return {str(k): str(v) for k, v in row.items()}
-        for recent in self.ledger.list_runs(("Deployed", "Trained", "Deploying", "Training"), limit=20):
-            if recent.target == target.name and recent.smoke_row:
-                return recent.smoke_row
-        return None
+        return smoke_row_for(self.settings, self.ledger, target, run)
 
     def _swap(self, target: Target, model: ModelRef, run: Run | None, force: bool, dep: Deployment,
               cur: Current) -> tuple[Outcome, str | None]:
@@ -193,6 +186,8 @@ class EndpointDeployer:
         """Up to the model put in service: (what served before, the smoke row) - or the outcome when it ends here
         (superseded, not an improvement, the service did not take it)."""
         endpoint, subject = dep.endpoint, f"{target.name}/{dep.endpoint}"
+        if (moved := decided_on_other(dep, cur)) is not None:
+            return "Superseded", moved
         if dep.operation == "promote" and run is not None:
             newer = superseded_by(run, cur)
             if newer is not None:
@@ -206,7 +201,9 @@ class EndpointDeployer:
         serving = self.services.serving(target)
         row = self.smoke_row(target, run)
         try:
-            before = serving.baseline(endpoint, model, serving.observe(endpoint, row))
+            observed = serving.observe(endpoint, row)
+            # a rollback goes back to a deployment that served: it is part of what served before, never tidied away
+            before = observed if dep.restores is not None else serving.baseline(endpoint, model, observed)
             if cur.deployment_id is None and before.endpoint.model_path:
                 adopt(self.ledger, target, before.endpoint, cur)
             serving.put_in_service(endpoint, model, lambda: self.renew_lease(cur))
@@ -261,38 +258,31 @@ class EndpointDeployer:
         return "Deployed", None
 
 
+def hand_off(ledger: Ledger, to_queue: Callable[[str], object], dep: Deployment, run: Run, cur: Current,
+             owner: str) -> None:
+    """An operator's action decided under the lease, carried out by the work queue: applied there only while the
+    endpoint still serves what it was decided on (`decided_on`); a queue that does not take it fails it at once."""
+    dep.decided_on = cur.deployment_id or "-"
+    ledger.save_deployment(dep)
+    ledger.release(cur, owner)  # the queue's deploy message takes it, and the stored attempt
+    try:
+        to_queue(run.id)
+    except Exception as exc:  # not queued: nothing was changed, and nothing will be - say so, truthfully
+        not_handed_off(ledger, dep, run, exc)
+        raise
+
+
+def smoke_row_for(settings: Settings, ledger: Ledger, target: Target, run: Run | None) -> dict[str, str] | None:
+    """The row to score: the run's own first data row, the configured one, or a recent run's."""
+    row = (run.smoke_row if run else None) or settings.smoke_row
+    if row:
+        return {str(k): str(v) for k, v in row.items()}
+    for recent in ledger.list_runs(("Deployed", "Trained", "Deploying", "Training"), limit=20):
+        if recent.target == target.name and recent.smoke_row:
+            return recent.smoke_row
+    return None
+
+
 def queued_proof(s: Settings, serving: ServingTarget) -> bool:
     return proven_on_queue(s.fanout_mode, serving.proves_later, serving.proof_seconds(s.verify_switch_seconds,
                                                                                       s.verify_poll_seconds))
-
-
-def adopt(ledger: Ledger, target: Target, found: EndpointInfo, cur: Current) -> Deployment:
-    """Record what an endpoint the app did not create serves as its baseline ("adopted"), before the app first
-    changes it, so a rollback can return to it; `cur` (held under the endpoint's lease) points at it."""
-    baseline = Deployment(id=ADOPTED, target=target.name, endpoint=found.name, operation="adopt",
-                          outcome="Created", model_base=found.model_base, model_path=found.model_path,
-                          trigger="adopt", reason="served before the app managed the endpoint",
-                          created_at="1970-01-01T00:00:00.000Z")  # older than anything the app did there
-    stored, _ = ledger.add_deployment(baseline)
-    cur.serve(stored)
-    log.info("adopted endpoint %s serving %s", found.name, found.model_path)
-    return stored
-
-
-def put_failed(events: EventSink, subject: str, dep: Deployment, exc: ServiceError,
-               throttled: Callable[[str, float | None], None] | None = None) -> tuple[Outcome, str]:
-    """A model the service refused (the model's fault: final) or a call that did not get through (retried); a
-    429 tells `throttled` (every instance holds off)."""
-    if throttled is not None and exc.throttling:
-        throttled(dep.target, exc.retry_after)
-    if exc.input_refused:
-        outcome: Outcome = "Failed"
-        reason = f"{MODEL_REFUSED}: {describe(exc)}"
-    elif exc.transient:
-        outcome, reason = "Pending", f"the model could not be put in service now ({describe(exc)}); it will be " \
-                                     "retried"
-    else:
-        outcome, reason = "Failed", f"the service did not take the model: {describe(exc)}"
-    events.publish(EndpointUpdateFailed(subject=subject, run_id=dep.run_id, endpoint=dep.endpoint,
-                                        model=dep.model_path, reason=reason, will_retry=outcome == "Pending"))
-    return outcome, reason

@@ -145,13 +145,17 @@ class QueuedFanOut:
                   for ep in endpoints]
         began, alone = (self.ledger.begin_many(drafts, owner, seconds, self.ledger.currents(
             target.name, endpoints[0], endpoints[-1])) if len(drafts) > 1 else ([], drafts))
+        busy: list[str] = []
         for draft in alone:
             try:
                 one = self.ledger.begin(draft, owner, seconds)
-            except LeaseBusy:
-                continue  # another fan-out's: its own messages finish it
+            except LeaseBusy:  # another deployment holds it: looked at again shortly, not left to the claim's end
+                busy.append(draft.endpoint)
+                continue
             if one.lease is not None:
                 began.append(one)
+        if busy:
+            self.queue.send({**body, "endpoints": busy}, max(1.0, s.verify_poll_seconds))
         events = self.deployer.events.batch()
         serving = self.deployer.services.serving(target)
 

@@ -2,17 +2,22 @@
 ledger. The events are stored first (an outbox row: a crash after the ledger write cannot lose them), the outcomes
 and pointers written, and only then sent - without the `EndpointUpdated` of an endpoint whose pointer write the
 ledger refused (its lease was taken over meanwhile). So an endpoint's `EndpointUpdated` announces a pointer change
-the ledger made, once, and its `sequence` orders it among the endpoint's others."""
+the ledger made, once, and its `sequence` orders it among the endpoint's others. And the baseline of an endpoint the
+app did not create (`adopt`)."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, Protocol
 
+from shared.decisions import MODEL_REFUSED
+from shared.errors import ServiceError, describe
+from shared.events import EndpointUpdateFailed
 from shared.ports.events import EventBatch, EventSink
 from shared.ports.ledger import BATCH_ENDPOINTS, LeasedAttempt, Ledger
-from shared.ports.serving import ModelRef
-from shared.records import Current, Deployment, Run
+from shared.ports.serving import EndpointInfo, ModelRef
+from shared.records import ADOPTED, Current, Deployment, Outcome, Run, now_iso
 from shared.settings import Target
 
 
@@ -81,3 +86,46 @@ def carry_out_and_record(deployer: Deployer, target: Target, model: ModelRef, ru
     assert lease is not None
     record_outcomes(deployer.ledger, events, [(dep, lease)], owner)
     return dep
+
+
+def not_handed_off(ledger: Ledger, dep: Deployment, run: Run, exc: Exception) -> None:
+    """An operator's action the work queue did not take: its attempt and run end Failed (nothing was changed on
+    the service), so neither a later reconcile nor a late message carries it out behind the caller's error."""
+    reason = f"the action could not be queued ({describe(exc)}); nothing was changed - try again"
+    dep.outcome, dep.reason = "Failed", reason
+    ledger.save_deployment(dep)
+    stored = ledger.get_run(run.id)
+    if stored is not None and stored.status == "Deploying":
+        ledger.change(stored, "Failed", reason, release_claim=True, finished_at=now_iso())
+
+
+def put_failed(events: EventSink, subject: str, dep: Deployment, exc: ServiceError,
+               throttled: Callable[[str, float | None], None] | None = None) -> tuple[Outcome, str]:
+    """A model the service refused (the model's fault: final) or a call that did not get through (retried); a
+    429 tells `throttled` (every instance holds off)."""
+    if throttled is not None and exc.throttling:
+        throttled(dep.target, exc.retry_after)
+    if exc.input_refused:
+        outcome: Outcome = "Failed"
+        reason = f"{MODEL_REFUSED}: {describe(exc)}"
+    elif exc.transient:
+        outcome, reason = "Pending", f"the model could not be put in service now ({describe(exc)}); it will be " \
+                                     "retried"
+    else:
+        outcome, reason = "Failed", f"the service did not take the model: {describe(exc)}"
+    events.publish(EndpointUpdateFailed(subject=subject, run_id=dep.run_id, endpoint=dep.endpoint,
+                                        model=dep.model_path, reason=reason, will_retry=outcome == "Pending"))
+    return outcome, reason
+
+
+def adopt(ledger: Ledger, target: Target, found: EndpointInfo, cur: Current) -> Deployment:
+    """Record what an endpoint the app did not create serves as its baseline ("adopted"), before the app first
+    changes it, so a rollback can return to it; `cur` (held under the endpoint's lease) points at it."""
+    baseline = Deployment(id=ADOPTED, target=target.name, endpoint=found.name, operation="adopt",
+                          outcome="Created", model_base=found.model_base, model_path=found.model_path,
+                          trigger="adopt", reason="served before the app managed the endpoint",
+                          created_at="1970-01-01T00:00:00.000Z")  # older than anything the app did there
+    stored, _ = ledger.add_deployment(baseline)
+    cur.serve(stored)
+    log.info("adopted endpoint %s serving %s", found.name, found.model_path)
+    return stored

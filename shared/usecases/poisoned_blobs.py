@@ -22,7 +22,7 @@ from shared.usecases.model_landing import ModelLanding
 log = logging.getLogger("shared.usecases.poisoned_blobs")
 POISON_QUEUE = "webjobs-blobtrigger-poison"  # the host's, for every blob trigger of the app
 RETRY_DELAYS = (60, 300, 900, 3600, 3600, 4 * 3600)  # seconds before each further try (~6.4 h in all)
-RECORD_TRIES = 6  # then a record that cannot be written goes back to the host (and, poisoned, to reconcile's drain)
+RECORD_TRIES = 6  # tries of a record that cannot be written before each further one is logged as an error
 DRAIN_HIDE_SECONDS = 300.0
 
 
@@ -88,10 +88,12 @@ class PoisonedBlobs:
                 else:
                     self.model_landing.left_in_place(ref, "NotTaken", message_text, "poison")
             except ServiceError as again:
-                if self.queue is None or record_tries >= RECORD_TRIES:
-                    raise  # the host retries, then poisons it again: reconcile's drain takes it from there
-                log.warning("%s: not even its record could be written (%s); trying again in %d s", ref.path,
-                            describe(again), RETRY_DELAYS[-1])
+                if self.queue is None:
+                    raise
+                # never dropped: past RECORD_TRIES it keeps trying every RETRY_DELAYS[-1], loudly
+                (log.error if record_tries >= RECORD_TRIES else log.warning)(
+                    "%s: not even its record could be written (%s, %d tries); trying again in %d s", ref.path,
+                    describe(again), record_tries + 1, RETRY_DELAYS[-1])
                 self._later(container, name, tries, RETRY_DELAYS[-1], record_tries + 1)
                 return "retrying"
             return "recorded"

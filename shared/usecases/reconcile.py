@@ -8,9 +8,10 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from shared.decisions import ACTIVE_RUN_STATUSES, finish_past_gate, unservable_is_rejection
+from shared.decisions import ACTIVE_RUN_STATUSES
 from shared.errors import ServiceError, describe
 from shared.logs import context
+from shared.operator_rules import finish_past_gate, unservable_is_rejection
 from shared.ports.events import EventSink
 from shared.ports.ledger import Ledger
 from shared.ports.services import Services

@@ -3,6 +3,8 @@ deploys, and finished by reconcile when the call that began it could not - a hos
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from shared.events import EndpointRolledBack
@@ -118,3 +120,27 @@ def test_a_rollback_finished_later_is_not_gated_again_even_below_the_gate():
     w.app.reconciler.reconcile()
     assert w.ledger.get_run(action.id).status == "Deployed"  # type: ignore[union-attr]
     assert w.studio.endpoints["acme"].model_path == weak.model_path
+
+
+def test_a_rollback_keeps_what_it_goes_back_to_in_what_served_before(monkeypatch):
+    """Second review: what a swap goes back to leaves out the deployment being swapped in (so a failing new model is
+    tidied away) - but a rollback's target is a deployment that served (Azure ML keeps it at 0 % for this): left out,
+    a failed or unproven rollback deleted the very standby it was switching back to. A rollback takes what served
+    before as observed; a run's promotion and a patch still take the target's baseline."""
+    w = world()
+    w.endpoint("acme")
+    first, second = trained(w, "acme/1.csv", 1), trained(w, "acme/2.csv", 2)
+    serving = w.app.services.serving(w.settings.targets[0])
+    asked: list[str] = []
+    real = serving.baseline
+
+    def baseline(endpoint: str, model: Any, observed: Any) -> Any:
+        asked.append(model.path)
+        return real(endpoint, model, observed)
+
+    monkeypatch.setattr(serving, "baseline", baseline)
+    land(w, first)
+    land(w, second)
+    assert asked == [first.model_path, second.model_path]
+    assert w.app.operations.rollback(None, "acme").outcome == "Deployed"
+    assert asked == [first.model_path, second.model_path]  # not asked for the rollback's target

@@ -181,7 +181,11 @@ def test_a_drained_message_that_fails_again_stays_for_the_next_pass(monkeypatch)
     assert again.depth() == 1  # hidden for DRAIN_HIDE_SECONDS, then taken again
 
 
-def test_a_record_that_can_never_be_written_is_not_rescheduled_forever(monkeypatch):
+def test_a_record_that_cannot_be_written_keeps_being_tried_and_past_its_tries_says_so_loudly(monkeypatch, caplog):
+    """Never dropped (second review: a cap that raised sent the message to retrain-work-poison, which nothing
+    reads): every RETRY_DELAYS[-1] it is tried again; past RECORD_TRIES each try is an error in the log."""
+    import logging
+
     from shared.usecases.poisoned_blobs import RECORD_TRIES
 
     w = world()
@@ -192,8 +196,8 @@ def test_a_record_that_can_never_be_written_is_not_rescheduled_forever(monkeypat
         raise FakeServiceError("storage did not answer", transient=True)
 
     monkeypatch.setattr(w.storage, "note_unreadable", no_note)
-    assert w.app.poisoned_blobs.handle(poison(ref), len(RETRY_DELAYS), RECORD_TRIES - 1) == "retrying"
-    [(body, _)] = queued(w)
-    assert body["recordTries"] == RECORD_TRIES
-    with pytest.raises(FakeServiceError):  # back to the host, then to the drain: not every 4 h for ever
-        w.app.poisoned_blobs.handle(poison(ref), len(RETRY_DELAYS), RECORD_TRIES)
+    with caplog.at_level(logging.WARNING):
+        assert w.app.poisoned_blobs.handle(poison(ref), len(RETRY_DELAYS), RECORD_TRIES + 3) == "retrying"
+    [(body, delay)] = queued(w)
+    assert body["recordTries"] == RECORD_TRIES + 4 and delay == pytest.approx(RETRY_DELAYS[-1], abs=1)
+    assert [r.levelname for r in caplog.records if "not even its record" in r.getMessage()] == ["ERROR"]

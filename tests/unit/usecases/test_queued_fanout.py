@@ -334,3 +334,79 @@ def test_an_operators_patch_and_rollback_with_a_long_proof_answer_at_once_and_th
     w.events.flush()
     rolled = [e for e in w.events.of(EndpointRolledBack) if e.failed_model is None]  # announced as a rollback
     assert [(e.restored_model, e.to_deployment) for e in rolled] == [(CREATED, "create")]
+
+
+def test_a_queued_operators_rollback_is_not_applied_over_a_model_that_landed_since(monkeypatch: pytest.MonkeyPatch):
+    """Second review: an operator's action handed to the queue was decided under the lease, then the lease was let go;
+    a newer model landing before the queue acted was undone by the rollback (and the 'rolls back once' guards read a
+    pointer that had not moved yet). The action applies only while the endpoint serves what it was decided on."""
+    long_proof(monkeypatch)
+    w, _ = fleet(1, RETRAIN_FANOUT_MODE="auto")
+    first = w.trained("ep-000/1.csv", seed=1)
+    land(w, first)
+    w.queue.drain(handler(w))
+    assert w.studio.endpoints["ep-000"].model_path == first.model_path
+    newer = w.trained("ep-000/2.csv", seed=2)
+    land(w, newer)  # its deploy message waits on the queue
+    back = w.app.operations.rollback(None, "ep-000", caller="carol")  # decided from `first`
+    again = w.app.operations.rollback(None, "ep-000", caller="carol")  # a second one, decided from `first` too
+    assert back.outcome == again.outcome == "Pending"
+    w.queue.drain(handler(w))
+    assert w.studio.endpoints["ep-000"].model_path == newer.model_path  # the newer model stays
+    for result in (back, again):
+        action = w.run(str(result.deployment_id).removeprefix("run-"))
+        assert action.status == "Superseded", action
+        attempt = w.ledger.get_deployment("default", "ep-000", str(result.deployment_id))
+        assert attempt is not None and attempt.outcome == "Superseded" and "changed since" in str(attempt.reason)
+
+
+def test_a_queued_action_whose_endpoint_is_busy_is_looked_at_again_shortly(monkeypatch: pytest.MonkeyPatch):
+    """Second review: a deploy message that met another deployment's lease dropped the endpoint until the run's claim
+    ran out (over an hour with Azure ML's bound). It goes back on the queue after RETRAIN_VERIFY_POLL_SECONDS."""
+    long_proof(monkeypatch)
+    w, _ = fleet(1, RETRAIN_FANOUT_MODE="auto")
+    model = w.trained("ep-000/1.csv", seed=1).model_path
+    patched = w.app.operations.patch_model(None, "ep-000", str(model), caller="alice")
+    assert patched.outcome == "Pending", patched
+    held = w.ledger.acquire("default", "ep-000", "someone-else", seconds=600)  # another deployment, meanwhile
+    for message in w.queue.receive(16, 10):  # the deploy message (and the tally) run once
+        w.app.fanout_work.handle(message.body)  # type: ignore[union-attr]
+        w.queue.delete(message)
+    again = [(m.text, m.visible_at - w.queue.now()) for m in w.queue.messages.values() if '"deploy"' in m.text]
+    assert len(again) == 1 and again[0][1] == pytest.approx(2, abs=0.5), again  # looked at again in 2 s
+    w.ledger.release(held, "someone-else")
+    started = w.queue.now()
+    w.queue.drain(handler(w))
+    action = w.run(str(patched.deployment_id).removeprefix("run-"))
+    assert action.status == "Deployed" and w.studio.endpoints["ep-000"].model_path == model
+    assert w.queue.now() - started < 300  # not the claim's end (an hour)
+
+
+def test_an_action_the_queue_does_not_take_fails_at_once_and_is_never_carried_out_later(
+        monkeypatch: pytest.MonkeyPatch):
+    """Second review: the hand-off wrote the run's claim, then the queue refused the message: the caller got a 503
+    and the action ran an hour later (the claim's end), over whatever served then. Now it ends Failed at once."""
+    from tests.fakes.studio import FakeServiceError
+
+    long_proof(monkeypatch)
+    w, _ = fleet(1, RETRAIN_FANOUT_MODE="auto")
+    model = w.trained("ep-000/1.csv", seed=1).model_path
+    real_send = w.queue.send
+
+    def refuse_deploys(body: dict, delay_seconds: float = 0) -> None:
+        if body.get("kind") == "deploy":
+            raise FakeServiceError("the queue did not answer", transient=True)
+        real_send(body, delay_seconds)
+
+    monkeypatch.setattr(w.queue, "send", refuse_deploys)
+    with pytest.raises(FakeServiceError):
+        w.app.operations.patch_model(None, "ep-000", str(model), caller="alice")
+    monkeypatch.setattr(w.queue, "send", real_send)
+    action = next(r for r in w.ledger.runs.values() if r.id.startswith("patch-"))
+    assert action.status == "Failed" and "could not be queued" in str(action.error)
+    w.queue.offset += 7200  # past any claim
+    w.app.reconciler.reconcile()
+    w.queue.drain(handler(w))
+    assert w.run(action.id).status == "Failed"  # never carried out behind the caller's error
+    attempt = w.ledger.get_deployment("default", "ep-000", f"run-{action.id}")
+    assert attempt is not None and attempt.outcome == "Failed"
