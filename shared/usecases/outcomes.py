@@ -2,8 +2,9 @@
 ledger. The events are stored first (an outbox row: a crash after the ledger write cannot lose them), the outcomes
 and pointers written, and only then sent - without the `EndpointUpdated` of an endpoint whose pointer write the
 ledger refused (its lease was taken over meanwhile). So an endpoint's `EndpointUpdated` announces a pointer change
-the ledger made, once, and its `sequence` orders it among the endpoint's others. And the baseline of an endpoint the
-app did not create (`adopt`)."""
+the ledger made, once, and its `sequence` orders it among the endpoint's others. Also the other records of how an
+attempt ends: a put the service refused (`put_failed`), an operator's action the work queue did not take
+(`not_handed_off`), and the baseline of an endpoint the app did not create (`adopt`)."""
 
 from __future__ import annotations
 
