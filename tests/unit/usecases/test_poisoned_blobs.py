@@ -31,13 +31,15 @@ def queued(w: World) -> list[tuple[dict[str, Any], float]]:
     return [(json.loads(m.text), m.visible_at - w.queue.now()) for m in w.queue.messages.values()]
 
 
-def storage_down(w: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Taking the file fails as an outage would (recording it still works: a later try's outage is another)."""
-    def fail(ref: BlobRef, trigger: str = "blob") -> Any:
+def storage_down(w: World, monkeypatch: pytest.MonkeyPatch, notes: bool = False) -> None:
+    """Taking the file fails as an outage would; recording it (a note in rejected/) too when `notes`."""
+    def fail(*args: Any, **kwargs: Any) -> Any:
         raise FakeServiceError("storage did not answer", transient=True)
 
     monkeypatch.setattr(w.app.intake, "accept", fail)
     monkeypatch.setattr(w.app.model_landing, "landed", fail)
+    if notes:
+        monkeypatch.setattr(w.storage, "note_unreadable", fail)
 
 
 def test_a_poisoned_data_file_is_taken_again_and_trains_once():
@@ -125,12 +127,7 @@ def test_a_message_that_names_no_file_of_the_app_is_logged_and_dropped(message, 
 def test_when_even_the_record_cannot_be_written_the_file_is_tried_again_later(monkeypatch):
     w = world()
     ref = w.drop("acme/never.csv")
-    storage_down(w, monkeypatch)
-
-    def no_note(ref: BlobRef, reason: dict[str, Any]) -> BlobRef:
-        raise FakeServiceError("storage did not answer", transient=True)
-
-    monkeypatch.setattr(w.storage, "note_unreadable", no_note)
+    storage_down(w, monkeypatch, notes=True)
     blob = poison(ref)
     assert w.app.poisoned_blobs.handle(blob, len(RETRY_DELAYS)) == "retrying"
     [(body, delay)] = queued(w)
@@ -190,12 +187,7 @@ def test_a_record_that_cannot_be_written_keeps_being_tried_and_past_its_tries_sa
 
     w = world()
     ref = w.drop("acme/never-recorded.csv")
-    storage_down(w, monkeypatch)
-
-    def no_note(ref: BlobRef, reason: dict[str, Any]) -> BlobRef:
-        raise FakeServiceError("storage did not answer", transient=True)
-
-    monkeypatch.setattr(w.storage, "note_unreadable", no_note)
+    storage_down(w, monkeypatch, notes=True)
     with caplog.at_level(logging.WARNING):
         assert w.app.poisoned_blobs.handle(poison(ref), len(RETRY_DELAYS), RECORD_TRIES + 3) == "retrying"
     [(body, delay)] = queued(w)
