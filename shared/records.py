@@ -141,6 +141,7 @@ class Deployment(Record):
     # an operator's action carried out later (handed to the work queue): the deployment the endpoint's pointer named
     # when the operator acted ("-": none) - the action applies only while it still does
     decided_on: str | None = None
+    sequence: int | None = None  # the endpoint's pointer sequence this attempt took when it went live
     duration_ms: int | None = None
     created_at: str = Field(default_factory=now_iso)
 
@@ -165,6 +166,7 @@ class Current(Record):
     def serve(self, dep: Deployment) -> None:
         """Point at `dep` as what the endpoint now serves (the next in its sequence)."""
         self.sequence += 1
+        dep.sequence = self.sequence  # (the attempt keeps the place it took: its announcement carries it too)
         self.deployment_id, self.run_id = dep.id, dep.run_id
         self.model_base, self.model_path, self.data_time, self.metric = (dep.model_base, dep.model_path,
                                                                          dep.data_time, dep.metric)

@@ -172,14 +172,21 @@ class EventPublisher(port.EventSink):
             return 0
         sent = 0
         rows = self.outbox.pending(limit)
-        dropped = [r for r in rows if r.get("orphaned") and self.confirm is not None and
-                   not self.confirm(r["type"], r["subject"], r["data"])]
+        dropped, unsure = [], set()
+        for r in rows:
+            if not r.get("orphaned") or self.confirm is None:
+                continue
+            try:
+                if not self.confirm(r["type"], r["subject"], r["data"]):
+                    dropped.append(r)
+            except Exception:  # noqa: BLE001 - the ledger did not answer: this row waits for the next flush, whole
+                unsure.add(r["row"])
         if dropped:  # announcements of changes the ledger never took (their writer died, or could not withdraw)
             log.warning("%d event(s) left by a writer that never finished announce what the ledger does not "
                         "record; not sent", len(dropped))
-            gone = {id(r) for r in dropped}
-            rows = [r for r in rows if id(r) not in gone]
-            self._forget(sorted({r["row"] for r in dropped} - {r["row"] for r in rows}))
+        gone = {id(r) for r in dropped}
+        rows = [r for r in rows if id(r) not in gone and r["row"] not in unsure]
+        self._forget(sorted({r["row"] for r in dropped} - {r["row"] for r in rows} - unsure))
         unsent: dict[str, int] = {}
         for r in rows:
             unsent[r["row"]] = unsent.get(r["row"], 0) + 1

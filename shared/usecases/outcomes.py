@@ -68,13 +68,20 @@ def record_outcomes(ledger: Ledger, events: EventBatch, done: list[tuple[Deploym
 def announcement_recorded(ledger: Ledger, kind: str, subject: str, data: Any) -> bool:
     """Whether an event a writer stored and never finished with (it died between storing and sending, or could not
     take an announcement back) may still be sent: an announcement of a deployment only when the ledger records that
-    deployment Deployed; every other event, yes."""
+    deployment Deployed at the announced sequence; every other event, yes."""
     deployment = data.get("deploymentId") if isinstance(data, dict) else None
     if kind not in ANNOUNCING or not deployment:
         return True
     target, _, endpoint = subject.partition("/")
-    found = ledger.get_deployment(target, endpoint, str(deployment))
-    return found is not None and found.outcome == "Deployed"
+    try:
+        found = ledger.get_deployment(target, endpoint, str(deployment))
+    except Exception:  # unknown now: kept for the next flush rather than sent unconfirmed or dropped
+        log.exception("could not confirm an announcement of %s on %s; the next flush tries again", deployment, subject)
+        raise
+    # the same attempt may have gone live since under another sequence (a retry): only that announcement is true
+    sequence = data.get("sequence")
+    return found is not None and found.outcome == "Deployed" and (sequence is None or found.sequence is None or
+                                                                  found.sequence == sequence)
 
 
 def carry_out_and_record(deployer: Deployer, target: Target, model: ModelRef, run: Run | None, force: bool,

@@ -93,3 +93,24 @@ def test_taking_one_announcement_back_keeps_the_rest_even_when_the_outbox_write_
     end_holds(h)  # (a failed send released the rows at once; a row nobody released waits for its hold)
     got = flush_until(h, mark, 2)
     assert got == [f"{mark}-a", f"{mark}-b"]  # nothing lost, the refused one never sent
+
+
+def test_a_dead_writers_announcement_of_an_attempt_that_went_live_later_under_another_sequence_is_not_sent(harness):
+    """Second review: the confirmation was by deployment id only - an attempt whose first announcement was refused
+    (sequence 5) and that a retry then made live (sequence 6) had its stale announcement sent too."""
+    h = harness()
+    mark = f"s{uuid.uuid4().hex[:8]}"
+    h.app.ledger.add_deployment(Deployment(id="run-again", target="default", endpoint=f"{mark}-ep",
+                                           operation="promote", outcome="Deployed", trigger="test", sequence=6,
+                                           model_path="models/r1/model.ilearner"))
+    stale = updated(mark, "ep", "run-again").model_copy(update={"sequence": 5})
+    live = updated(mark, "ep", "run-again").model_copy(update={"sequence": 6})
+    batch = h.app.events.batch()
+    with batch.gathering():
+        h.app.events.publish(stale)
+        h.app.events.publish(live)
+    batch.store()  # the writer dies
+    end_holds(h)
+    flush_until(h, mark, 1)
+    got = [e["data"].get("sequence") for e in h.events() if mark in str(e.get("subject"))]
+    assert got == [6]
