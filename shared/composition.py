@@ -116,8 +116,8 @@ class Retraining(UseCases):
         storage = Storage(settings, credential, retries)
         register_secret(storage.account_key)
         ledger = TableLedger(settings, credential, retries)
-        events = EventPublisher(settings, Outbox(ledger.outbox), credential)
-        events.confirm = functools.partial(announcement_recorded, ledger)
+        events = EventPublisher(settings, Outbox(ledger.outbox), credential,
+                                functools.partial(announcement_recorded, ledger))
         classic = ClassicKind(settings, storage, interactive_policy(settings) if interactive else None)
         self.studio = classic.studio  # the Studio (classic) clients, for tools and tests
         azureml = AzureMLKind(settings, storage, credential, interactive)

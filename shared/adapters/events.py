@@ -24,7 +24,7 @@ from azure.core.exceptions import AzureError
 from azure.core.messaging import CloudEvent
 from azure.eventgrid import EventGridPublisherClient
 
-from shared.adapters.outbox import Outbox, group_rows
+from shared.adapters.outbox import Outbox, StoredEvent, group_rows
 from shared.adapters.transport import pooled_transport
 from shared.events import PREFIX, Event
 from shared.logs import scrub
@@ -47,6 +47,11 @@ HOLD_SECONDS = 600.0
 def _iso(event: CloudEvent[Any]) -> str:
     return (event.time.isoformat(timespec="milliseconds").replace("+00:00", "Z") if event.time is not None
             else now_iso())
+
+
+def _stored_event(event: CloudEvent[Any]) -> StoredEvent:
+    """An event as the outbox keeps it: id, type without the prefix, subject, data, time."""
+    return event.id, event.type.removeprefix(PREFIX), event.subject or "", event.data, _iso(event)
 
 
 class EventBatch(port.EventBatch):
@@ -101,17 +106,18 @@ def event_id(event_type: str, subject: str, data: dict[str, Any]) -> str:
 class EventPublisher(port.EventSink):
     """Publishes `Retrain.*` CloudEvents through the outbox to the configured topic (or logs them)."""
 
-    def __init__(self, settings: Settings, outbox: Outbox, identity: Any = None) -> None:
+    def __init__(self, settings: Settings, outbox: Outbox, identity: Any = None,
+                 confirm: Callable[[str, str, Any], bool] | None = None) -> None:
         """Publishes with the topic's key when one is set, else with `identity` (an Entra ID token credential:
-        the app's managed identity, for a topic with local auth disabled)."""
+        the app's managed identity, for a topic with local auth disabled). `confirm(type, subject, data)`: whether
+        an event a writer stored and never finished with (its hold ended) may be sent - the ledger's word on what it
+        announces (`usecases.outcomes.announcement_recorded`); without it, such events are sent as they are."""
         self.source = settings.event_source
         self.outbox = outbox
         self._client: EventGridPublisherClient | None = None
         self._lock = threading.Lock()
         self._skip_until = 0.0
-        # For events a writer stored and never finished with (its hold ended): send one only when this says the
-        # ledger records what it announces (`usecases.outcomes.announcement_recorded`, wired by the composition).
-        self.confirm: Callable[[str, str, Any], bool] | None = None
+        self.confirm = confirm
         self._local = threading.local()  # the EventBatch this thread gathers into, if any
         credential = AzureKeyCredential(settings.eventgrid_key.get_secret_value()) if settings.eventgrid_key \
             else identity
@@ -230,7 +236,7 @@ class EventPublisher(port.EventSink):
         """Store `events` in the outbox (grouped rows, 100 to a transaction), held from `flush` for HOLD_SECONDS;
         returns them by row, for `send_stored` (or `withdraw`) once the outcomes they announce are recorded."""
         by_id = {e.id: e for e in events}
-        rows = [(e.id, e.type.removeprefix("Retrain."), e.subject or "", e.data, _iso(e)) for e in events]
+        rows = [_stored_event(e) for e in events]
         try:
             groups = self.outbox.add_many(rows, held_until=time.time() + HOLD_SECONDS)
         except AzureError as exc:  # no outbox now: send them directly rather than not at all
@@ -263,8 +269,7 @@ class EventPublisher(port.EventSink):
             dirty = False
             try:
                 if left:
-                    self.outbox.rewrite(one.row, [(e.id, e.type.removeprefix(PREFIX), e.subject or "", e.data,
-                                                   _iso(e)) for e in left], time.time() + HOLD_SECONDS)
+                    self.outbox.rewrite(one.row, [_stored_event(e) for e in left], time.time() + HOLD_SECONDS)
                 else:
                     self.outbox.remove([one.row])
             except AzureError as exc:

@@ -63,8 +63,9 @@ class PoisonedBlobs:
         if container not in (self.settings.data_container, self.settings.models_container):
             log.warning("%s was poisoned, but the app takes no file from %s; left as it is", ref.path, container)
             return "ignored"
+        data = container == self.settings.data_container  # else the models container
         try:
-            if container == self.settings.data_container:
+            if data:
                 self.intake.accept(ref, trigger="poison")
             else:
                 self.model_landing.landed(ref, trigger="poison")
@@ -83,17 +84,14 @@ class PoisonedBlobs:
                             f"{problem}; it stays where it is (upload it again, or call POST /api/retrain on it)")
             log.error("%s: %s", ref.path, message_text)
             try:
-                if container == self.settings.data_container:
-                    self.intake.left_in_place(ref, "NotTaken", message_text, "poison")
-                else:
-                    self.model_landing.left_in_place(ref, "NotTaken", message_text, "poison")
+                (self.intake if data else self.model_landing).left_in_place(ref, "NotTaken", message_text, "poison")
             except ServiceError as again:
                 if self.queue is None:
                     raise
                 # never dropped: past RECORD_TRIES it keeps trying every RETRY_DELAYS[-1], loudly
-                (log.error if record_tries >= RECORD_TRIES else log.warning)(
-                    "%s: not even its record could be written (%s, %d tries); trying again in %d s", ref.path,
-                    describe(again), record_tries + 1, RETRY_DELAYS[-1])
+                log.log(logging.ERROR if record_tries >= RECORD_TRIES else logging.WARNING,
+                        "%s: not even its record could be written (%s, %d tries); trying again in %d s", ref.path,
+                        describe(again), record_tries + 1, RETRY_DELAYS[-1])
                 self._later(container, name, tries, RETRY_DELAYS[-1], record_tries + 1)
                 return "retrying"
             return "recorded"

@@ -3,7 +3,6 @@ Grid blob webhook (handshake, 202, the binding, receipts, retries, poison) and t
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import time
@@ -20,6 +19,8 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueClient
 
+from tests.support.devhost import serving
+from tests.support.devhost import wait_for as wait_until
 from tools.devhost.host import DevHost, HostOptions
 from tools.devhost.indexing import index
 from tools.localdev.ports import free_port
@@ -64,32 +65,12 @@ def devhost(storage_connection_string: str) -> Iterator[tuple[str, str]]:
     specs = index(build_app(), env)
     host_json = {"extensions": {"blobs": {"poisonBlobThreshold": 2}, "queues": {"visibilityTimeout": "00:00:00"}}}
     host = DevHost(specs, HostOptions(Path("."), host_json, env, port=free_port()))
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(host.start())
-        ready.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    assert ready.wait(30)
-    try:
+    with serving([host]):
         yield host.base_url, storage_connection_string
-    finally:
-        asyncio.run_coroutine_threadsafe(host.stop(), loop).result(30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
 
 
 def wait_for(check: Any, timeout: float = 20) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-    return result
+    return wait_until(check, timeout)
 
 
 def test_http_routes_route_parameters_and_errors(devhost):

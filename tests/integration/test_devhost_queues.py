@@ -5,7 +5,6 @@ arrives as the worker hands it over, a message that keeps failing is retried wit
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import threading
@@ -19,6 +18,8 @@ import azure.functions as func
 import pytest
 from azure.storage.queue import QueueClient
 
+from tests.support.devhost import serving
+from tests.support.devhost import wait_for as wait_until
 from tools.devhost.host import DevHost, HostOptions
 from tools.devhost.indexing import index
 from tools.localdev.ports import free_port
@@ -50,27 +51,11 @@ def instances(storage_connection_string: str) -> Iterator[QueueClient]:
                                            "maxPollingInterval": "00:00:00.500", "batchSize": 4}}}
     hosts = [DevHost(index(build_app(f"i{i}"), env), HostOptions(Path("."), host_json, env, port=free_port()))
              for i in range(2)]
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-        for host in hosts:
-            loop.run_until_complete(host.start())
-        ready.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    assert ready.wait(30)
     client = QueueClient.from_connection_string(storage_connection_string, QUEUE)
     try:
-        yield client
+        with serving(hosts):
+            yield client
     finally:
-        for host in hosts:
-            asyncio.run_coroutine_threadsafe(host.stop(), loop).result(30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
         client.delete_queue()
         QueueClient.from_connection_string(storage_connection_string, f"{QUEUE}-poison").delete_queue()
 
@@ -80,11 +65,7 @@ def send(client: QueueClient, body: dict[str, Any], delay: int | None = None) ->
 
 
 def wait_for(check: Any, timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-    return result
+    return wait_until(check, timeout)
 
 
 def test_two_instances_share_the_messages_and_each_is_processed_once(instances: QueueClient):

@@ -162,12 +162,18 @@ def test_an_instance_dying_half_way_through_a_batch_leaves_it_to_the_redelivery(
     assert not w.queue.poison
 
 
+def throttled(retry_after: float = 20) -> FakeServiceError:
+    """The service's 429 with its Retry-After."""
+    error = FakeServiceError("throttled", transient=True, status=429)
+    error.retry_after = retry_after
+    return error
+
+
 def test_a_429_holds_every_instance_off_for_its_retry_after():
     w, names = fleet(4)
     run = w.trained("slow.csv")
     land(w, run)
-    error = FakeServiceError("throttled", transient=True, status=429)
-    error.retry_after = 20
+    error = throttled()
     w.studio.faults["put_in_service"] = [error]
     w.queue.drain(handler(w))
     assert w.queue.marks[throttle_key("default")] > 0
@@ -178,8 +184,7 @@ def test_a_429_on_a_proofs_look_holds_every_instance_off_for_its_retry_after():
     w, names = fleet(4)
     run = w.trained("slowlook.csv")
     land(w, run)
-    error = FakeServiceError("throttled", transient=True, status=429)
-    error.retry_after = 20
+    error = throttled()
     w.studio.faults["verify_once"] = [error]
     looked: list[float] = []
     fanout = w.app.fanout_work
