@@ -4,6 +4,7 @@ traffic, and the documented status codes."""
 from __future__ import annotations
 
 import random
+import time
 
 import pytest
 import requests
@@ -80,8 +81,18 @@ def test_mirror_traffic_copies_requests_and_discards_answers(arm: Arm, blue_gree
     answered = [arm.score(ep, blue_green["key"], census_rows(1)).headers["azureml-model-deployment"]
                 for _ in range(40)]
     assert set(answered) == {"blue"}
-    served = requests.get(f"{arm.aml['admin_url']}/routing", timeout=10,
-                          verify=arm.http.verify).json()["served"][name]
+
+    def served_now() -> dict[str, dict[str, int]]:
+        got = requests.get(f"{arm.aml['admin_url']}/routing", timeout=10, verify=arm.http.verify).json()
+        return dict(got["served"][name])
+
+    # a mirrored copy is scored in the background after its request is answered: read the counts once they settle
+    served, deadline = served_now(), time.monotonic() + 5
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        if (again := served_now()) == served:
+            break
+        served = again
     assert served["blue"]["live"] == 40 and 10 <= served["green"]["mirror"] <= 30
     assert served["green"]["live"] == 0
     assert arm.poll(arm.set_traffic(name, {"blue": 100, "green": 0}))["status"] == "Succeeded"
