@@ -360,8 +360,6 @@ class DevHost:
             return "gone"
         etag = str(props.etag)
         receipt = self._receipt(work, etag)
-        if receipt.exists():
-            return "done before"
         key = (work.spec.name, work.container, work.name, etag)  # by version, as the host keys its receipts
         with self._in_progress_lock:
             if key in self._in_progress:  # a duplicate delivery while this version is being processed
@@ -369,6 +367,9 @@ class DevHost:
             self._in_progress.add(key)
         work.etag = etag
         try:
+            # looked at while this version is ours: a delivery that finished just before wrote its receipt first
+            if receipt.exists():
+                return "done before"
             try:
                 self._invoke(work.spec, f"New blob detected({work.spec.blob_source}): {work.container}/{work.name}",
                              lambda: blob_argument(work.spec.parameters.get(work.spec.trigger_parameter),
