@@ -121,8 +121,10 @@ class DeploymentTransactions:
             results = submit_transaction(self.deployments, self._finish_ops(dep, cur, owner))
             cur.etag = results[0].get("etag")
         except TableTransactionError:
-            # The lease expired and someone else took over: keep the record of what we did, not the pointer.
-            self.save_deployment(dep)
+            # The lease expired and someone else took over: keep the record of what we did, not the pointer - but
+            # never a Deployed without its pointer (the caller decides it: Pending, or the pointer names it already)
+            if dep.outcome != "Deployed":
+                self.save_deployment(dep)
             raise Stale(f"the lease on {dep.endpoint} was taken over") from None
 
     def finish_many(self, items: list[tuple[Deployment, Current]], owner: str) -> list[Deployment]:

@@ -137,7 +137,8 @@ class Ledger(ABC):
     @abstractmethod
     def finish(self, dep: Deployment, cur: Current, owner: str) -> None:
         """Record the outcome and the pointer (dropping the lease) together; Stale when the lease was taken over
-        (the outcome is recorded, the pointer is not)."""
+        (the pointer is not written; the outcome is recorded unless it is Deployed - a Deployed never stands without
+        its pointer: the caller records what it becomes)."""
 
     @abstractmethod
     def finish_many(self, items: list[tuple[Deployment, Current]], owner: str) -> list[Deployment]:

@@ -227,7 +227,8 @@ class FakeLedger(Ledger):
         with self._locked():
             stored = self.pointers.get((cur.target, cur.endpoint))
             if stored is None or stored.etag != cur.etag:
-                self.save_deployment(dep)
+                if dep.outcome != "Deployed":  # never a Deployed without its pointer, as the table ledger
+                    self.save_deployment(dep)
                 raise Stale(f"the lease on {dep.endpoint} was taken over")
             if cur.lease_owner == owner:
                 cur.lease_owner, cur.lease_until = None, 0.0
