@@ -246,8 +246,9 @@ def test_bad_csv_and_bad_model_end_in_rejected_with_a_reason_and_an_event_and_th
     client.upload("models", f"{name}/broken.ilearner", b"definitely not a model")
     client.wait_for("the CSV in rejected/", lambda: client.exists("rejected", f"training-data/{name}/broken.csv"))
     client.wait_for("the model in rejected/", lambda: client.exists("rejected", f"models/{name}/broken.ilearner"))
-    assert not client.exists("training-data", f"{name}/broken.csv")
-    assert not client.exists("models", f"{name}/broken.ilearner")
+    # a move is copy, reason, then delete: the source goes a moment after the copy appears
+    client.wait_for("the CSV gone from training-data/", lambda: not client.exists("training-data", f"{name}/broken.csv"))
+    client.wait_for("the model gone from models/", lambda: not client.exists("models", f"{name}/broken.ilearner"))
     data_reason = json.loads(client.read("rejected", f"training-data/{name}/broken.csv.reason.json"))
     model_reason = json.loads(client.read("rejected", f"models/{name}/broken.ilearner.reason.json"))
     assert data_reason["code"] == "MissingColumns" and data_reason["line"] == 1
