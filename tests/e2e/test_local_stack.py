@@ -51,7 +51,10 @@ def test_a_csv_dropped_into_training_data_ends_with_the_endpoint_verified_on_the
     assert run["dataPath"] == data_path and run["status"] == "Deployed"
     assert client.serving(name) == run["modelPath"] != before_model
     assert client.score(name) != before_score
-    updated = [e for e in client.events("EndpointUpdated") if e["data"]["endpoint"] == name]
+    # The event is sent just after the ledger takes the pointer (usecases/outcomes.record_outcomes: store, write,
+    # send); on Azure ML the queue's tally, another invocation, may end the run in between.
+    updated = client.wait_for("the EndpointUpdated event", lambda: [
+        e for e in client.events("EndpointUpdated") if e["data"]["endpoint"] == name])
     assert [e["data"]["runId"] for e in updated] == [run["id"]]
     # classic: the storage event for the model also arrived - the same promotion, not a second one
     assert [d["outcome"] for d in current(client, name)["history"]] == ["Deployed", "Created"]
@@ -116,7 +119,9 @@ def test_an_azureml_rollback_over_http_is_a_traffic_switch_to_the_previous_deplo
     by_model = {dep["model"]: dep_name for dep_name, dep in before.items()}
     assert client.traffic(name) == {by_model[first]: 100, by_model[second]: 0}
     assert current(client, name)["history"][0]["operation"] == "rollback"
-    assert [e for e in client.events("EndpointRolledBack") if e["data"]["endpoint"] == name]
+    # sent by the proof just after its ledger write; the tally may mark the run Deployed in between
+    client.wait_for("the EndpointRolledBack event", lambda: [
+        e for e in client.events("EndpointRolledBack") if e["data"]["endpoint"] == name])
     # the README's score helper, on an Azure ML stack: through the scoringUri, with an Entra token
     from tools.localdev.__main__ import main as localdev
 
@@ -247,17 +252,19 @@ def test_bad_csv_and_bad_model_end_in_rejected_with_a_reason_and_an_event_and_th
     client.wait_for("the CSV in rejected/", lambda: client.exists("rejected", f"training-data/{name}/broken.csv"))
     client.wait_for("the model in rejected/", lambda: client.exists("rejected", f"models/{name}/broken.ilearner"))
     # a move is copy, reason, then delete: the source goes a moment after the copy appears
-    client.wait_for("the CSV gone from training-data/", lambda: not client.exists("training-data", f"{name}/broken.csv"))
+    client.wait_for("the CSV gone from training-data/",
+                    lambda: not client.exists("training-data", f"{name}/broken.csv"))
     client.wait_for("the model gone from models/", lambda: not client.exists("models", f"{name}/broken.ilearner"))
     data_reason = json.loads(client.read("rejected", f"training-data/{name}/broken.csv.reason.json"))
     model_reason = json.loads(client.read("rejected", f"models/{name}/broken.ilearner.reason.json"))
     assert data_reason["code"] == "MissingColumns" and data_reason["line"] == 1
     assert model_reason["code"] == "ModelNotServable" and "IncompatibleModel" in model_reason["message"]
     assert client.read("rejected", f"models/{name}/broken.ilearner") == b"definitely not a model"
-    rejected_data = [e for e in client.events("TrainingDataRejected")
-                     if e["data"]["blob"] == f"training-data/{name}/broken.csv"]
-    rejected_models = [e for e in client.events("ModelRejected")
-                       if e["data"].get("model") == f"models/{name}/broken.ilearner"]
+    # each event is published after the move (and, for the CSV, after the run's Rejected): moments after the delete
+    rejected_data = client.wait_for("the TrainingDataRejected event", lambda: [
+        e for e in client.events("TrainingDataRejected") if e["data"]["blob"] == f"training-data/{name}/broken.csv"])
+    rejected_models = client.wait_for("the ModelRejected event", lambda: [
+        e for e in client.events("ModelRejected") if e["data"].get("model") == f"models/{name}/broken.ilearner"])
     assert rejected_data[0]["data"]["code"] == "MissingColumns"
     assert rejected_models[0]["data"]["code"] == "ModelNotServable"
     assert client.serving(name) == serving and client.score(name) > 0
