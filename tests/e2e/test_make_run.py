@@ -29,12 +29,15 @@ def start_run(workdir: Path, settings: Path, port: int, *extra: str) -> tuple[su
                              "--port", str(port), "--settings-file", str(settings), "--func", "no", *extra],
                             cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 90
-    while not state_path.exists():
+    while True:  # the file is created, then written (not atomically): read it once it is whole
+        if state_path.exists():
+            try:
+                return proc, json.loads(state_path.read_text())
+            except ValueError:
+                pass
         assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
         assert time.monotonic() < deadline, "make run did not come up"
         time.sleep(0.2)
-    time.sleep(0.2)  # written in one go, but let the writer finish
-    return proc, json.loads(state_path.read_text())
 
 
 def stop_run(proc: subprocess.Popen[str]) -> str:
