@@ -179,12 +179,15 @@ def test_batch_scoring_on_the_predictive_service(studio):
                            timeout=10).json()
     studio.http.post(ep["ApiLocation"] + f"/jobs/{job}/start", params={"api-version": "2.0"}, headers=hdr,
                      timeout=10)
-    for _ in range(100):
+    deadline = time.monotonic() + 60  # as `wait` gives a training job (it was 100 polls: ~10 s, little on a busy host)
+    while True:
         status = studio.http.get(ep["ApiLocation"] + f"/jobs/{job}", params={"api-version": "2.0"}, headers=hdr,
                                  timeout=10).json()
-        if status["StatusCode"] == "Finished":
+        if status["StatusCode"] not in ("NotStarted", "Running"):
             break
+        assert time.monotonic() < deadline, f"the scoring job did not finish: {status}"
         time.sleep(0.1)
+    assert status["StatusCode"] == "Finished", status
     rows = list(csv.DictReader(io.StringIO(studio.download(status["Results"]["output1"]).decode())))
     assert len(rows) == 20 and {r["Scored Labels"] for r in rows} <= {">50K", "<=50K"}
     assert all(0.0 <= float(r["Scored Probabilities"]) <= 1.0 for r in rows)
