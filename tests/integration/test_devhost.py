@@ -172,4 +172,5 @@ def test_timers_fire_on_their_ncrontab_schedule(devhost):
     start = len(calls["ticks"])
     wait_for(lambda: len(calls["ticks"]) >= start + 2, timeout=10)
     gaps = [b - a for a, b in zip(calls["ticks"][start:], calls["ticks"][start + 1:], strict=False)]
-    assert all(0.5 < gap < 1.6 for gap in gaps)
+    # never twice in a second; at most one second skipped when the machine is busy (the schedule counts from now)
+    assert all(0.5 < gap < 2.6 for gap in gaps)

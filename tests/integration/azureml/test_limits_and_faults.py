@@ -50,14 +50,14 @@ def test_deployments_per_endpoint_and_instance_quota(limited: Arm, model: str):
 
 def test_a_deployment_stuck_in_creating_until_a_deadline(limited: Arm, model: str):
     rule = admin(limited, "POST", "/azureml/deployment-faults",
-                 {"deployment": "slow*", "stuck_seconds": 1.5, "count": 1}).json()[0]
+                 {"deployment": "slow*", "stuck_seconds": 3.0, "count": 1}).json()[0]
     ep = unique("ep")
     limited.create_endpoint(ep)
     started = time.monotonic()
     r = limited.put_deployment(ep, "slow", model)
     time.sleep(0.9)  # past the configured creation time (0.4 s)
     assert limited.get(f"/onlineEndpoints/{ep}/deployments/slow")["properties"]["provisioningState"] == "Creating"
-    assert limited.poll(r)["status"] == "Succeeded" and time.monotonic() - started >= 1.5
+    assert limited.poll(r)["status"] == "Succeeded" and time.monotonic() - started >= 3.0
     assert rule["id"] not in [f["id"] for f in admin(limited, "GET", "/azureml/deployment-faults").json()]
     remove(limited, ep)
 
