@@ -352,6 +352,14 @@ def test_the_status_page_in_a_real_browser_shows_endpoints_runs_and_the_metric_c
           '"categorical": [], "weights": [1.0], "bias": 0.0, "label": {"positive": "a", "negative": "b"}}'
     client.upload("models", f"{name}/broken.ilearner", bad.encode())
     client.wait_for("the rollback", lambda: current(client, name)["history"][0]["outcome"] == "RolledBack")
+
+    def rejected_table(page: str) -> str:
+        table = page[page.index('<table id="rejected">'):]
+        return table[:table.index("</table>")]
+
+    # the rejected listing's index entry is written after the run's RolledBack
+    client.wait_for("the model in the rejected listing", lambda: f"models/{name}/broken.ilearner"
+                    in rejected_table(client.call("GET", "status").text))
     url = f"{client.api}/status"
     flags = [browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
              "--hide-scrollbars"]
@@ -361,7 +369,7 @@ def test_the_status_page_in_a_real_browser_shows_endpoints_runs_and_the_metric_c
     row = row[:row.index("</tr>")]
     assert "<svg" in row and 'class="mark Deployed"' in row and 'class="mark RolledBack"' in row
     assert "<h2>Files in rejected/</h2>" in dom and "<h2>Last runs</h2>" in dom
-    assert f"models/{name}/broken.ilearner" in dom  # the rejected file, listed
+    assert f"models/{name}/broken.ilearner" in rejected_table(dom)
     shot = RUNS_DIR / "status-page.png"
     shot.unlink(missing_ok=True)
     subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1400,1800", url], capture_output=True,
