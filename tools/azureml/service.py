@@ -90,7 +90,7 @@ class AzureML:
         ident = app[IDENTITY]
         self.identity_ids = {"principal_id": ident.principal_id, "tenant_id": ident.tenant_id}
         self.store.load()
-        self.store.start()
+        self.store.start_saver()
         self._ticker = asyncio.get_running_loop().create_task(self._tick_loop())
 
     async def close(self) -> None:
@@ -101,7 +101,7 @@ class AzureML:
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
-        await self.store.stop()
+        await self.store.stop_saver()
 
     def manifest(self) -> dict[str, Any]:
         return {"arm_url": self.arm_url, "workspace_id": self.config.workspace_id, "api_version": API_VERSION,

@@ -6,16 +6,15 @@ shutdown), so a restart keeps resources, keys and operations in flight (they fin
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import logging
-import os
 import secrets
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
+
+from tools.standin_state import StateFile
 
 log = logging.getLogger("azureml.state")
 
@@ -109,48 +108,17 @@ class AmlState(BaseModel):
         return [d for d in self.deployments.values() if d.endpoint == endpoint]
 
 
-class AmlStore:
+class AmlStore(StateFile):
+    """The state, and its file (written by StateFile)."""
+
     def __init__(self, data_dir: Path | None, save_interval: float = 0.5) -> None:
-        self.path = data_dir / "azureml.json" if data_dir else None
+        super().__init__(data_dir / "azureml.json" if data_dir else None, save_interval, log,
+                         "the Azure ML stand-in's state")
         self.state = AmlState()
-        self.save_interval = save_interval
-        self._dirty = False
-        self._task: asyncio.Task[None] | None = None
 
     def load(self) -> None:
         if self.path is not None and self.path.exists():
             self.state = AmlState.model_validate_json(self.path.read_bytes())
 
-    def mark_dirty(self) -> None:
-        self._dirty = True
-
-    def save_now(self) -> None:
-        if self.path is None:
-            return
-        self._dirty = False
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(self.state.model_dump_json())
-        os.chmod(tmp, 0o600)  # endpoint keys
-        os.replace(tmp, self.path)
-
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.save_interval)
-            if self._dirty:
-                try:
-                    self.save_now()
-                except OSError:
-                    log.exception("could not save the Azure ML stand-in's state")
-
-    def start(self) -> None:
-        if self.path is not None and self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._loop())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        self.save_now()
+    def dump(self) -> str:
+        return self.state.model_dump_json()

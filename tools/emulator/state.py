@@ -8,12 +8,10 @@ the server listens on now, never stored.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import json
 import logging
-import os
 import secrets
 import uuid
 from datetime import UTC, datetime
@@ -23,6 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from tools.emulator.learner import Model, ModelError, load_model
+from tools.standin_state import StateFile
 
 log = logging.getLogger("emulator.state")
 
@@ -115,23 +114,24 @@ class WorkspaceState(BaseModel):
     storage_watch: StorageWatchState = Field(default_factory=StorageWatchState)
 
 
-class Store:
+class Store(StateFile):
     """Holds the workspace state, the model documents and their loaded forms; persists when given a folder."""
 
     def __init__(self, data_dir: Path | None, save_interval: float = 0.5) -> None:
+        super().__init__(data_dir / "state.json" if data_dir else None, save_interval, log, "the emulator state")
         self.data_dir = data_dir
-        self.save_interval = save_interval
         self.ws = WorkspaceState()
         self.model_docs: dict[str, bytes] = {}
         self._loaded: dict[str, Model | ModelError] = {}
-        self._dirty = False
-        self._saver: asyncio.Task[None] | None = None
         self._guids: dict[str, tuple[str, str]] = {}
 
-    # ---- persistence -------------------------------------------------------------------------------------
+    # ---- persistence (the file's writing: StateFile) -----------------------------------------------------
     @property
     def state_file(self) -> Path | None:
-        return self.data_dir / "state.json" if self.data_dir else None
+        return self.path
+
+    def dump(self) -> str:
+        return self.ws.model_dump_json()
 
     def load(self) -> bool:
         """Load persisted state; False when there is none (first start)."""
@@ -144,38 +144,11 @@ class Store:
         self.rebuild_index()
         return True
 
-    def mark_dirty(self) -> None:
-        self._dirty = True
-
-    def save_now(self) -> None:
-        if self.state_file is None:
-            return
-        self._dirty = False
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(self.ws.model_dump_json())
-        os.chmod(tmp, 0o600)  # it holds the workspace's keys
-        os.replace(tmp, self.state_file)
-
-    async def _save_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.save_interval)
-            if self._dirty:
-                try:
-                    self.save_now()
-                except OSError:
-                    log.exception("could not save the emulator state")
-
     def start_saver(self) -> None:
-        if self.data_dir is not None and self._saver is None:
+        if self.data_dir is not None:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             (self.data_dir / "models").mkdir(exist_ok=True)
-            self._saver = asyncio.get_running_loop().create_task(self._save_loop())
-
-    async def stop_saver(self) -> None:
-        if self._saver is not None:
-            self._saver.cancel()
-            self._saver = None
-        self.save_now()
+        super().start_saver()
 
     # ---- models ------------------------------------------------------------------------------------------
     def add_model(self, document: bytes) -> str:
