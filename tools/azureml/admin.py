@@ -4,34 +4,14 @@ deployment served, and a job's metrics as the trainer computed them."""
 from __future__ import annotations
 
 from aiohttp import web
-from pydantic import ValidationError
 
 from tools.azureml.faults import DeploymentFault
 from tools.azureml.workspace import AZUREML
+from tools.emulator.faults import rule_list_routes
 
 routes = web.RouteTableDef()
-
-
-@routes.get("/admin/azureml/deployment-faults", name="admin.azureml.faults.list")
-async def list_faults(request: web.Request) -> web.Response:
-    return web.json_response([f.model_dump() for f in request.app[AZUREML].faults])
-
-
-@routes.post("/admin/azureml/deployment-faults", name="admin.azureml.faults.add")
-async def add_fault(request: web.Request) -> web.Response:
-    try:
-        body = await request.json()
-        rules = [DeploymentFault.model_validate(item) for item in (body if isinstance(body, list) else [body])]
-    except (ValueError, ValidationError) as exc:
-        return web.json_response({"error": {"code": "BadArgument", "message": str(exc)}}, status=400)
-    request.app[AZUREML].faults.extend(rules)
-    return web.json_response([r.model_dump() for r in rules], status=201)
-
-
-@routes.delete("/admin/azureml/deployment-faults", name="admin.azureml.faults.clear")
-async def clear_faults(request: web.Request) -> web.Response:
-    request.app[AZUREML].faults.clear()
-    return web.Response(status=204)
+rule_list_routes(routes, "/admin/azureml/deployment-faults", "admin.azureml.faults", DeploymentFault,
+                 lambda app: app[AZUREML].faults)
 
 
 @routes.get("/admin/azureml/routing", name="admin.azureml.routing")

@@ -14,7 +14,7 @@ import fnmatch
 import random
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError, field_validator
@@ -124,30 +124,39 @@ async def fault_middleware(request: web.Request, handler: Handler) -> web.Stream
                        headers=headers).response()
 
 
+Rule = TypeVar("Rule", bound=BaseModel)
+
+
+def rule_list_routes(routes: web.RouteTableDef, path: str, name: str, model: type[Rule],
+                     rules_of: Callable[[web.Application], list[Rule]]) -> None:
+    """The admin API of a list of rules kept in the app - this module's fault rules, the Azure ML stand-in's
+    deployment faults: on `path`, GET lists them (route `<name>.list`); POST (`<name>.add`) takes one rule or a list,
+    validates each as `model` and appends them: 201 with what was added, or 400 BadArgument and nothing added;
+    DELETE (`<name>.clear`) forgets them all: 204."""
+
+    async def list_rules(request: web.Request) -> web.Response:
+        return web.json_response([r.model_dump() for r in rules_of(request.app)])
+
+    async def add_rules(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            added = [model.model_validate(item) for item in (body if isinstance(body, list) else [body])]
+        except (ValueError, ValidationError) as exc:
+            return web.json_response({"error": {"code": "BadArgument", "message": str(exc)}}, status=400)
+        rules_of(request.app).extend(added)
+        return web.json_response([r.model_dump() for r in added], status=201)
+
+    async def clear_rules(request: web.Request) -> web.Response:
+        rules_of(request.app).clear()
+        return web.Response(status=204)
+
+    routes.get(path, name=f"{name}.list")(list_rules)
+    routes.post(path, name=f"{name}.add")(add_rules)
+    routes.delete(path, name=f"{name}.clear")(clear_rules)
+
+
 admin_routes = web.RouteTableDef()
-
-
-@admin_routes.get("/admin/faults", name="admin.faults.list")
-async def list_faults(request: web.Request) -> web.Response:
-    return web.json_response([r.model_dump() for r in request.app[FAULTS].rules])
-
-
-@admin_routes.post("/admin/faults", name="admin.faults.add")
-async def add_faults(request: web.Request) -> web.Response:
-    try:
-        body = await request.json()
-        items = body if isinstance(body, list) else [body]
-        rules = [FaultRule.model_validate(item) for item in items]
-    except (ValueError, ValidationError) as exc:
-        return web.json_response({"error": {"code": "BadArgument", "message": str(exc)}}, status=400)
-    request.app[FAULTS].rules.extend(rules)
-    return web.json_response([r.model_dump() for r in rules], status=201)
-
-
-@admin_routes.delete("/admin/faults", name="admin.faults.clear")
-async def clear_faults(request: web.Request) -> web.Response:
-    request.app[FAULTS].rules.clear()
-    return web.Response(status=204)
+rule_list_routes(admin_routes, "/admin/faults", "admin.faults", FaultRule, lambda app: app[FAULTS].rules)
 
 
 @admin_routes.delete("/admin/faults/{id}", name="admin.faults.delete")
