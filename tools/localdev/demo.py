@@ -15,53 +15,24 @@ import argparse
 import shutil
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import requests
 from azure.storage.blob import BlobServiceClient
 
-from tools.emulator import census_schema
-from tools.emulator.census import csv_text, generate_rows
+from tools.emulator.census import csv_text
 from tools.localdev import demo_azureml, studio, workspace
 from tools.localdev.azurite import PROJECT_ROOT
+from tools.localdev.demo_common import ENDPOINT, AppDemo, DemoFailed, census_sample, wall
 from tools.localdev.stack import Stack
 
-ENDPOINT = "demo-tenant"
-FAILURES = {"Retrain.TrainingDataRejected", "Retrain.JobFailed", "Retrain.ModelRejected",
-            "Retrain.EndpointUpdateFailed", "Retrain.EndpointRolledBack"}
 
-
-class DemoFailed(Exception):
-    pass
-
-
-def _wall(iso: str) -> float:
-    """An ISO 8601 UTC time (as events and the emulator write them) as a POSIX timestamp."""
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
-
-
-class Demo:
-    def __init__(self, stack: Stack, rows: int, timeout: float) -> None:
-        self.stack = stack
-        self.rows = rows
-        self.timeout = timeout
-        self.api = f"{stack.functions_url}/api"
-        self.http = requests.Session()
-        assert stack.emulator is not None and stack.azurite is not None
-        self.manifest = stack.emulator.manifest
+class Demo(AppDemo):
+    def __init__(self, stack: Stack, rows: int, timeout: float, t0: float) -> None:
+        super().__init__(stack, rows, timeout, t0, requests.Session())
+        assert stack.azurite is not None
         self.blobs = BlobServiceClient.from_connection_string(stack.azurite.connection_string)
-        self.t0 = time.monotonic()
-
-    def say(self, text: str) -> None:
-        print(f"[{time.monotonic() - self.t0:6.1f}s] {text}", flush=True)
-
-    def call(self, method: str, path: str, expect: int, **kw: Any) -> Any:
-        resp = self.http.request(method, f"{self.api}{path}", timeout=120, **kw)
-        if resp.status_code != expect:
-            raise DemoFailed(f"{method} /api{path} answered {resp.status_code}, expected {expect}: {resp.text[:500]}")
-        return resp.json()
 
     # ---- Studio side (what a user sees in the Studio portal) ----------------------------------------------------
     def score(self, rows: list[dict[str, Any]]) -> list[float]:
@@ -69,11 +40,6 @@ class Demo:
             return studio.score(studio.get_endpoint(self.manifest, ENDPOINT, self.http), rows, self.http)
         except studio.StudioCallFailed as exc:
             raise DemoFailed(str(exc)) from None
-
-    def events(self) -> list[dict[str, Any]]:
-        resp = self.http.get(f"{self.manifest['admin_url']}/eventgrid/topics/retrain/events", timeout=30)
-        resp.raise_for_status()
-        return list(resp.json())
 
     # ---- the story ------------------------------------------------------------------------------------------
     def run(self) -> None:
@@ -83,10 +49,7 @@ class Demo:
             "name": ENDPOINT, "description": "created by make demo"})
         self.say(f"endpoint '{ENDPOINT}' added through POST /api/endpoints; it serves "
                  f"{created['model']['relativeLocation']}")
-        sample = [dict(zip(census_schema.COLUMNS, row, strict=True))
-                  for row in generate_rows(5, seed=2026, drift=1.0)]
-        for row in sample:
-            row.pop(census_schema.LABEL)
+        sample = census_sample()
         before = self.score(sample)
         self.say(f"scored {len(sample)} census rows through '{ENDPOINT}'")
 
@@ -136,26 +99,18 @@ class Demo:
                 if metric is not None:
                     minimum = self.stack.settings.get("RETRAIN_GATE_MINIMUM", "0.7")
                     stage("gate", f"gate: {gate_metric} {metric:.4f} against minimum {minimum}: passed")
-            for item in self.events():
-                event = item["event"]
-                data = event.get("data") or {}
-                if run is None or data.get("runId") != run["id"]:
-                    continue
-                if event["type"] in FAILURES:
-                    raise DemoFailed(f"{event['type']}: {data.get('reason') or data.get('message') or data}")
-                if event["type"] == "Retrain.EndpointUpdated" and data.get("endpoint") == ENDPOINT:
-                    verified = _wall(event["time"])
-                    jobs = self.http.get(f"{self.manifest['admin_url']}/jobs", timeout=30).json()
-                    ended = next((j.get("ended") for j in jobs if j["id"] == run.get("jobId")), None)
-                    model_seen = _wall(ended) if ended else verified
-                    stage("model", f"model landed: {run.get('modelPath')}")
-                    stage("patched", f"patched: PATCH {ENDPOINT} -> {data.get('model')}")
-                    stage("verified", f"verified: {ENDPOINT} shows the new model and a smoke request scored")
-                    return run, model_seen, verified
+            event = self.verified_event(run)
+            if event is not None and run is not None:
+                verified = wall(event["time"])
+                jobs = self.http.get(f"{self.manifest['admin_url']}/jobs", timeout=30).json()
+                ended = next((j.get("ended") for j in jobs if j["id"] == run.get("jobId")), None)
+                model_seen = wall(ended) if ended else verified
+                stage("model", f"model landed: {run.get('modelPath')}")
+                stage("patched", f"patched: PATCH {ENDPOINT} -> {event['data'].get('model')}")
+                stage("verified", f"verified: {ENDPOINT} shows the new model and a smoke request scored")
+                return run, model_seen, verified
             time.sleep(0.1)
-        raise DemoFailed(f"the endpoint was not verified on the new model within {self.timeout:.0f} s of the data "
-                         f"landing (last run state: {run['status'] if run else 'no run yet'}); see "
-                         f"{self.stack.workdir / 'functions.log'}")
+        raise self.not_verified(run)
 
     def report(self, sample: list[dict[str, Any]], before: list[float], after: list[float], run: dict[str, Any],
                landed: float, model_seen: float, verified: float) -> None:
@@ -168,18 +123,7 @@ class Demo:
             raise DemoFailed("the scores did not change: the endpoint does not serve the retrained model")
         print(f"\nTimings: data landed -> endpoint verified {verified - landed:.1f} s; "
               f"model landed -> endpoint verified {verified - model_seen:.1f} s")
-        view = self.call("GET", f"/endpoints/{ENDPOINT}", 200)
-        print(f"\nLedger history of '{ENDPOINT}' (newest first):")
-        for dep in view["history"]:
-            metric = f"{dep['metric']:.4f}" if dep.get("metric") is not None else "-"
-            print(f"  {dep['createdAt']}  {dep['operation']:<8} {dep['outcome']:<10} AUC {metric:<7} "
-                  f"{dep['modelPath']}")
-        print(f"\nRun {run['id']}: {run['status']}, metrics "
-              + ", ".join(f"{k} {v:.4f}" for k, v in sorted((run.get("metrics") or {}).items())))
-        print("\nEvents received on the Event Grid topic:")
-        for item in self.events():
-            event = item["event"]
-            print(f"  {event.get('time', '')[:23]}  {event['type']:<30} {event.get('subject', '')}")
+        self.print_history(run, "Events received on the Event Grid topic:")
         print(f"\nDemo finished in {time.monotonic() - self.t0:.1f} s: '{ENDPOINT}' serves the model retrained on "
               "the new data.")
 
@@ -229,11 +173,9 @@ def main(argv: list[str] | None = None) -> int:
         if azureml:
             demo_azureml.AzureMLDemo(stack, args.rows, timeout, started).run()
             return 0
-        demo = Demo(stack, args.rows, timeout)
-        demo.t0 = started
-        demo.run()
+        Demo(stack, args.rows, timeout, started).run()
         return 0
-    except (DemoFailed, demo_azureml.DemoFailed, workspace.WorkspaceCallFailed, RuntimeError, TimeoutError,
+    except (DemoFailed, workspace.WorkspaceCallFailed, RuntimeError, TimeoutError,
             requests.RequestException) as exc:
         print(f"\ndemo FAILED: {exc}", file=sys.stderr)
         tail = stack.host_log_tail(15)

@@ -12,29 +12,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from azure.storage.blob import BlobServiceClient
 
-from tools.emulator import census_schema
-from tools.emulator.census import csv_text, generate_rows
+from tools.emulator.census import csv_text
 from tools.localdev import workspace
+from tools.localdev.demo_common import ENDPOINT, AppDemo, DemoFailed, census_sample, wall
 from tools.localdev.stack import Stack
 
-ENDPOINT = "demo-tenant"
-FAILURES = {"Retrain.TrainingDataRejected", "Retrain.JobFailed", "Retrain.ModelRejected",
-            "Retrain.EndpointUpdateFailed", "Retrain.EndpointRolledBack"}
 ENDED = ("Rejected", "Failed", "Cancelled", "BelowGate", "RolledBack", "Superseded")
 AML = "Microsoft.MachineLearningServices."
-
-
-class DemoFailed(Exception):
-    pass
-
-
-def _wall(iso: str) -> float:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 @dataclass
@@ -54,30 +42,14 @@ class Landing:
         self.steps.append((at, what))
 
 
-class AzureMLDemo:
+class AzureMLDemo(AppDemo):
     def __init__(self, stack: Stack, rows: int, timeout: float, t0: float) -> None:
-        assert stack.emulator is not None and stack.azurite is not None and stack.tls is not None
-        self.stack, self.rows, self.timeout, self.t0 = stack, rows, timeout, t0
-        self.api = f"{stack.functions_url}/api"
-        self.manifest = stack.emulator.manifest
-        self.http = workspace.session(str(stack.tls.ca))  # the emulator (ARM, scoring) serves HTTPS
+        assert stack.azurite is not None and stack.tls is not None
+        # the emulator (ARM, scoring) serves HTTPS
+        super().__init__(stack, rows, timeout, t0, workspace.session(str(stack.tls.ca)))
         self.ws = workspace.Workspace(self.manifest, self.http)
         self.blobs = BlobServiceClient.from_connection_string(stack.azurite.connection_string,
                                                               connection_verify=str(stack.tls.ca))
-
-    def say(self, text: str) -> None:
-        print(f"[{time.monotonic() - self.t0:6.1f}s] {text}", flush=True)
-
-    def call(self, method: str, path: str, expect: int, **kw: Any) -> Any:
-        resp = self.http.request(method, f"{self.api}{path}", timeout=120, **kw)
-        if resp.status_code != expect:
-            raise DemoFailed(f"{method} /api{path} answered {resp.status_code}, expected {expect}: {resp.text[:500]}")
-        return resp.json()
-
-    def events(self) -> list[dict[str, Any]]:
-        resp = self.http.get(f"{self.manifest['admin_url']}/eventgrid/topics/retrain/events", timeout=30)
-        resp.raise_for_status()
-        return [item["event"] for item in resp.json()]
 
     def score(self, rows: list[dict[str, Any]]) -> tuple[list[float], str] | None:
         """Scores through the endpoint's scoringUri (None: no deployment takes traffic yet)."""
@@ -95,10 +67,7 @@ class AzureMLDemo:
         created = self.call("POST", "/endpoints", 201, json={"name": ENDPOINT, "description": "created by make demo"})
         self.say(f"online endpoint '{ENDPOINT}' created through POST /api/endpoints (authMode {created['authMode']}, "
                  f"scoringUri {created['scoringUri']}); no deployment yet")
-        sample = [dict(zip(census_schema.COLUMNS, row, strict=True))
-                  for row in generate_rows(5, seed=2026, drift=1.0)]
-        for row in sample:
-            row.pop(census_schema.LABEL)
+        sample = census_sample()
         if self.score(sample) is not None:
             raise DemoFailed(f"'{ENDPOINT}' answered before it had a model")
         self.say(f"scored {len(sample)} census rows through '{ENDPOINT}': no model yet (HTTP 404, no deployment "
@@ -148,12 +117,12 @@ class AzureMLDemo:
             if run is not None:
                 run = self.call("GET", f"/runs/{run['id']}", 200)
                 landing.run = run
-                at = {t["status"]: _wall(t["at"]) for t in run.get("transitions") or []}
+                at = {t["status"]: wall(t["at"]) for t in run.get("transitions") or []}
                 stage("accepted", f"accepted: run {run['id'][:12]}", at.get("Accepted"))
                 if run.get("jobId"):
                     stage("submitted", f"validated ({run.get('rows') or '?'} rows); Azure ML job {run['jobId']} "
                                        "submitted (a command job, the file its input)",
-                          _wall(run["submittedAt"]) if run.get("submittedAt") else None)
+                          wall(run["submittedAt"]) if run.get("submittedAt") else None)
                 if run["status"] in ENDED:
                     raise DemoFailed(f"run {run['id']} ended {run['status']}: {run.get('error')}")
                 metric = (run.get("metrics") or {}).get(self.stack.settings.get("RETRAIN_GATE_METRIC", "AUC"))
@@ -178,31 +147,24 @@ class AzureMLDemo:
                     stage(f"traffic-{text}", f"traffic: {text}")
                     if landing.deployment and now.get(landing.deployment) == 100 and not landing.full_traffic:
                         landing.full_traffic = time.time()
-            for event in self.events():
-                data = event.get("data") or {}
-                if run is None or data.get("runId") != run["id"]:
-                    continue
-                if event["type"] in FAILURES:
-                    raise DemoFailed(f"{event['type']}: {data.get('reason') or data.get('message') or data}")
-                if event["type"] == "Retrain.EndpointUpdated" and data.get("endpoint") == ENDPOINT:
-                    landing.verified = _wall(event["time"])
-                    # 100 % came before the verification (seen late, or between two polls): no later than it
-                    landing.full_traffic = min(landing.full_traffic or landing.verified, landing.verified)
-                    landing.steps = [(min(at, landing.verified) if what.startswith("traffic") else at, what)
-                                     for at, what in landing.steps]
-                    stage("verified", f"verified: {ENDPOINT} answers from {landing.deployment} with 100 % traffic "
-                                      "(Retrain.EndpointUpdated)", landing.verified)
-                    return
+            event = self.verified_event(run)
+            if event is not None:
+                landing.verified = wall(event["time"])
+                # 100 % came before the verification (seen late, or between two polls): no later than it
+                landing.full_traffic = min(landing.full_traffic or landing.verified, landing.verified)
+                landing.steps = [(min(at, landing.verified) if what.startswith("traffic") else at, what)
+                                 for at, what in landing.steps]
+                stage("verified", f"verified: {ENDPOINT} answers from {landing.deployment} with 100 % traffic "
+                                  "(Retrain.EndpointUpdated)", landing.verified)
+                return
             time.sleep(0.15)
-        raise DemoFailed(f"the endpoint was not verified on the new model within {self.timeout:.0f} s of the data "
-                         f"landing (last run state: {run['status'] if run else 'no run yet'}); see "
-                         f"{self.stack.workdir / 'functions.log'}")
+        raise self.not_verified(run)
 
     def workspace_events(self, run: dict[str, Any], stage: Any) -> None:
         """The job's statuses and the model version's registration, as the workspace announced them."""
         for event in self.ws.events():
             data, kind = event.get("data") or {}, event["eventType"].removeprefix(AML)
-            at = _wall(event["eventTime"])
+            at = wall(event["eventTime"])
             if data.get("runId") == run.get("jobId") and kind == "RunStatusChanged":
                 stage(f"job-{data.get('runStatus')}", f"job {data['runId']}: {data.get('runStatus')}", at)
             elif data.get("runId") == run.get("jobId") and kind == "RunCompleted":
@@ -234,17 +196,7 @@ class AzureMLDemo:
             print(f"  {name}  {traffic.get(name, 0):>3} %  {dep['state']:<10} {dep['model']}  ({note})")
         if traffic.get(two.deployment) != 100 or one.deployment not in deployments:
             raise DemoFailed(f"expected {two.deployment} at 100 % and {one.deployment} kept: {traffic}")
-        view = self.call("GET", f"/endpoints/{ENDPOINT}", 200)
-        print(f"\nLedger history of '{ENDPOINT}' (newest first):")
-        for dep in view["history"]:
-            metric = f"{dep['metric']:.4f}" if dep.get("metric") is not None else "-"
-            print(f"  {dep['createdAt']}  {dep['operation']:<8} {dep['outcome']:<10} AUC {metric:<7} "
-                  f"{dep.get('modelPath') or '(no model)'}")
-        print(f"\nRun {two.run['id']}: {two.run['status']}, metrics "
-              + ", ".join(f"{k} {v:.4f}" for k, v in sorted((two.run.get("metrics") or {}).items())))
-        print("\nEvents the app published (its Event Grid topic):")
-        for event in self.events():
-            print(f"  {event.get('time', '')[:23]}  {event['type']:<30} {event.get('subject', '')}")
+        self.print_history(two.run, "Events the app published (its Event Grid topic):")
         print("\nThe workspace's events (its Event Grid system topic; RunCompleted and RunStatusChanged go to the "
               "app):")
         for event in self.ws.events():
