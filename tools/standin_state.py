@@ -13,10 +13,11 @@ import asyncio
 import contextlib
 import logging
 import os
+from abc import ABC, abstractmethod
 from pathlib import Path
 
 
-class StateFile:
+class StateFile(ABC):
     """One stand-in's JSON state file (`path` None: in memory only, nothing is written)."""
 
     def __init__(self, path: Path | None, save_interval: float, log: logging.Logger, what: str) -> None:
@@ -27,9 +28,9 @@ class StateFile:
         self._dirty = False
         self._saver: asyncio.Task[None] | None = None
 
+    @abstractmethod
     def dump(self) -> str:
         """The state as the JSON text the file holds."""
-        raise NotImplementedError
 
     def mark_dirty(self) -> None:
         self._dirty = True
