@@ -26,6 +26,7 @@ from azure.eventgrid import EventGridPublisherClient
 
 from shared.adapters.outbox import Outbox, StoredEvent, group_rows
 from shared.adapters.transport import pooled_transport
+from shared.decisions import FUNCTION_TIMEOUT_SECONDS
 from shared.events import PREFIX, Event
 from shared.logs import scrub
 from shared.ports import events as port
@@ -41,7 +42,7 @@ CONNECT_SECONDS, READ_SECONDS = 3.0, 5.0  # a send's bound: 2 tries of these, we
 SEND_BATCH = 100  # events per request (Event Grid takes up to 1 MB per request)
 # A batch's rows are held from `flush` while their writer records what they announce, then sent or withdrawn by it:
 # for host.json's functionTimeout, past which the writer's invocation is over (a crash: a flush sends them then).
-HOLD_SECONDS = 600.0
+HOLD_SECONDS = float(FUNCTION_TIMEOUT_SECONDS)
 
 
 def _iso(event: CloudEvent[Any]) -> str:

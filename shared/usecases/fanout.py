@@ -12,7 +12,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from shared import failpoints
 from shared.decisions import spread_over_queue
-from shared.ports.events import EventBatch
 from shared.ports.ledger import BATCH_ENDPOINTS, LeasedAttempt, Ledger
 from shared.ports.serving import ModelRef
 from shared.records import Current, Deployment, EndpointResult, Run
@@ -96,7 +95,8 @@ class FanOut:
                     failpoints.reached("mid-fanout")  # one endpoint done, not recorded; others in flight
                 if done and (len(done) >= BATCH_ENDPOINTS or in_flight == 0 or
                              time.monotonic() - oldest > FLUSH_SECONDS):
-                    recording.append(recorder.submit(self._record, done, owner, events))
+                    # stored, written, then sent: without the announcements the ledger refused
+                    recording.append(recorder.submit(record_outcomes, self.ledger, events, done, owner))
                     done = []
             for future in recording:
                 for lost in future.result():  # an error recording outcomes is raised here (attempts stay Pending)
@@ -120,11 +120,6 @@ class FanOut:
             else:
                 began.append(one)
         return began
-
-    def _record(self, done: list[tuple[Deployment, Current]], owner: str, events: EventBatch) -> list[Deployment]:
-        """Outcomes and pointers of finished endpoints, BATCH_ENDPOINTS together - after the events announcing
-        them are stored, and before those are sent (without the announcements the ledger refused)."""
-        return record_outcomes(self.ledger, events, done, owner)
 
 
 class _PointerPrefetch:

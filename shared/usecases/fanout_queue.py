@@ -178,7 +178,7 @@ class QueuedFanOut:
 
         outcomes = list(self._pool().map(put, began))
         failpoints.reached("queue-mid-batch")  # put in service, nothing recorded, no proof scheduled
-        record(self.ledger, [o for o in outcomes if isinstance(o, tuple)], owner, events)
+        record_outcomes(self.ledger, events, [o for o in outcomes if isinstance(o, tuple)], owner)
         waiting = [o for o in outcomes if isinstance(o, dict)]
         if waiting:
             self.queue.send({**{k: v for k, v in body.items() if k != "endpoints"}, "kind": "prove",
@@ -242,7 +242,7 @@ class QueuedFanOut:
                 return item
 
         outcomes = list(self._pool().map(safely, items))
-        record(self.ledger, [o for o in outcomes if isinstance(o, tuple)], owner, events)
+        record_outcomes(self.ledger, events, [o for o in outcomes if isinstance(o, tuple)], owner)
         again = [o for o in outcomes if isinstance(o, dict)]
         if again:
             self.queue.send({**body, "items": again}, max(s.verify_poll_seconds, self.pace.paused(target.name)))
@@ -263,12 +263,6 @@ def _recorded(dep: Deployment, item: dict[str, Any]) -> Deployment:
     dep.created_at, dep.operation = item["created"], mine.get("operation", dep.operation)
     dep.restores, dep.caller, dep.forced = mine.get("restores"), mine.get("caller"), bool(mine.get("forced"))
     return dep
-
-
-def record(ledger: Ledger, done: list[tuple[Deployment, Current]], owner: str, events: Any) -> None:
-    """Outcomes and pointers, BATCH_ENDPOINTS together, after the events announcing them are stored
-    (`record_outcomes`: an announcement the ledger refused is withdrawn)."""
-    record_outcomes(ledger, events, done, owner)
 
 
 def progress(ledger: Ledger, target: Target, todo: list[str], dep_id: str,

@@ -39,7 +39,7 @@ class SwapSteps:
         return 60 * self.config.deployment_timeout_minutes * operations + switch + poll
 
     def once(self, name: str, model: ModelRef, smoke_row: dict[str, str] | None, before: Observed,
-                    waited: float) -> Verdict | None:
+             waited: float) -> Verdict | None:
         """One step of the swap from what the service shows now: the deployment still being made -> None; Failed
         -> a Verdict with why (its operation's error, its logs' last lines) and `not_taken`; made and without
         traffic -> scored directly, the first traffic operation started -> None; the endpoint busy -> None;
@@ -109,7 +109,7 @@ class SwapSteps:
                             input_refused=code not in ("OutOfQuota",))
 
     def until_decided(self, name: str, model: ModelRef, smoke_row: dict[str, str] | None, before: Observed,
-               keepalive: Keepalive) -> Verdict:
+                      keepalive: Keepalive) -> Verdict:
         """`verify_once` looked at until it decides (within `proof_seconds`); a look the service did not let
         through ends it unproven."""
         started = time.monotonic()
